@@ -1,0 +1,2 @@
+//! pyrogate: an edge gateway for continuous-profiling traffic.
+pub mod protocol;
