@@ -1,0 +1,100 @@
+//! The TOML file as written by operators. Every table denies unknown keys so that a misspelt
+//! `conn_limt` fails loudly instead of silently becoming the default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::units::{Dur, Size};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub external_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    #[serde(default)]
+    pub forward: ForwardSection,
+    #[serde(default)]
+    pub endpoint: Vec<EndpointSection>,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen_address: Option<String>,
+    pub listen_port: Option<u16>,
+    pub conn_limit: Option<u64>,
+    pub on_conn_limit: Option<String>,
+    pub server_read_timeout: Option<Dur>,
+    pub server_write_timeout: Option<Dur>,
+    pub server_idle_timeout: Option<Dur>,
+    pub graceful_shutdown_timeout: Option<Dur>,
+    pub max_request_body: Option<Size>,
+    pub max_decompressed_body: Option<Size>,
+    pub max_header_bytes: Option<Size>,
+    pub max_connection_age: Option<Dur>,
+    pub max_connection_age_jitter: Option<f64>,
+    pub listen_backlog: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    pub workers: Option<usize>,
+    pub core_quotas: Option<Vec<u64>>,
+    pub driver: Option<String>,
+    pub pin_cores: Option<bool>,
+    pub io_uring_entries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSection {
+    pub ack: Option<String>,
+    pub writer_threads: Option<usize>,
+    pub queue_max_bytes: Option<Size>,
+    pub forward_tenant: Option<bool>,
+    pub deadline_reserve: Option<Dur>,
+    pub max_idle_conns_per_endpoint: Option<usize>,
+    pub idle_conn_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthSection {
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSection {
+    pub url: Option<String>,
+    pub name: Option<String>,
+    pub remote_timeout: Option<Dur>,
+    pub min_backoff_period: Option<Dur>,
+    pub max_backoff_period: Option<Dur>,
+    pub max_backoff_retries: Option<u32>,
+    pub retry_on_http_429: Option<bool>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub basic_auth: Option<BasicAuthSection>,
+    pub bearer_token: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}

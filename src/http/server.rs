@@ -1,0 +1,460 @@
+//! The inbound HTTP/1.1 connection loop: keep-alive, pipelining, `Content-Length` and
+//! chunked bodies, `Expect: 100-continue`, header/body limits and the three server timeouts.
+//!
+//! The loop is generic over a [`Service`] so that the gateway and the load generator's sink
+//! share one hardened implementation.
+//!
+//! Memory per idle connection is kept small on purpose: between requests the connection waits
+//! for readability without a read buffer armed (an io_uring recv armed with a buffer would pin
+//! that buffer for as long as the client stays idle), and buffers larger than
+//! [`KEEP_BUFFER`] are released once a request is done.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::buf::IoBufMut;
+use monoio::net::TcpStream;
+
+use super::chunked::{ChunkedDecoder, ChunkedError, Progress};
+use super::head::{BodyFraming, Method, RequestHead, find_head_end};
+use super::response::Response;
+use crate::util::notify::LocalSignal;
+
+/// First read of a request: enough for any SDK's head plus a small body.
+const FIRST_READ: usize = 4096;
+/// Smallest spare capacity offered to a read while a body streams in.
+const MIN_READ: usize = 16 * 1024;
+/// Largest single read while a chunked body streams in.
+const MAX_READ: usize = 256 * 1024;
+/// Buffers above this are released between requests instead of kept for the next one.
+const KEEP_BUFFER: usize = 64 * 1024;
+/// After an error response that leaves request bytes unread, keep reading (and discarding)
+/// this long before closing, so the client sees the response rather than a reset.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// Per-request limits, read at the start of each request so that a reload applies to
+/// established connections too.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnLimits {
+    pub max_header_bytes: usize,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// What the connection loop needs from its worker.
+pub struct ConnEnv {
+    pub limits: Cell<ConnLimits>,
+    /// Fired when the worker starts draining: idle connections close, busy ones answer with
+    /// `Connection: close`.
+    pub drain: Rc<LocalSignal>,
+}
+
+/// The decision taken from the head alone, before any body byte is read.
+pub enum Admission {
+    Accept { route: u8, max_body: u64 },
+    Respond { route: u8, response: Response },
+}
+
+pub struct Request {
+    pub head: RequestHead,
+    pub body: Bytes,
+    pub route: u8,
+    /// When the first byte of the request arrived.
+    pub received_at: Instant,
+    /// The server's own answer deadline (end of head + write timeout); the service should
+    /// answer before it.
+    pub deadline: Instant,
+}
+
+pub trait Service: 'static {
+    fn admit(&self, head: &RequestHead) -> Admission;
+    fn call(&self, req: Request) -> impl Future<Output = Response>;
+    /// Called once per response written (including the loop's own error responses, with
+    /// `route` = the admission's route or [`ROUTE_NONE`]).
+    fn record(&self, _route: u8, _status: u16, _elapsed: Duration, _body_bytes: u64) {}
+    /// Called when the loop refuses a request itself; `reason` is a metric label value.
+    fn rejected(&self, _reason: &'static str) {}
+    /// The body of an error the loop answers itself (413, 408, 400 on a known route), so a
+    /// route can speak its own protocol (Connect JSON on Push).
+    fn error_response(&self, _route: u8, status: u16, message: &str) -> Response {
+        Response::text(status, format!("{message}\n"))
+    }
+    /// Called when the connection leaves the loop, to let the service decide about
+    /// connection age (returns true to close after the current response).
+    fn should_close(&self) -> bool {
+        false
+    }
+}
+
+/// Route value for responses written before a route was known.
+pub const ROUTE_NONE: u8 = u8::MAX;
+
+enum ReadOutcome {
+    Data,
+    Eof,
+    TimedOut,
+    Failed,
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    /// Reads at least one byte into spare capacity of at least `want` bytes.
+    async fn read_more(&mut self, want: usize, deadline: Instant) -> ReadOutcome {
+        if self.buf.capacity() - self.buf.len() < want {
+            self.buf.reserve(want);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let slice = buf.slice_mut(len..cap);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(remaining, self.stream.read(slice)).await {
+            Err(_) => ReadOutcome::TimedOut,
+            Ok((res, slice)) => {
+                self.buf = slice.into_inner();
+                match res {
+                    Ok(0) => ReadOutcome::Eof,
+                    Ok(_) => ReadOutcome::Data,
+                    Err(_) => ReadOutcome::Failed,
+                }
+            }
+        }
+    }
+
+    async fn write_response(&mut self, resp: &Response, head_only: bool, deadline: Instant) -> bool {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        resp.write_to(&mut out, head_only);
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        let ok = match monoio::time::timeout(remaining, self.stream.write_all(out)).await {
+            Ok((Ok(_), buf)) => {
+                out = buf;
+                true
+            }
+            Ok((Err(_), buf)) => {
+                out = buf;
+                false
+            }
+            Err(_) => return false,
+        };
+        if out.capacity() <= KEEP_BUFFER {
+            self.out = out;
+        }
+        ok
+    }
+
+    /// Half-closes and discards what the client still sends, for a bounded time, so that
+    /// an early error response is read before the kernel resets the connection.
+    async fn linger_close(mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: shutdown(2) on a socket we own; failure is harmless.
+        unsafe {
+            libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR);
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.buf.clear();
+            match self.read_more(64 * 1024, deadline).await {
+                ReadOutcome::Data => discarded += self.buf.len(),
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, a timeout fires, or the worker drains.
+pub async fn serve_conn<S: Service>(stream: TcpStream, svc: Rc<S>, env: Rc<ConnEnv>) {
+    let mut c = Conn {
+        stream,
+        buf: BytesMut::new(),
+        out: Vec::new(),
+    };
+    loop {
+        let limits = env.limits.get();
+        if c.buf.is_empty() {
+            if env.drain.is_fired() {
+                return;
+            }
+            if c.buf.capacity() > KEEP_BUFFER {
+                c.buf = BytesMut::new();
+            }
+            // Wait for the next request without holding a read buffer.
+            let ready = monoio::select! {
+                r = monoio::time::timeout(limits.idle_timeout, c.stream.readable(false)) => r,
+                _ = env.drain.wait() => return,
+            };
+            match ready {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+        let started = Instant::now();
+        match serve_one(&mut c, &svc, &env, limits, started).await {
+            Next::KeepAlive => {}
+            Next::Close => return,
+            Next::Linger => {
+                c.linger_close().await;
+                return;
+            }
+        }
+    }
+}
+
+enum Next {
+    KeepAlive,
+    Close,
+    Linger,
+}
+
+async fn serve_one<S: Service>(
+    c: &mut Conn,
+    svc: &Rc<S>,
+    env: &ConnEnv,
+    limits: ConnLimits,
+    started: Instant,
+) -> Next {
+    let read_deadline = started + limits.read_timeout;
+    // --- head ---
+    let mut scanned = 0;
+    let head_end = loop {
+        if let Some(end) = find_head_end(&c.buf, scanned) {
+            break end;
+        }
+        if c.buf.len() >= limits.max_header_bytes {
+            return fail(c, svc, "header_too_large", 431, "request header fields too large").await;
+        }
+        scanned = c.buf.len();
+        let want = if c.buf.is_empty() { FIRST_READ } else { MIN_READ.min(limits.max_header_bytes) };
+        match c.read_more(want, read_deadline).await {
+            ReadOutcome::Data => {}
+            ReadOutcome::TimedOut if !c.buf.is_empty() => {
+                return fail(c, svc, "read_timeout", 408, "request timeout").await;
+            }
+            _ => return Next::Close,
+        }
+    };
+    if head_end > limits.max_header_bytes {
+        return fail(c, svc, "header_too_large", 431, "request header fields too large").await;
+    }
+    let head_bytes = c.buf.split_to(head_end).freeze();
+    let head = match RequestHead::parse(head_bytes) {
+        Ok(h) => h,
+        Err(e) => return fail(c, svc, e.reason(), e.status(), &e.to_string()).await,
+    };
+    let head_only = head.method == Method::Head;
+    let (route, max_body) = match svc.admit(&head) {
+        Admission::Accept { route, max_body } => (route, max_body),
+        Admission::Respond { route, response } => {
+            return respond_early(c, svc, &head, route, response, started, limits).await;
+        }
+    };
+    // --- body ---
+    let body = match head.framing {
+        BodyFraming::None => Bytes::new(),
+        BodyFraming::Length(n) => {
+            if n > max_body {
+                return fail_route(c, svc, route, "body_too_large", 413, "request body too large", Some(started)).await;
+            }
+            let n = n as usize;
+            if head.expect_continue && c.buf.len() < n && !send_continue(c, read_deadline).await {
+                return Next::Close;
+            }
+            if c.buf.capacity() < n {
+                // One allocation that fits the whole body, so it stays contiguous.
+                c.buf.reserve(n - c.buf.len());
+            }
+            while c.buf.len() < n {
+                match c.read_more((n - c.buf.len()).min(MAX_READ), read_deadline).await {
+                    ReadOutcome::Data => {}
+                    ReadOutcome::TimedOut => {
+                        return fail_route(c, svc, route, "read_timeout", 408, "request timeout", Some(started)).await;
+                    }
+                    _ => return Next::Close,
+                }
+            }
+            c.buf.split_to(n).freeze()
+        }
+        BodyFraming::Chunked => {
+            if head.expect_continue && !send_continue(c, read_deadline).await {
+                return Next::Close;
+            }
+            match read_chunked(c, max_body, read_deadline).await {
+                Ok(b) => b,
+                Err(ChunkedRead::TooLarge) => {
+                    return fail_route(c, svc, route, "body_too_large", 413, "request body too large", Some(started)).await;
+                }
+                Err(ChunkedRead::Invalid) => {
+                    return fail_route(c, svc, route, "bad_request", 400, "malformed chunked body", Some(started)).await;
+                }
+                Err(ChunkedRead::TimedOut) => {
+                    return fail_route(c, svc, route, "read_timeout", 408, "request timeout", Some(started)).await;
+                }
+                Err(ChunkedRead::Closed) => return Next::Close,
+            }
+        }
+    };
+    let deadline = Instant::now() + limits.write_timeout;
+    let body_len = body.len() as u64;
+    let keep_alive = head.keep_alive;
+    let req = Request {
+        head,
+        body,
+        route,
+        received_at: started,
+        deadline,
+    };
+    // Boxed so that the (possibly large) service future does not inflate every idle
+    // connection's state.
+    let resp = match monoio::time::timeout_at(
+        deadline.into(),
+        Box::pin(svc.call(req)),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            svc.rejected("write_timeout");
+            Response::text(503, "Service Unavailable\n")
+                .header("Retry-After", "1")
+                .closing()
+        }
+    };
+    let close = resp.close || !keep_alive || env.drain.is_fired() || svc.should_close();
+    let resp = if close && !resp.close { resp.closing() } else { resp };
+    let status = resp.status;
+    let written = c.write_response(&resp, head_only, deadline).await;
+    svc.record(route, status, started.elapsed(), body_len);
+    if !written || close {
+        return Next::Close;
+    }
+    Next::KeepAlive
+}
+
+async fn send_continue(c: &mut Conn, deadline: Instant) -> bool {
+    const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    matches!(
+        monoio::time::timeout(remaining, c.stream.write_all(CONTINUE)).await,
+        Ok((Ok(_), _))
+    )
+}
+
+enum ChunkedRead {
+    TooLarge,
+    Invalid,
+    TimedOut,
+    Closed,
+}
+
+async fn read_chunked(c: &mut Conn, max_body: u64, deadline: Instant) -> Result<Bytes, ChunkedRead> {
+    let mut dec = ChunkedDecoder::new(max_body);
+    let mut body = BytesMut::new();
+    loop {
+        if !c.buf.is_empty() {
+            let (used, progress) = dec.decode(&c.buf, &mut body).map_err(|e| match e {
+                ChunkedError::TooLarge => ChunkedRead::TooLarge,
+                ChunkedError::Invalid => ChunkedRead::Invalid,
+            })?;
+            c.buf.advance(used);
+            if progress == Progress::Done {
+                return Ok(body.freeze());
+            }
+        }
+        if c.buf.is_empty() && c.buf.capacity() > KEEP_BUFFER {
+            c.buf = BytesMut::new();
+        }
+        match c.read_more(MIN_READ, deadline).await {
+            ReadOutcome::Data => {}
+            ReadOutcome::TimedOut => return Err(ChunkedRead::TimedOut),
+            _ => return Err(ChunkedRead::Closed),
+        }
+    }
+}
+
+/// Answers an admission-time rejection. If the request carries a body that is already
+/// fully buffered it is skipped and the connection kept; otherwise the connection closes
+/// (reading an unwanted body could take as long as the body is large).
+async fn respond_early<S: Service>(
+    c: &mut Conn,
+    svc: &Rc<S>,
+    head: &RequestHead,
+    route: u8,
+    resp: Response,
+    started: Instant,
+    limits: ConnLimits,
+) -> Next {
+    let skip = match head.framing {
+        BodyFraming::None => Some(0),
+        BodyFraming::Length(n) if (n as usize) <= c.buf.len() => Some(n as usize),
+        _ => None,
+    };
+    let close = skip.is_none() || !head.keep_alive || resp.close;
+    let resp = if close { resp.closing() } else { resp };
+    if let Some(n) = skip {
+        c.buf.advance(n);
+    }
+    let status = resp.status;
+    let deadline = Instant::now() + limits.write_timeout;
+    let ok = c.write_response(&resp, head.method == Method::Head, deadline).await;
+    svc.record(route, status, started.elapsed(), 0);
+    match (ok, close, skip) {
+        (true, false, _) => Next::KeepAlive,
+        (true, true, None) if !head.expect_continue => Next::Linger,
+        _ => Next::Close,
+    }
+}
+
+async fn fail<S: Service>(
+    c: &mut Conn,
+    svc: &Rc<S>,
+    reason: &'static str,
+    status: u16,
+    msg: &str,
+) -> Next {
+    fail_route(c, svc, ROUTE_NONE, reason, status, msg, None).await
+}
+
+/// Writes an error response and closes (lingering when request bytes may still arrive).
+async fn fail_route<S: Service>(
+    c: &mut Conn,
+    svc: &Rc<S>,
+    route: u8,
+    reason: &'static str,
+    status: u16,
+    msg: &str,
+    started: Option<Instant>,
+) -> Next {
+    svc.rejected(reason);
+    let resp = svc.error_response(route, status, msg).closing();
+    let ok = c
+        .write_response(&resp, false, Instant::now() + Duration::from_secs(1))
+        .await;
+    svc.record(route, status, started.map_or(Duration::ZERO, |s| s.elapsed()), 0);
+    if ok && reason != "read_timeout" {
+        Next::Linger
+    } else {
+        Next::Close
+    }
+}
+
+/// Returns a `TcpStream` configured for request/response traffic.
+pub fn prepare_stream(stream: &TcpStream) -> io::Result<()> {
+    // Responses are written in one piece; without NODELAY a second small write would wait
+    // for the peer's delayed ACK (the monoio-http pitfall).
+    stream.set_nodelay(true)
+}

@@ -1,0 +1,184 @@
+//! A crossbeam channel whose receiver is an async task on a monoio runtime.
+//!
+//! Threads meet only at such queues (DESIGN.md). The sender wakes the receiving runtime only
+//! when its task is actually parked, so a busy receiver costs no cross-thread wake-ups.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+
+#[derive(Default)]
+pub struct WakeSlot {
+    parked: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl WakeSlot {
+    /// Wakes the parked receiver, if any.
+    pub fn wake(&self) {
+        if self.parked.swap(false, Ordering::AcqRel) {
+            let w = self.waker.lock().ok().and_then(|mut g| g.take());
+            if let Some(w) = w {
+                w.wake();
+            }
+        }
+    }
+
+    /// Registers the current task; the caller must re-check its condition afterwards.
+    pub fn park(&self, cx: &Context<'_>) {
+        if let Ok(mut g) = self.waker.lock() {
+            match g.as_ref() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *g = Some(cx.waker().clone()),
+            }
+        }
+        self.parked.store(true, Ordering::Release);
+    }
+
+    pub fn unpark(&self) {
+        self.parked.store(false, Ordering::Release);
+    }
+}
+
+pub struct MailSender<T> {
+    tx: Sender<T>,
+    slot: Arc<WakeSlot>,
+}
+
+impl<T> Clone for MailSender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            slot: self.slot.clone(),
+        }
+    }
+}
+
+impl<T> MailSender<T> {
+    /// Sends and wakes the receiver. Fails only when the receiver is gone.
+    pub fn send(&self, v: T) -> Result<(), T> {
+        self.tx.send(v).map_err(|e| e.into_inner())?;
+        self.slot.wake();
+        Ok(())
+    }
+
+    /// Sends without blocking (bounded channels); the value comes back when full or closed.
+    pub fn try_send(&self, v: T) -> Result<(), T> {
+        match self.tx.try_send(v) {
+            Ok(()) => {
+                self.slot.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(v) | TrySendError::Disconnected(v)) => Err(v),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+}
+
+pub struct Mailbox<T> {
+    rx: Receiver<T>,
+    slot: Arc<WakeSlot>,
+}
+
+/// An unbounded mailbox.
+pub fn mailbox<T>() -> (MailSender<T>, Mailbox<T>) {
+    wrap(crossbeam_channel::unbounded())
+}
+
+/// A mailbox bounded in messages.
+pub fn bounded_mailbox<T>(cap: usize) -> (MailSender<T>, Mailbox<T>) {
+    wrap(crossbeam_channel::bounded(cap))
+}
+
+fn wrap<T>((tx, rx): (Sender<T>, Receiver<T>)) -> (MailSender<T>, Mailbox<T>) {
+    let slot = Arc::new(WakeSlot::default());
+    (
+        MailSender {
+            tx,
+            slot: slot.clone(),
+        },
+        Mailbox { rx, slot },
+    )
+}
+
+impl<T> Mailbox<T> {
+    pub fn try_recv(&self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Resolves to the next message, or `None` once every sender is gone.
+    pub fn recv(&self) -> Recv<'_, T> {
+        Recv { mb: self }
+    }
+}
+
+pub struct Recv<'a, T> {
+    mb: &'a Mailbox<T>,
+}
+
+impl<T> Future for Recv<'_, T> {
+    type Output = Option<T>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self.mb.rx.try_recv() {
+            Ok(v) => return Poll::Ready(Some(v)),
+            Err(TryRecvError::Disconnected) => return Poll::Ready(None),
+            Err(TryRecvError::Empty) => {}
+        }
+        self.mb.slot.park(cx);
+        // Re-check: a message sent between try_recv and park saw no parked flag.
+        match self.mb.rx.try_recv() {
+            Ok(v) => {
+                self.mb.slot.unpark();
+                Poll::Ready(Some(v))
+            }
+            Err(TryRecvError::Disconnected) => {
+                self.mb.slot.unpark();
+                Poll::Ready(None)
+            }
+            Err(TryRecvError::Empty) => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_thread_delivery_on_monoio() {
+        let (tx, mb) = mailbox::<u32>();
+        let t = std::thread::spawn(move || {
+            let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut got = Vec::new();
+                while let Some(v) = mb.recv().await {
+                    got.push(v);
+                }
+                got
+            })
+        });
+        for i in 0..1000 {
+            tx.send(i).unwrap();
+            if i % 100 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        drop(tx);
+        let got = t.join().unwrap();
+        assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    }
+}

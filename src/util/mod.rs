@@ -1,0 +1,3 @@
+//! Small concurrency primitives shared by the runtime, the forwarding stage and the sink.
+pub mod mailbox;
+pub mod notify;
