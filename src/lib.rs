@@ -4,7 +4,10 @@
 //! [`http`] (framing) → [`protocol`] (`/ingest`, Push) → [`forward`] (envelopes, queues,
 //! writers) → [`metrics`].
 pub mod config;
+pub mod forward;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod protocol;
+pub mod runtime;
 pub mod util;

@@ -1,1 +1,168 @@
-fn main() {}
+//! The `pyrogate` binary: parse flags, load and validate the configuration, start the
+//! workers, then wait for signals (SIGTERM/SIGINT drain and exit, SIGHUP reloads).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use pyrogate::config::{Cli, Config, LogFormat};
+use pyrogate::forward::Forwarder;
+use pyrogate::runtime::signals::{self, Signal};
+use pyrogate::runtime::{Server, listener};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pyrogate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        return check_config(&config);
+    }
+    init_logging(&config);
+    // Block the handled signals before any thread starts, so that every thread inherits the
+    // mask and only the main thread's sigwait sees them.
+    if let Err(e) = signals::block() {
+        eprintln!("pyrogate: cannot block signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let forwarder = match pyrogate::forward::start(&config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("pyrogate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match Server::start(config.clone(), forwarder.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pyrogate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(why) = &server.driver.fallback_reason {
+        tracing::warn!(reason = %why, "io_uring unavailable; running on the epoll (legacy) driver");
+    }
+    let endpoints: Vec<&str> = config
+        .endpoints
+        .iter()
+        .map(|e| e.url_string.as_str())
+        .collect();
+    tracing::info!(
+        listen = %server.local_addr(),
+        driver = server.driver.kind.name(),
+        workers = config.runtime.workers,
+        core_quotas = ?config.runtime.core_quotas,
+        conn_limit = config.server.conn_limit,
+        on_conn_limit = ?config.server.on_conn_limit,
+        ack = ?config.forward.ack,
+        endpoints = ?endpoints,
+        "pyrogate listening"
+    );
+    pyrogate::runtime::notify::ready();
+    loop {
+        match signals::wait() {
+            Ok(Signal::Terminate) | Ok(Signal::Interrupt) => break,
+            Ok(Signal::Hangup) => reload(&cli, &server, &forwarder),
+            Err(e) => {
+                tracing::error!(error = %e, "sigwait failed; shutting down");
+                break;
+            }
+        }
+    }
+    pyrogate::runtime::notify::stopping();
+    let timeout = server.shared().config().server.graceful_shutdown_timeout;
+    tracing::info!(timeout = ?timeout, "draining: no new connections, finishing in-flight requests");
+    server.drain();
+    server.join();
+    forwarder.shutdown();
+    tracing::info!("pyrogate stopped");
+    ExitCode::SUCCESS
+}
+
+fn reload(cli: &Cli, server: &Server, forwarder: &Forwarder) {
+    pyrogate::runtime::notify::reloading();
+    match Config::load(cli) {
+        Ok(cfg) => {
+            let old = server.shared().config();
+            if cfg.runtime.workers != old.runtime.workers
+                || cfg.runtime.driver != old.runtime.driver
+                || cfg.server.listen != old.server.listen
+            {
+                tracing::warn!(
+                    "reload: changes to workers, driver or listen address need a restart; \
+                     other settings applied"
+                );
+            }
+            if let Err(e) = forwarder.reload(&cfg) {
+                tracing::error!(error = %e, "reload rejected; keeping the running configuration");
+            } else {
+                server.reload(cfg);
+                tracing::info!("configuration reloaded");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; keeping the running configuration");
+        }
+    }
+    pyrogate::runtime::notify::ready();
+}
+
+/// `--check-config`: the configuration parses and validates, the listen address can be
+/// bound, and the driver choice can be honoured.
+fn check_config(config: &Config) -> ExitCode {
+    if let Err(e) = listener::bind_shards(
+        config.server.listen,
+        config.server.listen_any,
+        1,
+        config.server.listen_backlog,
+    ) {
+        eprintln!(
+            "pyrogate: config error: server.listen_port: cannot listen on {}: {e}",
+            config.server.listen
+        );
+        return ExitCode::from(2);
+    }
+    match pyrogate::runtime::driver::choose(config.runtime.driver, config.runtime.io_uring_entries)
+    {
+        Ok(d) => {
+            print!("{}", config.summary());
+            println!(
+                "driver: {}{}",
+                d.kind.name(),
+                d.fallback_reason
+                    .map(|r| format!(" (io_uring unavailable: {r})"))
+                    .unwrap_or_default()
+            );
+            println!("configuration OK");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pyrogate: config error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_new(&config.log.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -42,7 +42,9 @@ impl EndpointUrl {
         } else if let Some(r) = url.strip_prefix("https://") {
             (Scheme::Https, r)
         } else {
-            return Err(format!("{url:?}: only http:// and https:// URLs are supported"));
+            return Err(format!(
+                "{url:?}: only http:// and https:// URLs are supported"
+            ));
         };
         let (authority, path) = match rest.find(['/', '?', '#']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -230,8 +232,7 @@ fn resolve_auth(s: &EndpointSection) -> Result<Option<Auth>, String> {
     ];
     if kinds.iter().filter(|k| **k).count() > 1 {
         return Err(
-            "at most one of basic_auth, bearer_token & bearer_token_file must be configured"
-                .into(),
+            "at most one of basic_auth, bearer_token & bearer_token_file must be configured".into(),
         );
     }
     if let Some(b) = &s.basic_auth {
@@ -282,7 +283,9 @@ fn validate_header(name: &str, value: &str) -> Result<(), String> {
         lower.as_str(),
         "content-length" | "transfer-encoding" | "connection" | "host" | "content-encoding"
     ) {
-        return Err(format!("{name:?} is computed by pyrogate and cannot be set"));
+        return Err(format!(
+            "{name:?} is computed by pyrogate and cannot be set"
+        ));
     }
     Ok(())
 }
@@ -302,7 +305,10 @@ mod tests {
         assert_eq!(u.join("/ingest"), "/pyro/ingest");
         assert_eq!(u.port, 80);
         let u = EndpointUrl::parse("https://h//a/./b/../c?x=1").unwrap();
-        assert_eq!(u.join("/push.v1.PusherService/Push"), "/a/c/push.v1.PusherService/Push");
+        assert_eq!(
+            u.join("/push.v1.PusherService/Push"),
+            "/a/c/push.v1.PusherService/Push"
+        );
         assert_eq!(u.scheme, Scheme::Https);
         assert_eq!(u.port, 443);
         let u = EndpointUrl::parse("http://[::1]:9/").unwrap();
@@ -312,7 +318,13 @@ mod tests {
 
     #[test]
     fn bad_urls() {
-        for bad in ["ftp://x", "http://", "http://h:notaport", "http://u:p@h/", "h:80"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://h:notaport",
+            "http://u:p@h/",
+            "h:80",
+        ] {
             assert!(EndpointUrl::parse(bad).is_err(), "{bad}");
         }
     }

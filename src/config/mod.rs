@@ -250,8 +250,9 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+    })?;
     parse_toml(&text)
 }
 
@@ -300,7 +301,10 @@ fn resolve_server(f: &FileConfig, cli: &Cli) -> Result<ServerConfig, ConfigError
     );
     if let Some(l) = &cli.listen {
         let (a, p) = split_listen(l).ok_or_else(|| {
-            ConfigError::new("--listen", format!("{l:?} is not ADDR:PORT (e.g. 127.0.0.1:8080)"))
+            ConfigError::new(
+                "--listen",
+                format!("{l:?} is not ADDR:PORT (e.g. 127.0.0.1:8080)"),
+            )
         })?;
         address = a;
         port = p;
@@ -347,7 +351,10 @@ fn resolve_server(f: &FileConfig, cli: &Cli) -> Result<ServerConfig, ConfigError
         .or(s.max_request_body.map(|v| v.0))
         .unwrap_or(DEFAULT_MAX_REQUEST_BODY);
     if max_request_body == 0 {
-        return Err(ConfigError::new("server.max_request_body", "must be greater than 0"));
+        return Err(ConfigError::new(
+            "server.max_request_body",
+            "must be greater than 0",
+        ));
     }
     let jitter = s
         .max_connection_age_jitter
@@ -376,7 +383,10 @@ fn resolve_server(f: &FileConfig, cli: &Cli) -> Result<ServerConfig, ConfigError
     Ok(ServerConfig {
         listen: SocketAddr::new(ip, port),
         listen_any,
-        conn_limit: cli.conn_limit.or(s.conn_limit).unwrap_or(DEFAULT_CONN_LIMIT),
+        conn_limit: cli
+            .conn_limit
+            .or(s.conn_limit)
+            .unwrap_or(DEFAULT_CONN_LIMIT),
         on_conn_limit,
         read_timeout,
         write_timeout,
@@ -413,14 +423,26 @@ fn split_listen(l: &str) -> Option<(String, u16)> {
     Some((a.to_string(), p.parse().ok()?))
 }
 
-fn resolve_runtime(f: &FileConfig, cli: &Cli, conn_limit: u64) -> Result<RuntimeConfig, ConfigError> {
+fn resolve_runtime(
+    f: &FileConfig,
+    cli: &Cli,
+    conn_limit: u64,
+) -> Result<RuntimeConfig, ConfigError> {
     let r = &f.runtime;
     let available = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = cli.workers.or(r.workers).unwrap_or(available);
     if workers == 0 || workers > 1024 {
-        return Err(ConfigError::new("runtime.workers", "must be between 1 and 1024"));
+        return Err(ConfigError::new(
+            "runtime.workers",
+            "must be between 1 and 1024",
+        ));
     }
-    let driver = match cli.driver.as_deref().or(r.driver.as_deref()).unwrap_or("auto") {
+    let driver = match cli
+        .driver
+        .as_deref()
+        .or(r.driver.as_deref())
+        .unwrap_or("auto")
+    {
         "auto" => DriverChoice::Auto,
         "io_uring" | "iouring" | "uring" => DriverChoice::IoUring,
         "legacy" | "epoll" => DriverChoice::Legacy,
@@ -436,7 +458,10 @@ fn resolve_runtime(f: &FileConfig, cli: &Cli, conn_limit: u64) -> Result<Runtime
         if q.len() > workers {
             return Err(ConfigError::new(
                 "runtime.core_quotas",
-                format!("{} quotas given but there are only {workers} workers", q.len()),
+                format!(
+                    "{} quotas given but there are only {workers} workers",
+                    q.len()
+                ),
             ));
         }
         for (i, v) in q.iter().enumerate() {
@@ -446,12 +471,20 @@ fn resolve_runtime(f: &FileConfig, cli: &Cli, conn_limit: u64) -> Result<Runtime
     for spec in &cli.core_quota {
         let (core, n) = spec
             .split_once('=')
-            .and_then(|(c, n)| Some((c.trim().parse::<usize>().ok()?, n.trim().parse::<u64>().ok()?)))
+            .and_then(|(c, n)| {
+                Some((
+                    c.trim().parse::<usize>().ok()?,
+                    n.trim().parse::<u64>().ok()?,
+                ))
+            })
             .ok_or_else(|| ConfigError::new("--core-quota", format!("{spec:?} is not CORE=N")))?;
         if core >= workers {
             return Err(ConfigError::new(
                 "--core-quota",
-                format!("core {core} has no worker (workers = {workers}, cores 0..{})", workers - 1),
+                format!(
+                    "core {core} has no worker (workers = {workers}, cores 0..{})",
+                    workers - 1
+                ),
             ));
         }
         given[core] = Some(n);
@@ -462,7 +495,10 @@ fn resolve_runtime(f: &FileConfig, cli: &Cli, conn_limit: u64) -> Result<Runtime
         core_quotas,
         driver,
         pin_cores: cli.pin_cores.or(r.pin_cores).unwrap_or(true),
-        io_uring_entries: r.io_uring_entries.unwrap_or(DEFAULT_IO_URING_ENTRIES).max(256),
+        io_uring_entries: r
+            .io_uring_entries
+            .unwrap_or(DEFAULT_IO_URING_ENTRIES)
+            .max(256),
     })
 }
 
@@ -537,11 +573,17 @@ fn resolve_forward(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, ConfigErr
     };
     let writer_threads = cli.writer_threads.or(s.writer_threads).unwrap_or(1);
     if writer_threads == 0 || writer_threads > 256 {
-        return Err(ConfigError::new("forward.writer_threads", "must be between 1 and 256"));
+        return Err(ConfigError::new(
+            "forward.writer_threads",
+            "must be between 1 and 256",
+        ));
     }
     let queue_max_bytes = s.queue_max_bytes.map_or(DEFAULT_QUEUE_MAX_BYTES, |v| v.0);
     if queue_max_bytes == 0 {
-        return Err(ConfigError::new("forward.queue_max_bytes", "must be greater than 0"));
+        return Err(ConfigError::new(
+            "forward.queue_max_bytes",
+            "must be greater than 0",
+        ));
     }
     Ok(ForwardConfig {
         ack,
@@ -549,8 +591,12 @@ fn resolve_forward(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, ConfigErr
         queue_max_bytes,
         forward_tenant: s.forward_tenant.unwrap_or(true),
         deadline_reserve: s.deadline_reserve.map_or(DEFAULT_DEADLINE_RESERVE, |d| d.0),
-        max_idle_conns_per_endpoint: s.max_idle_conns_per_endpoint.unwrap_or(DEFAULT_MAX_IDLE_CONNS),
-        idle_conn_timeout: s.idle_conn_timeout.map_or(DEFAULT_IDLE_CONN_TIMEOUT, |d| d.0),
+        max_idle_conns_per_endpoint: s
+            .max_idle_conns_per_endpoint
+            .unwrap_or(DEFAULT_MAX_IDLE_CONNS),
+        idle_conn_timeout: s
+            .idle_conn_timeout
+            .map_or(DEFAULT_IDLE_CONN_TIMEOUT, |d| d.0),
     })
 }
 
@@ -582,8 +628,7 @@ fn resolve_external_labels(
     }
     for k in labels.keys() {
         let ok = !k.is_empty()
-            && k
-                .bytes()
+            && k.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
         if !ok {
             return Err(ConfigError::new(
@@ -670,7 +715,10 @@ mod tests {
         assert_eq!(c.endpoints.len(), 2);
         assert_eq!(c.endpoints[0].remote_timeout, Duration::from_secs(3));
         assert_eq!(c.endpoints[1].url.join("/ingest"), "/base/ingest");
-        assert_eq!(c.external_labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(
+            c.external_labels.get("env").map(String::as_str),
+            Some("prod")
+        );
     }
 
     #[test]
@@ -685,7 +733,10 @@ mod tests {
     fn bad_duration_names_the_key() {
         let e = Config::from_toml("[server]\nserver_read_timeout = \"30 parsecs\"\n").unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("server_read_timeout") && s.contains("invalid duration"), "{s}");
+        assert!(
+            s.contains("server_read_timeout") && s.contains("invalid duration"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -708,8 +759,14 @@ mod tests {
 
     #[test]
     fn even_split_with_remainder_first() {
-        assert_eq!(resolve_quotas(&[None, None, None], 10).unwrap(), vec![4, 3, 3]);
-        assert_eq!(resolve_quotas(&[Some(2), None, None], 10).unwrap(), vec![2, 4, 4]);
+        assert_eq!(
+            resolve_quotas(&[None, None, None], 10).unwrap(),
+            vec![4, 3, 3]
+        );
+        assert_eq!(
+            resolve_quotas(&[Some(2), None, None], 10).unwrap(),
+            vec![2, 4, 4]
+        );
         assert_eq!(resolve_quotas(&[None, None], 0).unwrap(), Vec::<u64>::new());
         assert!(resolve_quotas(&[Some(0), None], 10).is_err());
         assert!(resolve_quotas(&[None, None], 1).is_err());

@@ -7,8 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
@@ -98,11 +98,11 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 && d.as_nanos() > 0 {
         return format!("{}us", d.as_micros());
     }
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -113,7 +113,7 @@ pub fn format_duration(d: Duration) -> String {
 pub fn format_size(b: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (factor, name) in UNITS {
-        if b >= factor && b % factor == 0 {
+        if b >= factor && b.is_multiple_of(factor) {
             return format!("{}{name}", b / factor);
         }
     }

@@ -246,7 +246,8 @@ mod tests {
 
     #[test]
     fn simple() {
-        let (out, n) = decode_all(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\nNEXT", 100).unwrap();
+        let (out, n) =
+            decode_all(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\nNEXT", 100).unwrap();
         assert_eq!(out, b"hello world");
         assert_eq!(n, 32);
     }

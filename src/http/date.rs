@@ -77,9 +77,18 @@ mod tests {
 
     #[test]
     fn known_dates() {
-        assert_eq!(&format_http_date(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            &format_http_date(784111777),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
         assert_eq!(&format_http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(&format_http_date(951782400), b"Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(&format_http_date(1795312298), b"Sun, 22 Nov 2026 01:51:38 GMT");
+        assert_eq!(
+            &format_http_date(951782400),
+            b"Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            &format_http_date(1795312298),
+            b"Sun, 22 Nov 2026 01:51:38 GMT"
+        );
     }
 }

@@ -243,7 +243,9 @@ impl RequestHead {
 
     /// All headers as (name, value) byte slices.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers.iter().map(move |(n, v)| (self.slice(n), self.slice(v)))
+        self.headers
+            .iter()
+            .map(move |(n, v)| (self.slice(n), self.slice(v)))
     }
 
     pub fn raw_len(&self) -> usize {
@@ -264,9 +266,7 @@ fn parse_content_length(v: &[u8]) -> Result<u64, HeadError> {
         if p.is_empty() || p.len() > 19 || !p.iter().all(u8::is_ascii_digit) {
             return Err(HeadError::BadContentLength);
         }
-        let n = p
-            .iter()
-            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+        let n = p.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
         if result.is_some_and(|r| r != n) {
             return Err(HeadError::BadContentLength);
         }
@@ -335,7 +335,9 @@ mod tests {
     #[test]
     fn framing_rules() {
         assert_eq!(
-            parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().framing,
+            parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap()
+                .framing,
             BodyFraming::Chunked
         );
         assert_eq!(
@@ -352,7 +354,9 @@ mod tests {
             HeadError::BadContentLength
         );
         assert_eq!(
-            parse("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n").unwrap().framing,
+            parse("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
+                .unwrap()
+                .framing,
             BodyFraming::Length(5)
         );
         assert_eq!(
@@ -367,14 +371,23 @@ mod tests {
 
     #[test]
     fn connection_semantics() {
-        assert!(!parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            !parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
         assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-        assert!(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
     }
 
     #[test]
     fn expect() {
-        let h = parse("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n").unwrap();
+        let h =
+            parse("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n").unwrap();
         assert!(h.expect_continue);
         assert_eq!(
             parse("POST / HTTP/1.1\r\nExpect: something\r\n\r\n").unwrap_err(),

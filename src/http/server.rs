@@ -16,8 +16,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::chunked::{ChunkedDecoder, ChunkedError, Progress};
@@ -46,6 +46,12 @@ pub struct ConnLimits {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Close keep-alive connections after this age (0 = never), so that clients behind an
+    /// L4 balancer spread again across instances.
+    pub max_age: Duration,
+    /// Fraction of `max_age` randomly taken off per connection, so connections opened
+    /// together do not all close together.
+    pub max_age_jitter: f64,
 }
 
 /// What the connection loop needs from its worker.
@@ -85,11 +91,6 @@ pub trait Service: 'static {
     /// route can speak its own protocol (Connect JSON on Push).
     fn error_response(&self, _route: u8, status: u16, message: &str) -> Response {
         Response::text(status, format!("{message}\n"))
-    }
-    /// Called when the connection leaves the loop, to let the service decide about
-    /// connection age (returns true to close after the current response).
-    fn should_close(&self) -> bool {
-        false
     }
 }
 
@@ -133,7 +134,12 @@ impl Conn {
         }
     }
 
-    async fn write_response(&mut self, resp: &Response, head_only: bool, deadline: Instant) -> bool {
+    async fn write_response(
+        &mut self,
+        resp: &Response,
+        head_only: bool,
+        deadline: Instant,
+    ) -> bool {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         resp.write_to(&mut out, head_only);
@@ -184,6 +190,8 @@ pub async fn serve_conn<S: Service>(stream: TcpStream, svc: Rc<S>, env: Rc<ConnE
         buf: BytesMut::new(),
         out: Vec::new(),
     };
+    let opened = Instant::now();
+    let age_factor = 1.0 - env.limits.get().max_age_jitter * crate::util::rand::unit();
     loop {
         let limits = env.limits.get();
         if c.buf.is_empty() {
@@ -204,7 +212,9 @@ pub async fn serve_conn<S: Service>(stream: TcpStream, svc: Rc<S>, env: Rc<ConnE
             }
         }
         let started = Instant::now();
-        match serve_one(&mut c, &svc, &env, limits, started).await {
+        let max_age = limits.max_age.mul_f64(age_factor);
+        let too_old = !max_age.is_zero() && opened.elapsed() >= max_age;
+        match serve_one(&mut c, &svc, &env, limits, started, too_old).await {
             Next::KeepAlive => {}
             Next::Close => return,
             Next::Linger => {
@@ -227,6 +237,7 @@ async fn serve_one<S: Service>(
     env: &ConnEnv,
     limits: ConnLimits,
     started: Instant,
+    too_old: bool,
 ) -> Next {
     let read_deadline = started + limits.read_timeout;
     // --- head ---
@@ -236,10 +247,21 @@ async fn serve_one<S: Service>(
             break end;
         }
         if c.buf.len() >= limits.max_header_bytes {
-            return fail(c, svc, "header_too_large", 431, "request header fields too large").await;
+            return fail(
+                c,
+                svc,
+                "header_too_large",
+                431,
+                "request header fields too large",
+            )
+            .await;
         }
         scanned = c.buf.len();
-        let want = if c.buf.is_empty() { FIRST_READ } else { MIN_READ.min(limits.max_header_bytes) };
+        let want = if c.buf.is_empty() {
+            FIRST_READ
+        } else {
+            MIN_READ.min(limits.max_header_bytes)
+        };
         match c.read_more(want, read_deadline).await {
             ReadOutcome::Data => {}
             ReadOutcome::TimedOut if !c.buf.is_empty() => {
@@ -249,7 +271,14 @@ async fn serve_one<S: Service>(
         }
     };
     if head_end > limits.max_header_bytes {
-        return fail(c, svc, "header_too_large", 431, "request header fields too large").await;
+        return fail(
+            c,
+            svc,
+            "header_too_large",
+            431,
+            "request header fields too large",
+        )
+        .await;
     }
     let head_bytes = c.buf.split_to(head_end).freeze();
     let head = match RequestHead::parse(head_bytes) {
@@ -268,7 +297,16 @@ async fn serve_one<S: Service>(
         BodyFraming::None => Bytes::new(),
         BodyFraming::Length(n) => {
             if n > max_body {
-                return fail_route(c, svc, route, "body_too_large", 413, "request body too large", Some(started)).await;
+                return fail_route(
+                    c,
+                    svc,
+                    route,
+                    "body_too_large",
+                    413,
+                    "request body too large",
+                    Some(started),
+                )
+                .await;
             }
             let n = n as usize;
             if head.expect_continue && c.buf.len() < n && !send_continue(c, read_deadline).await {
@@ -279,10 +317,22 @@ async fn serve_one<S: Service>(
                 c.buf.reserve(n - c.buf.len());
             }
             while c.buf.len() < n {
-                match c.read_more((n - c.buf.len()).min(MAX_READ), read_deadline).await {
+                match c
+                    .read_more((n - c.buf.len()).min(MAX_READ), read_deadline)
+                    .await
+                {
                     ReadOutcome::Data => {}
                     ReadOutcome::TimedOut => {
-                        return fail_route(c, svc, route, "read_timeout", 408, "request timeout", Some(started)).await;
+                        return fail_route(
+                            c,
+                            svc,
+                            route,
+                            "read_timeout",
+                            408,
+                            "request timeout",
+                            Some(started),
+                        )
+                        .await;
                     }
                     _ => return Next::Close,
                 }
@@ -296,13 +346,40 @@ async fn serve_one<S: Service>(
             match read_chunked(c, max_body, read_deadline).await {
                 Ok(b) => b,
                 Err(ChunkedRead::TooLarge) => {
-                    return fail_route(c, svc, route, "body_too_large", 413, "request body too large", Some(started)).await;
+                    return fail_route(
+                        c,
+                        svc,
+                        route,
+                        "body_too_large",
+                        413,
+                        "request body too large",
+                        Some(started),
+                    )
+                    .await;
                 }
                 Err(ChunkedRead::Invalid) => {
-                    return fail_route(c, svc, route, "bad_request", 400, "malformed chunked body", Some(started)).await;
+                    return fail_route(
+                        c,
+                        svc,
+                        route,
+                        "bad_request",
+                        400,
+                        "malformed chunked body",
+                        Some(started),
+                    )
+                    .await;
                 }
                 Err(ChunkedRead::TimedOut) => {
-                    return fail_route(c, svc, route, "read_timeout", 408, "request timeout", Some(started)).await;
+                    return fail_route(
+                        c,
+                        svc,
+                        route,
+                        "read_timeout",
+                        408,
+                        "request timeout",
+                        Some(started),
+                    )
+                    .await;
                 }
                 Err(ChunkedRead::Closed) => return Next::Close,
             }
@@ -320,12 +397,7 @@ async fn serve_one<S: Service>(
     };
     // Boxed so that the (possibly large) service future does not inflate every idle
     // connection's state.
-    let resp = match monoio::time::timeout_at(
-        deadline.into(),
-        Box::pin(svc.call(req)),
-    )
-    .await
-    {
+    let resp = match monoio::time::timeout_at(deadline.into(), Box::pin(svc.call(req))).await {
         Ok(r) => r,
         Err(_) => {
             svc.rejected("write_timeout");
@@ -334,8 +406,12 @@ async fn serve_one<S: Service>(
                 .closing()
         }
     };
-    let close = resp.close || !keep_alive || env.drain.is_fired() || svc.should_close();
-    let resp = if close && !resp.close { resp.closing() } else { resp };
+    let close = resp.close || !keep_alive || env.drain.is_fired() || too_old;
+    let resp = if close && !resp.close {
+        resp.closing()
+    } else {
+        resp
+    };
     let status = resp.status;
     let written = c.write_response(&resp, head_only, deadline).await;
     svc.record(route, status, started.elapsed(), body_len);
@@ -361,7 +437,11 @@ enum ChunkedRead {
     Closed,
 }
 
-async fn read_chunked(c: &mut Conn, max_body: u64, deadline: Instant) -> Result<Bytes, ChunkedRead> {
+async fn read_chunked(
+    c: &mut Conn,
+    max_body: u64,
+    deadline: Instant,
+) -> Result<Bytes, ChunkedRead> {
     let mut dec = ChunkedDecoder::new(max_body);
     let mut body = BytesMut::new();
     loop {
@@ -410,7 +490,9 @@ async fn respond_early<S: Service>(
     }
     let status = resp.status;
     let deadline = Instant::now() + limits.write_timeout;
-    let ok = c.write_response(&resp, head.method == Method::Head, deadline).await;
+    let ok = c
+        .write_response(&resp, head.method == Method::Head, deadline)
+        .await;
     svc.record(route, status, started.elapsed(), 0);
     match (ok, close, skip) {
         (true, false, _) => Next::KeepAlive,
@@ -444,11 +526,31 @@ async fn fail_route<S: Service>(
     let ok = c
         .write_response(&resp, false, Instant::now() + Duration::from_secs(1))
         .await;
-    svc.record(route, status, started.map_or(Duration::ZERO, |s| s.elapsed()), 0);
+    svc.record(
+        route,
+        status,
+        started.map_or(Duration::ZERO, |s| s.elapsed()),
+        0,
+    );
     if ok && reason != "read_timeout" {
         Next::Linger
     } else {
         Next::Close
+    }
+}
+
+/// Writes `resp` to a connection the server will not serve (connection limit in `reject`
+/// mode) and closes it gracefully.
+pub async fn reject_connection(stream: TcpStream, resp: &Response) {
+    let mut c = Conn {
+        stream,
+        buf: BytesMut::new(),
+        out: Vec::new(),
+    };
+    if c.write_response(resp, false, Instant::now() + Duration::from_secs(1))
+        .await
+    {
+        c.linger_close().await;
     }
 }
 

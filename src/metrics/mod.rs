@@ -6,7 +6,9 @@ pub mod core;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use prometheus::proto::{Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
 use prometheus::{Encoder, Registry, TextEncoder};
 
 pub use self::core::CoreMetrics;
@@ -22,7 +24,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(workers: usize, conn_limit: u64) -> Arc<Self> {
         Arc::new(Self {
-            cores: (0..workers).map(|_| Arc::new(CoreMetrics::default())).collect(),
+            cores: (0..workers)
+                .map(|_| Arc::new(CoreMetrics::default()))
+                .collect(),
             conn_limit: AtomicU64::new(conn_limit),
             registry: Registry::new(),
         })
@@ -52,7 +56,10 @@ impl Metrics {
             "pyroscope_receive_http_tcp_connections_limit",
             "The max number of TCP connections that can be accepted (0 means no limit).",
             MetricType::GAUGE,
-            vec![gauge(&[("protocol", "http")], self.conn_limit.load(Relaxed) as f64)],
+            vec![gauge(
+                &[("protocol", "http")],
+                self.conn_limit.load(Relaxed) as f64,
+            )],
         ));
         let per_core = |f: &dyn Fn(&CoreMetrics) -> f64| -> Vec<Metric> {
             self.cores
@@ -106,7 +113,11 @@ impl Metrics {
         let mut hists = Vec::new();
         for (r, route) in ROUTES.iter().enumerate() {
             for s in 0..=STATUSES.len() {
-                let count: u64 = self.cores.iter().map(|c| c.requests[r][s].load(Relaxed)).sum();
+                let count: u64 = self
+                    .cores
+                    .iter()
+                    .map(|c| c.requests[r][s].load(Relaxed))
+                    .sum();
                 if count == 0 {
                     continue;
                 }
@@ -135,7 +146,10 @@ impl Metrics {
                 }
                 h.set_bucket(buckets);
                 h.set_sample_count(
-                    self.cores.iter().map(|c| c.durations[r][s].count.load(Relaxed)).sum(),
+                    self.cores
+                        .iter()
+                        .map(|c| c.durations[r][s].count.load(Relaxed))
+                        .sum(),
                 );
                 h.set_sample_sum(
                     self.cores
@@ -165,7 +179,11 @@ impl Metrics {
             .iter()
             .enumerate()
             .map(|(r, route)| {
-                let v: u64 = self.cores.iter().map(|c| c.received_bytes[r].load(Relaxed)).sum();
+                let v: u64 = self
+                    .cores
+                    .iter()
+                    .map(|c| c.received_bytes[r].load(Relaxed))
+                    .sum();
                 counter(&[("route", route)], v as f64)
             })
             .collect();
@@ -247,8 +265,13 @@ mod tests {
         m.cores[1].request_done(core::ROUTE_INGEST, 200, Duration::from_millis(2), 10);
         m.cores[1].rejected("conn_limit");
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("pyroscope_receive_http_tcp_connections{protocol=\"http\"} 3"), "{text}");
-        assert!(text.contains("pyroscope_receive_http_tcp_connections_limit{protocol=\"http\"} 100"));
+        assert!(
+            text.contains("pyroscope_receive_http_tcp_connections{protocol=\"http\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pyroscope_receive_http_tcp_connections_limit{protocol=\"http\"} 100")
+        );
         assert!(text.contains("pyrogate_core_connections{core=\"1\"} 2"));
         assert!(text.contains("pyrogate_core_connections_limit{core=\"0\"} 50"));
         assert!(

@@ -2,9 +2,11 @@
 //! Push (proto, JSON, gzip), Connect codes and error bodies, and the prost messages.
 pub mod connect;
 pub mod gzip;
+pub mod ingest;
 pub mod labels;
 pub mod labelset;
 pub mod proto;
+pub mod push;
 pub mod push_decode;
 pub mod push_encode;
 pub mod query;

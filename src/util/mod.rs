@@ -1,3 +1,4 @@
 //! Small concurrency primitives shared by the runtime, the forwarding stage and the sink.
 pub mod mailbox;
 pub mod notify;
+pub mod rand;

@@ -51,7 +51,12 @@ impl LocalSignal {
 
     /// Number of registered waiters (for tests).
     pub fn waiter_count(&self) -> usize {
-        self.waiters.borrow().wakers.iter().filter(|w| w.is_some()).count()
+        self.waiters
+            .borrow()
+            .wakers
+            .iter()
+            .filter(|w| w.is_some())
+            .count()
     }
 }
 

@@ -1,0 +1,282 @@
+//! One worker: a pinned thread running its own monoio runtime, its own accept shard and its
+//! own connections. Nothing here is shared with other workers except the control mailbox
+//! and the per-core metrics it writes.
+//!
+//! The per-core quota is taken *before* `accept` and released when the connection closes
+//! (the permit is a drop guard), exactly like Alloy's limit listener: at quota the shard
+//! stops accepting, and new connections wait in the kernel backlog (`on_conn_limit = wait`),
+//! or are accepted and answered `503` at once (`reject`).
+
+use std::cell::Cell;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use monoio::net::{TcpListener, TcpStream};
+
+use super::{Control, Shared};
+use crate::config::{Config, OnConnLimit};
+use crate::gateway::Gateway;
+use crate::http::server::{ConnEnv, ConnLimits, reject_connection, serve_conn};
+use crate::http::{Response, server::prepare_stream};
+use crate::metrics::CoreMetrics;
+use crate::util::mailbox::Mailbox;
+use crate::util::notify::{LocalNotify, LocalSignal};
+
+/// At most this many connections per worker are being answered `503` at the same time in
+/// `reject` mode; beyond that a new connection is closed without a response.
+const MAX_REJECTING: u32 = 1024;
+/// Back-off after `accept` fails with EMFILE/ENFILE, so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+pub struct WorkerSpec {
+    pub index: usize,
+    pub listener: StdListener,
+    pub shared: Arc<Shared>,
+    pub control: Mailbox<Control>,
+    pub core: Option<core_affinity::CoreId>,
+    pub ready: Sender<Result<usize, (usize, String)>>,
+}
+
+/// Connection accounting of one shard.
+struct Shard {
+    quota: Cell<u64>,
+    active: Cell<u64>,
+    rejecting: Cell<u32>,
+    on_limit: Cell<OnConnLimit>,
+    released: LocalNotify,
+    drain: Rc<LocalSignal>,
+    metrics: Arc<CoreMetrics>,
+}
+
+impl Shard {
+    fn at_quota(&self) -> bool {
+        let q = self.quota.get();
+        q > 0 && self.active.get() >= q
+    }
+}
+
+/// Releases the connection's slot when the connection task ends, however it ends.
+struct Permit(Rc<Shard>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let s = &self.0;
+        s.active.set(s.active.get() - 1);
+        s.metrics.conn_closed();
+        s.released.notify();
+    }
+}
+
+pub fn run(spec: WorkerSpec) {
+    let index = spec.index;
+    let cfg = spec.shared.config();
+    if cfg.runtime.pin_cores
+        && let Some(core) = spec.core
+        && !core_affinity::set_for_current(core)
+    {
+        tracing::warn!(
+            worker = index,
+            core = core.id,
+            "could not pin worker to its core"
+        );
+    }
+    let kind = spec.shared.driver;
+    let ready = spec.ready.clone();
+    let entries = cfg.runtime.io_uring_entries;
+    if let Err(e) = super::driver::block_on(kind, entries, move || worker_main(spec)) {
+        let _ = ready.send(Err((
+            index,
+            format!("cannot build the {} runtime: {e}", kind.name()),
+        )));
+    }
+}
+
+fn conn_limits(cfg: &Config) -> ConnLimits {
+    ConnLimits {
+        max_header_bytes: cfg.server.max_header_bytes,
+        read_timeout: cfg.server.read_timeout,
+        write_timeout: cfg.server.write_timeout,
+        idle_timeout: cfg.server.idle_timeout,
+        max_age: cfg.server.max_connection_age,
+        max_age_jitter: cfg.server.max_connection_age_jitter,
+    }
+}
+
+async fn worker_main(spec: WorkerSpec) {
+    let WorkerSpec {
+        index,
+        listener,
+        shared,
+        control,
+        ready,
+        ..
+    } = spec;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err((index, format!("cannot register listener: {e}"))));
+            return;
+        }
+    };
+    let cfg = shared.config();
+    let metrics = shared.metrics.cores[index].clone();
+    let quota = cfg.runtime.core_quotas.get(index).copied().unwrap_or(0);
+    metrics.set_limit(quota);
+    let drain = Rc::new(LocalSignal::new());
+    let shard = Rc::new(Shard {
+        quota: Cell::new(quota),
+        active: Cell::new(0),
+        rejecting: Cell::new(0),
+        on_limit: Cell::new(cfg.server.on_conn_limit),
+        released: LocalNotify::new(),
+        drain: drain.clone(),
+        metrics,
+    });
+    let env = Rc::new(ConnEnv {
+        limits: Cell::new(conn_limits(&cfg)),
+        drain: drain.clone(),
+    });
+    let svc = Rc::new(Gateway::new(index, shared.clone(), &cfg));
+    let drain_deadline = Rc::new(Cell::new(None::<Instant>));
+    monoio::spawn(control_loop(
+        control,
+        shard.clone(),
+        env.clone(),
+        svc.clone(),
+        drain_deadline.clone(),
+    ));
+    shared.ready.fetch_add(1, Ordering::AcqRel);
+    let _ = ready.send(Ok(index));
+    drop(ready);
+
+    accept_loop(&listener, &shard, &env, &svc).await;
+    // Closing the shard's listener first: the kernel stops routing new connections to it.
+    drop(listener);
+    let deadline = drain_deadline
+        .get()
+        .unwrap_or_else(|| Instant::now() + cfg.server.graceful_shutdown_timeout);
+    while shard.active.get() > 0 {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            tracing::warn!(
+                worker = index,
+                open = shard.active.get(),
+                "graceful shutdown timeout reached; closing remaining connections"
+            );
+            break;
+        }
+        let _ = monoio::time::timeout(remaining, shard.released.notified()).await;
+    }
+}
+
+async fn accept_loop(
+    listener: &TcpListener,
+    shard: &Rc<Shard>,
+    env: &Rc<ConnEnv>,
+    svc: &Rc<Gateway>,
+) {
+    loop {
+        if shard.on_limit.get() == OnConnLimit::Wait {
+            // Take the permit before accepting: at quota, stop accepting (Alloy semantics).
+            while shard.at_quota() {
+                monoio::select! {
+                    _ = shard.released.notified() => {},
+                    _ = shard.drain.wait() => return,
+                }
+            }
+        }
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = shard.drain.wait() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                accept_error(&e).await;
+                continue;
+            }
+        };
+        if shard.at_quota() {
+            reject(shard, stream);
+            continue;
+        }
+        shard.active.set(shard.active.get() + 1);
+        shard.metrics.conn_opened();
+        let permit = Permit(shard.clone());
+        let (svc, env) = (svc.clone(), env.clone());
+        monoio::spawn(async move {
+            let _permit = permit;
+            if prepare_stream(&stream).is_ok() {
+                serve_conn(stream, svc, env).await;
+            }
+        });
+    }
+}
+
+/// `on_conn_limit = reject`: answer at once so the client can go elsewhere or back off,
+/// instead of hanging in the backlog.
+fn reject(shard: &Rc<Shard>, stream: TcpStream) {
+    shard.metrics.rejected("conn_limit");
+    if shard.rejecting.get() >= MAX_REJECTING {
+        return; // dropping the stream closes it
+    }
+    shard.rejecting.set(shard.rejecting.get() + 1);
+    let shard = shard.clone();
+    monoio::spawn(async move {
+        let _ = stream.set_nodelay(true);
+        let resp = Response::text(503, "connection limit reached\n")
+            .header("Retry-After", "1")
+            .closing();
+        reject_connection(stream, &resp).await;
+        shard.rejecting.set(shard.rejecting.get() - 1);
+    });
+}
+
+async fn accept_error(e: &std::io::Error) {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+            tracing::warn!(error = %e, "accept failed: out of file descriptors or memory; raise LimitNOFILE or lower conn_limit");
+            monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+        }
+        // The peer went away between the handshake and accept: nothing to do.
+        Some(libc::ECONNABORTED) | Some(libc::EINTR) | Some(libc::EAGAIN) => {}
+        _ => {
+            tracing::warn!(error = %e, "accept failed");
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn control_loop(
+    control: Mailbox<Control>,
+    shard: Rc<Shard>,
+    env: Rc<ConnEnv>,
+    svc: Rc<Gateway>,
+    drain_deadline: Rc<Cell<Option<Instant>>>,
+) {
+    while let Some(msg) = control.recv().await {
+        match msg {
+            Control::Drain { deadline } => {
+                drain_deadline.set(Some(deadline));
+                shard.drain.fire();
+                // Wake the accept loop and any waiter on the quota.
+                shard.released.notify();
+            }
+            Control::Reload(cfg) => {
+                env.limits.set(conn_limits(&cfg));
+                shard.on_limit.set(cfg.server.on_conn_limit);
+                let idx = svc.core();
+                let quota = cfg.runtime.core_quotas.get(idx).copied().unwrap_or(0);
+                shard.quota.set(quota);
+                shard.metrics.set_limit(quota);
+                svc.reload(&cfg);
+                // A larger quota may let the accept loop continue.
+                shard.released.notify();
+            }
+        }
+    }
+}
