@@ -7,8 +7,9 @@ use clap::Parser;
 
 use pyrogate::config::{Cli, Config, LogFormat};
 use pyrogate::forward::Forwarder;
+use pyrogate::metrics::Metrics;
 use pyrogate::runtime::signals::{self, Signal};
-use pyrogate::runtime::{Server, listener};
+use pyrogate::runtime::{Server, driver, listener};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -32,14 +33,22 @@ fn main() -> ExitCode {
         eprintln!("pyrogate: cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
-    let forwarder = match pyrogate::forward::start(&config) {
+    let driver = match driver::choose(config.runtime.driver, config.runtime.io_uring_entries) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("pyrogate: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let metrics = Metrics::new(config.runtime.workers, config.server.conn_limit);
+    let forwarder = match pyrogate::forward::start(&config, &metrics.registry, driver.kind) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("pyrogate: {e}");
             return ExitCode::from(2);
         }
     };
-    let server = match Server::start(config.clone(), forwarder.clone()) {
+    let server = match Server::start(config.clone(), forwarder.clone(), metrics, driver) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pyrogate: {e}");
@@ -79,9 +88,10 @@ fn main() -> ExitCode {
     pyrogate::runtime::notify::stopping();
     let timeout = server.shared().config().server.graceful_shutdown_timeout;
     tracing::info!(timeout = ?timeout, "draining: no new connections, finishing in-flight requests");
+    let deadline = std::time::Instant::now() + timeout;
     server.drain();
     server.join();
-    forwarder.shutdown();
+    forwarder.shutdown(deadline);
     tracing::info!("pyrogate stopped");
     ExitCode::SUCCESS
 }

@@ -64,6 +64,8 @@ pub struct ForwardSection {
     pub deadline_reserve: Option<Dur>,
     pub max_idle_conns_per_endpoint: Option<usize>,
     pub idle_conn_timeout: Option<Dur>,
+    pub delivery_timeout: Option<Dur>,
+    pub max_inflight_per_endpoint: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -52,6 +52,11 @@ pub const DEFAULT_DEADLINE_RESERVE: Duration = Duration::from_millis(250);
 pub const DEFAULT_MAX_IDLE_CONNS: usize = 256;
 /// Alloy's transport keeps idle connections 5 minutes; shorter is kinder to load balancers.
 pub const DEFAULT_IDLE_CONN_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a profile that no caller waits for (ack `enqueue`, or the destinations beyond a
+/// quorum) keeps being retried; Alloy's 10 attempts with default backoff take about as long.
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Concurrent requests (= connections) per destination, across writer threads.
+pub const DEFAULT_MAX_INFLIGHT: usize = 1024;
 /// io_uring submission queue entries per worker.
 pub const DEFAULT_IO_URING_ENTRIES: u32 = 1024;
 
@@ -140,6 +145,8 @@ pub struct ForwardConfig {
     pub deadline_reserve: Duration,
     pub max_idle_conns_per_endpoint: usize,
     pub idle_conn_timeout: Duration,
+    pub delivery_timeout: Duration,
+    pub max_inflight_per_endpoint: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -597,6 +604,11 @@ fn resolve_forward(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, ConfigErr
         idle_conn_timeout: s
             .idle_conn_timeout
             .map_or(DEFAULT_IDLE_CONN_TIMEOUT, |d| d.0),
+        delivery_timeout: s.delivery_timeout.map_or(DEFAULT_DELIVERY_TIMEOUT, |d| d.0),
+        max_inflight_per_endpoint: s
+            .max_inflight_per_endpoint
+            .unwrap_or(DEFAULT_MAX_INFLIGHT)
+            .max(1),
     })
 }
 

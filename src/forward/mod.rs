@@ -1,51 +1,368 @@
-//! Forwarding: envelopes, per-destination fan-out queues, outbound writer threads, retries,
-//! deadlines and ack policies.
+//! Forwarding: envelopes, per-destination fan-out queues bounded in bytes, outbound writer
+//! threads, retries, deadlines and ack policies.
+//!
+//! ```text
+//!  worker ── Arc<Envelope> ──▶ queue(dest A) ─┐            ┌─▶ pooled conns ─▶ A
+//!         (reserve bytes on every queue,      ├─ writer(s) ┤
+//!          all or nothing)  ─▶ queue(dest B) ─┘  retries    └─▶ pooled conns ─▶ B
+//!         ◀──────────────── Ack (all / quorum) ◀── delivery results
+//! ```
 
+pub mod ack;
+pub mod destination;
 pub mod envelope;
+pub mod metrics;
+pub mod retry;
+pub mod writer;
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-pub use envelope::{Envelope, Outcome};
+use ack::Ack;
+use destination::{Destination, Job};
+pub use envelope::{Envelope, Kind, Outcome};
+use metrics::ForwardMetrics;
+
+use crate::config::{AckPolicy, Config, Scheme};
+use crate::runtime::DriverKind;
+use crate::util::mailbox::WakeSlot;
+
+/// Seconds a shed caller is asked to wait (`Retry-After`).
+const SHED_RETRY_AFTER_SECS: u32 = 1;
+
+/// Everything a writer or a worker needs to route an envelope; replaced as a whole on
+/// reload and cached per thread by generation, so the request path takes no lock.
+pub struct Snapshot {
+    pub generation: u64,
+    pub dests: Vec<Arc<Destination>>,
+    /// Destinations removed by a reload that may still hold queued jobs.
+    pub retired: Vec<Arc<Destination>>,
+    pub ack: AckPolicy,
+    pub deadline_reserve: Duration,
+    pub forward_tenant: bool,
+    pub delivery_timeout: Duration,
+    pub max_inflight_per_writer: usize,
+    pub max_idle_conns: usize,
+    pub idle_conn_timeout: Duration,
+}
+
+pub struct Core {
+    snapshot: RwLock<Arc<Snapshot>>,
+    generation: AtomicU64,
+    pub writer_slots: Vec<Arc<WakeSlot>>,
+    next_writer: AtomicUsize,
+    pub metrics: ForwardMetrics,
+    pub driver: DriverKind,
+    pub shutdown: AtomicBool,
+    shutdown_at: Mutex<Option<Instant>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+thread_local! {
+    static CACHED: RefCell<Option<(usize, Arc<Snapshot>)>> = const { RefCell::new(None) };
+}
+
+impl Core {
+    /// The current snapshot; a thread re-reads the shared one only after a reload.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let me = self as *const Core as usize;
+        CACHED.with(|c| {
+            let mut c = c.borrow_mut();
+            if let Some((owner, snap)) = c.as_ref()
+                && *owner == me
+                && snap.generation == generation
+            {
+                return snap.clone();
+            }
+            let snap = match self.snapshot.read() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            *c = Some((me, snap.clone()));
+            snap
+        })
+    }
+
+    fn wake_writer(&self) {
+        let i = self.next_writer.fetch_add(1, Ordering::Relaxed) % self.writer_slots.len();
+        self.writer_slots[i].wake();
+    }
+
+    pub fn shutdown_deadline(&self) -> Instant {
+        self.shutdown_at
+            .lock()
+            .ok()
+            .and_then(|g| *g)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    pub fn shutdown_deadline_passed(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire) && Instant::now() >= self.shutdown_deadline()
+    }
+}
 
 /// The hand-off point between receive workers and the forwarding stage. Cheap to clone;
 /// every worker holds one.
 #[derive(Clone, Default)]
 pub struct Forwarder {
-    inner: Option<Arc<()>>,
+    core: Option<Arc<Core>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("config error: {key}: {msg}")]
+    Config { key: String, msg: String },
+    #[error("cannot start writer thread: {0}")]
+    Thread(String),
+    #[error("cannot register metrics: {0}")]
+    Metrics(String),
 }
 
 impl Forwarder {
     /// A forwarder with no destination: every profile is accepted and discarded, exactly as
     /// Alloy does with an empty `forward_to`.
     pub fn discard() -> Self {
-        Self { inner: None }
+        Self { core: None }
     }
 
     pub fn has_endpoints(&self) -> bool {
-        self.inner.is_some()
+        self.core
+            .as_ref()
+            .is_some_and(|c| !c.snapshot().dests.is_empty())
     }
 
-    /// Applies a reloaded configuration (endpoints, labels, limits).
-    pub fn reload(&self, _cfg: &crate::config::Config) -> Result<(), String> {
+    /// Hands the envelope to every destination and resolves when the ack policy is
+    /// satisfied, or just before the envelope's deadline with a retryable outcome.
+    pub async fn forward(&self, mut env: Envelope) -> Outcome {
+        let Some(core) = &self.core else {
+            return Outcome::Accepted;
+        };
+        let snap = core.snapshot();
+        let n = snap.dests.len();
+        if n == 0 {
+            return Outcome::Accepted;
+        }
+        let started = Instant::now();
+        let bytes = env.body_len as u64;
+        for (i, d) in snap.dests.iter().enumerate() {
+            if !d.try_reserve(bytes) {
+                for prev in &snap.dests[..i] {
+                    prev.release(bytes);
+                }
+                d.m.shed.inc();
+                return Outcome::Overloaded {
+                    retry_after_secs: SHED_RETRY_AFTER_SECS,
+                };
+            }
+        }
+        let caller_deadline = env.deadline;
+        let background_deadline = env.received_at + snap.delivery_timeout;
+        let (ack, job_deadline, caller_waiting) = match snap.ack {
+            AckPolicy::All => (Some(Ack::new(n, n)), caller_deadline, true),
+            AckPolicy::Quorum => (Some(Ack::new(n, n / 2 + 1)), background_deadline, false),
+            AckPolicy::Enqueue => (None, background_deadline, false),
+        };
+        if snap.ack != AckPolicy::All {
+            env.deadline = background_deadline;
+        }
+        let kind = env.kind;
+        let env = Arc::new(env);
+        for d in &snap.dests {
+            d.push(Job {
+                env: env.clone(),
+                ack: ack.clone(),
+                deadline: job_deadline,
+                caller_waiting,
+                reserved: bytes,
+            });
+            core.wake_writer();
+        }
+        let Some(ack) = ack else {
+            return Outcome::Accepted;
+        };
+        // Answer a little before the caller's deadline: deliveries stop attempting at
+        // `deadline - reserve`, so this only fires if a writer is stuck or overloaded.
+        let answer_by = caller_deadline
+            .checked_sub(snap.deadline_reserve / 2)
+            .unwrap_or(caller_deadline);
+        let outcome = match monoio::time::timeout_at(answer_by.into(), ack.wait()).await {
+            Ok(o) => o,
+            Err(_) => Outcome::Unavailable {
+                last_status: None,
+                message: "destinations did not answer before the deadline".into(),
+            },
+        };
+        let total = match kind {
+            Kind::Push => "push_total",
+            Kind::Ingest => "ingest_total",
+        };
+        core.metrics
+            .latency
+            .with_label_values(&["-", total])
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    /// Validates and applies a reloaded configuration: unchanged endpoints keep their queues
+    /// and connections; removed ones drain in the background.
+    pub fn reload(&self, cfg: &Config) -> Result<(), ForwardError> {
+        validate(cfg)?;
+        let Some(core) = &self.core else {
+            if !cfg.endpoints.is_empty() {
+                return Err(ForwardError::Config {
+                    key: "endpoint".into(),
+                    msg: "endpoints cannot be added to a gateway started without any; restart \
+                          it"
+                    .into(),
+                });
+            }
+            return Ok(());
+        };
+        let old = core.snapshot();
+        let mut dests = Vec::with_capacity(cfg.endpoints.len());
+        let mut kept = Vec::new();
+        for e in &cfg.endpoints {
+            match old
+                .dests
+                .iter()
+                .find(|d| d.cfg == *e && d.max_bytes == cfg.forward.queue_max_bytes)
+            {
+                Some(d) => {
+                    kept.push(Arc::as_ptr(d));
+                    dests.push(d.clone());
+                }
+                None => dests.push(Destination::new(
+                    e.clone(),
+                    cfg.forward.queue_max_bytes,
+                    &core.metrics,
+                )),
+            }
+        }
+        let mut retired: Vec<Arc<Destination>> = old
+            .retired
+            .iter()
+            .filter(|d| d.queued_bytes() > 0 || !d.rx.is_empty())
+            .cloned()
+            .collect();
+        retired.extend(
+            old.dests
+                .iter()
+                .filter(|d| !kept.contains(&Arc::as_ptr(d)))
+                .cloned(),
+        );
+        let generation = old.generation + 1;
+        let snap = Arc::new(snapshot_from(cfg, generation, dests, retired));
+        if let Ok(mut g) = core.snapshot.write() {
+            *g = snap;
+        }
+        core.generation.store(generation, Ordering::Release);
+        for s in &core.writer_slots {
+            s.wake();
+        }
         Ok(())
     }
 
-    /// Stops the writer threads after in-flight deliveries ended.
-    pub fn shutdown(&self) {}
-
-    /// Hands the envelope to every destination and resolves when the ack policy is satisfied.
-    pub async fn forward(&self, env: Envelope) -> Outcome {
-        drop(env);
-        Outcome::Accepted
+    /// Lets writers finish queued and in-flight deliveries until `deadline`, then stops them.
+    pub fn shutdown(&self, deadline: Instant) {
+        let Some(core) = &self.core else { return };
+        if let Ok(mut g) = core.shutdown_at.lock() {
+            *g = Some(deadline);
+        }
+        core.shutdown.store(true, Ordering::Release);
+        for s in &core.writer_slots {
+            s.wake();
+        }
+        let threads = core
+            .threads
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default();
+        for t in threads {
+            let _ = t.join();
+        }
     }
 }
 
-/// Starts the forwarding stage for the configured endpoints.
-pub fn start(cfg: &crate::config::Config) -> Result<Forwarder, String> {
+fn snapshot_from(
+    cfg: &Config,
+    generation: u64,
+    dests: Vec<Arc<Destination>>,
+    retired: Vec<Arc<Destination>>,
+) -> Snapshot {
+    let writers = cfg.forward.writer_threads.max(1);
+    Snapshot {
+        generation,
+        dests,
+        retired,
+        ack: cfg.forward.ack,
+        deadline_reserve: cfg.forward.deadline_reserve,
+        forward_tenant: cfg.forward.forward_tenant,
+        delivery_timeout: cfg.forward.delivery_timeout,
+        max_inflight_per_writer: (cfg.forward.max_inflight_per_endpoint / writers).max(1),
+        max_idle_conns: cfg.forward.max_idle_conns_per_endpoint,
+        idle_conn_timeout: cfg.forward.idle_conn_timeout,
+    }
+}
+
+fn validate(cfg: &Config) -> Result<(), ForwardError> {
+    for (i, e) in cfg.endpoints.iter().enumerate() {
+        if e.url.scheme == Scheme::Https {
+            return Err(ForwardError::Config {
+                key: format!("endpoint[{i}].url"),
+                msg: "https:// endpoints are not supported yet; terminate TLS in a local proxy"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Starts the forwarding stage (writer threads) for the configured endpoints.
+pub fn start(
+    cfg: &Config,
+    registry: &prometheus::Registry,
+    driver: DriverKind,
+) -> Result<Forwarder, ForwardError> {
+    validate(cfg)?;
     if cfg.endpoints.is_empty() {
         return Ok(Forwarder::discard());
     }
-    Ok(Forwarder {
-        inner: Some(Arc::new(())),
-    })
+    let metrics =
+        ForwardMetrics::register(registry).map_err(|e| ForwardError::Metrics(e.to_string()))?;
+    let dests = cfg
+        .endpoints
+        .iter()
+        .map(|e| Destination::new(e.clone(), cfg.forward.queue_max_bytes, &metrics))
+        .collect();
+    let writers = cfg.forward.writer_threads.max(1);
+    let core = Arc::new(Core {
+        snapshot: RwLock::new(Arc::new(snapshot_from(cfg, 0, dests, Vec::new()))),
+        generation: AtomicU64::new(0),
+        writer_slots: (0..writers)
+            .map(|_| Arc::new(WakeSlot::default()))
+            .collect(),
+        next_writer: AtomicUsize::new(0),
+        metrics,
+        driver,
+        shutdown: AtomicBool::new(false),
+        shutdown_at: Mutex::new(None),
+        threads: Mutex::new(Vec::new()),
+    });
+    let mut threads = Vec::with_capacity(writers);
+    for i in 0..writers {
+        let c = core.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("pyrogate-fwd{i}"))
+            .spawn(move || writer::run(i, c))
+            .map_err(|e| ForwardError::Thread(e.to_string()))?;
+        threads.push(t);
+    }
+    if let Ok(mut g) = core.threads.lock() {
+        *g = threads;
+    }
+    Ok(Forwarder { core: Some(core) })
 }

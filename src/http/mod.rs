@@ -1,6 +1,7 @@
 //! HTTP/1.1: inbound framing and connection loop on our own parser (httparse), responses,
 //! and the outbound client used by the forwarding stage.
 pub mod chunked;
+pub mod client;
 pub mod date;
 pub mod head;
 pub mod response;

@@ -80,9 +80,12 @@ pub struct Server {
 
 impl Server {
     /// Binds every shard, starts the workers and returns once all of them accept.
-    pub fn start(config: Config, forwarder: Forwarder) -> Result<Self, StartError> {
-        let driver = driver::choose(config.runtime.driver, config.runtime.io_uring_entries)
-            .map_err(StartError::Driver)?;
+    pub fn start(
+        config: Config,
+        forwarder: Forwarder,
+        metrics: Arc<Metrics>,
+        driver: DriverDecision,
+    ) -> Result<Self, StartError> {
         let n = config.runtime.workers;
         let listeners = listener::bind_shards(
             config.server.listen,
@@ -100,7 +103,6 @@ impl Server {
                 addr: config.server.listen,
                 source,
             })?;
-        let metrics = Metrics::new(n, config.server.conn_limit);
         let shared = Arc::new(Shared {
             workers: n,
             ready: AtomicUsize::new(0),

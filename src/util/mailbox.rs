@@ -42,6 +42,32 @@ impl WakeSlot {
     pub fn unpark(&self) {
         self.parked.store(false, Ordering::Release);
     }
+
+    /// Resolves once `ready()` is true, parking between checks; `ready` is re-checked after
+    /// registering so a wake between the check and the park is never lost.
+    pub fn wait_until<F: Fn() -> bool>(&self, ready: F) -> WaitUntil<'_, F> {
+        WaitUntil { slot: self, ready }
+    }
+}
+
+pub struct WaitUntil<'a, F> {
+    slot: &'a WakeSlot,
+    ready: F,
+}
+
+impl<F: Fn() -> bool> Future for WaitUntil<'_, F> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if (self.ready)() {
+            return Poll::Ready(());
+        }
+        self.slot.park(cx);
+        if (self.ready)() {
+            self.slot.unpark();
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
 }
 
 pub struct MailSender<T> {

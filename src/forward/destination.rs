@@ -1,0 +1,212 @@
+//! One downstream endpoint at run time: its bounded queue, its pre-rendered static headers,
+//! its address cache and its metric handles.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use prometheus::{IntCounter, IntGauge};
+
+use super::ack::Ack;
+use super::envelope::Envelope;
+use super::metrics::ForwardMetrics;
+use crate::config::EndpointConfig;
+
+/// Resolved addresses are reused this long; resolution is a blocking `getaddrinfo`, done
+/// only when a new connection is needed.
+const DNS_TTL: Duration = Duration::from_secs(30);
+
+/// One envelope on its way to one destination.
+pub struct Job {
+    pub env: Arc<Envelope>,
+    pub ack: Option<Arc<Ack>>,
+    /// Last moment an attempt may end.
+    pub deadline: Instant,
+    /// Whether a caller waits on this delivery with its own budget (then attempts leave room
+    /// for a retry inside that budget).
+    pub caller_waiting: bool,
+    /// Bytes reserved in the destination's queue budget, released when the job ends.
+    pub reserved: u64,
+}
+
+pub struct DestMetrics {
+    pub sent_bytes: IntCounter,
+    pub dropped_bytes: IntCounter,
+    pub sent_profiles: IntCounter,
+    pub dropped_profiles: IntCounter,
+    pub retries: IntCounter,
+    pub shed: IntCounter,
+    pub queue_bytes: IntGauge,
+    pub inflight: IntGauge,
+    pub latency_endpoint: prometheus::Histogram,
+    pub latency_downstream: prometheus::Histogram,
+    pub ingest_endpoint: prometheus::Histogram,
+    pub ingest_downstream: prometheus::Histogram,
+}
+
+pub struct Destination {
+    pub cfg: EndpointConfig,
+    tx: Sender<Job>,
+    pub rx: Receiver<Job>,
+    bytes: AtomicU64,
+    pub max_bytes: u64,
+    /// `Host`, `User-Agent`, auth, tenant and custom headers, rendered once.
+    pub static_headers: Bytes,
+    /// Whether the endpoint's own headers set a `Content-Type` (replaced by the caller's on
+    /// `/ingest`, as Alloy does).
+    pub custom_content_type: Option<String>,
+    pub m: DestMetrics,
+    addrs: Mutex<Option<(Vec<SocketAddr>, Instant)>>,
+}
+
+impl Destination {
+    pub fn new(cfg: EndpointConfig, max_bytes: u64, metrics: &ForwardMetrics) -> Arc<Self> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let label = cfg.url_string.as_str();
+        let m = DestMetrics {
+            sent_bytes: metrics.sent_bytes.with_label_values(&[label]),
+            dropped_bytes: metrics.dropped_bytes.with_label_values(&[label]),
+            sent_profiles: metrics.sent_profiles.with_label_values(&[label]),
+            dropped_profiles: metrics.dropped_profiles.with_label_values(&[label]),
+            retries: metrics.retries.with_label_values(&[label]),
+            shed: metrics.shed.with_label_values(&[label]),
+            queue_bytes: metrics.queue_bytes.with_label_values(&[label]),
+            inflight: metrics.inflight.with_label_values(&[label]),
+            latency_endpoint: metrics.latency.with_label_values(&[label, "push_endpoint"]),
+            latency_downstream: metrics
+                .latency
+                .with_label_values(&[label, "push_downstream"]),
+            ingest_endpoint: metrics
+                .latency
+                .with_label_values(&[label, "ingest_endpoint"]),
+            ingest_downstream: metrics
+                .latency
+                .with_label_values(&[label, "ingest_downstream"]),
+        };
+        metrics
+            .queue_limit
+            .with_label_values(&[label])
+            .set(max_bytes as f64);
+        let (static_headers, custom_content_type) = render_static_headers(&cfg);
+        Arc::new(Self {
+            cfg,
+            tx,
+            rx,
+            bytes: AtomicU64::new(0),
+            max_bytes,
+            static_headers,
+            custom_content_type,
+            m,
+            addrs: Mutex::new(None),
+        })
+    }
+
+    /// Reserves room for `n` bytes; false when the destination's budget is exhausted. A
+    /// single envelope larger than the whole budget is still admitted into an empty queue,
+    /// so an oversized profile is not refused forever.
+    pub fn try_reserve(&self, n: u64) -> bool {
+        let mut cur = self.bytes.load(Ordering::Relaxed);
+        loop {
+            let next = cur + n;
+            if next > self.max_bytes && cur > 0 {
+                return false;
+            }
+            match self
+                .bytes
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    self.m.queue_bytes.add(n as i64);
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    pub fn release(&self, n: u64) {
+        self.bytes.fetch_sub(n, Ordering::AcqRel);
+        self.m.queue_bytes.sub(n as i64);
+    }
+
+    pub fn queued_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    pub fn push(&self, job: Job) {
+        // The receiver lives as long as this Destination, so send cannot fail.
+        let _ = self.tx.send(job);
+    }
+
+    /// Resolved addresses of the endpoint (cached; IP literals need no lookup).
+    pub fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
+        let (host, port) = (&self.cfg.url.host, self.cfg.url.port);
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        if let Ok(g) = self.addrs.lock()
+            && let Some((a, at)) = g.as_ref()
+            && at.elapsed() < DNS_TTL
+        {
+            return Ok(a.clone());
+        }
+        let addrs: Vec<SocketAddr> = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("resolve {host}: {e}"))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("resolve {host}: no addresses"));
+        }
+        if let Ok(mut g) = self.addrs.lock() {
+            *g = Some((addrs.clone(), Instant::now()));
+        }
+        Ok(addrs)
+    }
+}
+
+fn render_static_headers(cfg: &EndpointConfig) -> (Bytes, Option<String>) {
+    let mut h = String::with_capacity(256);
+    h.push_str("Host: ");
+    h.push_str(&cfg.url.authority);
+    h.push_str("\r\n");
+    let custom_ua = cfg
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"));
+    if !custom_ua {
+        h.push_str(concat!(
+            "User-Agent: pyrogate/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n"
+        ));
+    }
+    if let Some(auth) = &cfg.auth {
+        h.push_str("Authorization: ");
+        h.push_str(&auth.header_value());
+        h.push_str("\r\n");
+    }
+    if let Some(t) = &cfg.tenant_id {
+        h.push_str("X-Scope-OrgID: ");
+        h.push_str(t);
+        h.push_str("\r\n");
+    }
+    let mut custom_ct = None;
+    for (k, v) in &cfg.headers {
+        if k.eq_ignore_ascii_case("content-type") {
+            custom_ct = Some(v.clone());
+            continue;
+        }
+        if cfg.tenant_id.is_some() && k.eq_ignore_ascii_case("x-scope-orgid") {
+            continue;
+        }
+        h.push_str(k);
+        h.push_str(": ");
+        h.push_str(v);
+        h.push_str("\r\n");
+    }
+    (Bytes::from(h), custom_ct)
+}

@@ -1,0 +1,358 @@
+//! Outbound writer threads. Each runs its own monoio runtime, drains the destination queues,
+//! keeps pooled keep-alive connections per destination, and runs one delivery task per job:
+//! attempts with per-attempt budgets, jittered backoff, `Retry-After`, and the deadline
+//! rules that let a caller still retry (the timeout-chain fix).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Core;
+use super::ack::Delivery;
+use super::destination::{Destination, Job};
+use super::envelope::{Envelope, Kind, Outcome};
+use super::retry::{Attempt, Backoff, classify_error, classify_response, sleep_for};
+use crate::http::client::{ClientConn, ClientError};
+use crate::http::response::push_u64;
+use crate::util::notify::LocalNotify;
+
+/// An attempt shorter than this is not worth starting.
+const MIN_ATTEMPT: Duration = Duration::from_millis(20);
+/// Bound on establishing a connection (the attempt budget bounds it further).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle writer re-checks for shutdown and prunes idle connections.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Idle keep-alive connections to one destination, owned by one writer thread.
+struct Pool {
+    idle: RefCell<Vec<ClientConn>>,
+}
+
+struct WriterState {
+    pools: RefCell<HashMap<usize, Rc<Pool>>>,
+    inflight: RefCell<HashMap<usize, usize>>,
+    done: LocalNotify,
+    active: Cell<usize>,
+}
+
+fn dest_key(d: &Arc<Destination>) -> usize {
+    Arc::as_ptr(d) as usize
+}
+
+pub fn run(index: usize, core: Arc<Core>) {
+    let kind = core.driver;
+    let entries = 256;
+    let res = crate::runtime::driver::block_on(kind, entries, move || writer_main(index, core));
+    if let Err(e) = res {
+        tracing::error!(writer = index, error = %e, "writer thread could not start its runtime");
+    }
+}
+
+async fn writer_main(index: usize, core: Arc<Core>) {
+    let state = Rc::new(WriterState {
+        pools: RefCell::new(HashMap::new()),
+        inflight: RefCell::new(HashMap::new()),
+        done: LocalNotify::new(),
+        active: Cell::new(0),
+    });
+    let slot = core.writer_slots[index].clone();
+    loop {
+        let snap = core.snapshot();
+        let max_inflight = snap.max_inflight_per_writer;
+        let mut dispatched = false;
+        for d in snap.dests.iter().chain(snap.retired.iter()) {
+            let key = dest_key(d);
+            loop {
+                let n = state.inflight.borrow().get(&key).copied().unwrap_or(0);
+                if n >= max_inflight {
+                    break;
+                }
+                let Ok(job) = d.rx.try_recv() else { break };
+                dispatched = true;
+                *state.inflight.borrow_mut().entry(key).or_insert(0) += 1;
+                state.active.set(state.active.get() + 1);
+                monoio::spawn(deliver(job, d.clone(), state.clone(), core.clone()));
+            }
+        }
+        if dispatched {
+            continue;
+        }
+        if core.shutdown.load(Ordering::Acquire) {
+            let empty = snap
+                .dests
+                .iter()
+                .chain(snap.retired.iter())
+                .all(|d| d.rx.is_empty());
+            if (empty && state.active.get() == 0) || Instant::now() >= core.shutdown_deadline() {
+                break;
+            }
+        }
+        prune_idle(&state, snap.idle_conn_timeout);
+        let has_work = || {
+            let s = core.snapshot();
+            s.dests
+                .iter()
+                .chain(s.retired.iter())
+                .any(|d| !d.rx.is_empty())
+        };
+        monoio::select! {
+            _ = slot.wait_until(has_work) => {},
+            _ = state.done.notified() => {},
+            _ = monoio::time::sleep(TICK) => {},
+        }
+    }
+}
+
+fn prune_idle(state: &WriterState, idle_timeout: Duration) {
+    for pool in state.pools.borrow().values() {
+        pool.idle
+            .borrow_mut()
+            .retain(|c| c.last_used.elapsed() < idle_timeout);
+    }
+}
+
+async fn deliver(job: Job, d: Arc<Destination>, state: Rc<WriterState>, core: Arc<Core>) {
+    d.m.inflight.inc();
+    let started = Instant::now();
+    let result = attempts(&job, &d, &state, &core).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    match job.env.kind {
+        Kind::Push => d.m.latency_endpoint.observe(elapsed),
+        Kind::Ingest => d.m.ingest_endpoint.observe(elapsed),
+    }
+    match &result {
+        Delivery::Ok => {
+            d.m.sent_bytes.inc_by(job.env.profile_bytes);
+            d.m.sent_profiles.inc_by(job.env.profiles);
+        }
+        Delivery::Failed(o) => {
+            d.m.dropped_bytes.inc_by(job.env.profile_bytes);
+            d.m.dropped_profiles.inc_by(job.env.profiles);
+            log_failure(&d, o);
+        }
+    }
+    d.release(job.reserved);
+    if let Some(ack) = &job.ack {
+        ack.report(result);
+    }
+    d.m.inflight.dec();
+    let key = dest_key(&d);
+    if let Some(n) = state.inflight.borrow_mut().get_mut(&key) {
+        *n = n.saturating_sub(1);
+    }
+    state.active.set(state.active.get() - 1);
+    state.done.notify();
+}
+
+fn log_failure(d: &Destination, o: &Outcome) {
+    let msg = match o {
+        Outcome::Rejected { message, .. } | Outcome::Unavailable { message, .. } => {
+            message.as_str()
+        }
+        _ => "",
+    };
+    crate::util::lograte::warn_limited(&d.cfg.url_string, |suppressed| {
+        tracing::warn!(endpoint = %d.cfg.url_string, suppressed, error = msg, "failed to forward profile");
+    });
+}
+
+/// The retry loop of one delivery (ALLOY-COMPAT.md §10), bounded by the job's deadline.
+async fn attempts(job: &Job, d: &Destination, state: &WriterState, core: &Core) -> Delivery {
+    let cfg = &d.cfg;
+    let reserve = core.snapshot().deadline_reserve;
+    let mut backoff = Backoff::new(cfg.min_backoff, cfg.max_backoff);
+    let mut attempt: u32 = 0;
+    let mut last_status: Option<u16> = None;
+    let mut last_message = String::from("deadline exceeded before the first attempt");
+    let verb = match job.env.kind {
+        Kind::Push => "push",
+        Kind::Ingest => "ingest",
+    };
+    loop {
+        let now = Instant::now();
+        let remaining = job
+            .deadline
+            .saturating_duration_since(now)
+            .saturating_sub(reserve);
+        if remaining < MIN_ATTEMPT {
+            break;
+        }
+        attempt += 1;
+        let more_allowed = cfg.max_attempts == 0 || attempt < cfg.max_attempts;
+        let mut budget = cfg.remote_timeout.min(remaining);
+        if job.caller_waiting && more_allowed {
+            // Leave half of the caller's remaining budget for a retry: a first attempt that
+            // hangs must not eat the whole budget (the timeout chain of ALLOY-COMPAT.md §14).
+            budget = budget.min((remaining / 2).max(MIN_ATTEMPT));
+        }
+        let t0 = Instant::now();
+        let result = send(job, d, state, budget, core).await;
+        let took = t0.elapsed().as_secs_f64();
+        match job.env.kind {
+            Kind::Push => d.m.latency_downstream.observe(took),
+            Kind::Ingest => d.m.ingest_downstream.observe(took),
+        }
+        match result {
+            Attempt::Delivered => return Delivery::Ok,
+            Attempt::Permanent {
+                status,
+                code,
+                message,
+            } => {
+                return Delivery::Failed(Outcome::Rejected {
+                    status,
+                    connect_code: code.map(|c| c.name().to_string()),
+                    message: format!(
+                        "failed to {verb} to endpoint {} ({attempt} retries): {message}",
+                        cfg.url_string
+                    ),
+                });
+            }
+            Attempt::Retryable {
+                status,
+                retry_after,
+                message,
+            } => {
+                if status.is_some() {
+                    last_status = status;
+                }
+                last_message = message;
+                if !more_allowed {
+                    break;
+                }
+                let sleep = sleep_for(
+                    backoff.next_sleep(),
+                    retry_after,
+                    cfg.min_backoff,
+                    cfg.max_backoff,
+                );
+                let next_start = Instant::now() + sleep + MIN_ATTEMPT + reserve;
+                if next_start >= job.deadline || core.shutdown_deadline_passed() {
+                    break;
+                }
+                d.m.retries.inc();
+                monoio::time::sleep(sleep).await;
+            }
+        }
+    }
+    Delivery::Failed(Outcome::Unavailable {
+        last_status,
+        message: format!(
+            "failed to {verb} to endpoint {} ({attempt} retries): {last_message}",
+            cfg.url_string
+        ),
+    })
+}
+
+/// One attempt: a pooled connection (or a new one), one request. A reused connection that
+/// turns out to be dead is replaced once, at no cost to the attempt count.
+async fn send(
+    job: &Job,
+    d: &Destination,
+    state: &WriterState,
+    budget: Duration,
+    core: &Core,
+) -> Attempt {
+    let deadline = Instant::now() + budget;
+    let key = d as *const Destination as usize;
+    let pool = state
+        .pools
+        .borrow_mut()
+        .entry(key)
+        .or_insert_with(|| {
+            Rc::new(Pool {
+                idle: RefCell::new(Vec::new()),
+            })
+        })
+        .clone();
+    let head = build_head(&job.env, d, budget, core);
+    for fresh_try in 0..2 {
+        let pooled = if fresh_try == 0 {
+            pool.idle.borrow_mut().pop()
+        } else {
+            None
+        };
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => match connect(d, deadline).await {
+                Ok(c) => c,
+                Err(e) => return classify_error(&e),
+            },
+        };
+        match conn.request(head.clone(), &job.env.body, deadline).await {
+            Ok(resp) => {
+                let verdict = classify_response(job.env.kind, &resp, d.cfg.retry_on_http_429);
+                if resp.reusable && pool.idle.borrow().len() < core.snapshot().max_idle_conns {
+                    pool.idle.borrow_mut().push(conn);
+                }
+                return verdict;
+            }
+            Err(e) if reused && e.is_stale_connection() => continue,
+            Err(e) => return classify_error(&e),
+        }
+    }
+    classify_error(&ClientError::Closed("connection closed twice".into()))
+}
+
+async fn connect(d: &Destination, deadline: Instant) -> Result<ClientConn, ClientError> {
+    let addrs = d
+        .resolve()
+        .map_err(|m| ClientError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, m)))?;
+    let mut last = None;
+    for addr in addrs {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match ClientConn::connect(addr, remaining.min(CONNECT_TIMEOUT)).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(ClientError::Timeout))
+}
+
+/// The request head for one attempt. Alloy's header order on `/ingest`: endpoint headers,
+/// then the caller's `Content-Type` values (the first replacing a configured one).
+fn build_head(env: &Envelope, d: &Destination, budget: Duration, core: &Core) -> Bytes {
+    let mut h: Vec<u8> = Vec::with_capacity(512 + env.path_and_query.len());
+    h.extend_from_slice(b"POST ");
+    h.extend_from_slice(d.cfg.url.base_path.as_bytes());
+    h.extend_from_slice(env.path_and_query.as_bytes());
+    h.extend_from_slice(b" HTTP/1.1\r\n");
+    h.extend_from_slice(&d.static_headers);
+    h.extend_from_slice(b"Content-Length: ");
+    push_u64(&mut h, env.body_len as u64);
+    h.extend_from_slice(b"\r\n");
+    let mut has_ct = false;
+    for (name, value) in &env.headers {
+        has_ct |= name.eq_ignore_ascii_case("content-type");
+        h.extend_from_slice(name.as_bytes());
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(value);
+        h.extend_from_slice(b"\r\n");
+    }
+    if !has_ct && let Some(ct) = &d.custom_content_type {
+        h.extend_from_slice(b"Content-Type: ");
+        h.extend_from_slice(ct.as_bytes());
+        h.extend_from_slice(b"\r\n");
+    }
+    if env.kind == Kind::Push {
+        h.extend_from_slice(b"Connect-Protocol-Version: 1\r\nConnect-Timeout-Ms: ");
+        push_u64(&mut h, budget.as_millis().max(1) as u64);
+        h.extend_from_slice(b"\r\n");
+    }
+    if d.cfg.tenant_id.is_none()
+        && core.snapshot().forward_tenant
+        && let Some(t) = &env.tenant
+    {
+        h.extend_from_slice(b"X-Scope-OrgID: ");
+        h.extend_from_slice(t);
+        h.extend_from_slice(b"\r\n");
+    }
+    h.extend_from_slice(b"\r\n");
+    Bytes::from(h)
+}

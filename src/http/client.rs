@@ -1,0 +1,386 @@
+//! Outbound HTTP/1.1 for the forwarding stage: one keep-alive connection, one request at a
+//! time, head and body chunks in a single vectored write (no per-destination body copy, no
+//! Nagle stall between head and body).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::buf::{IoBufMut, IoVecBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::chunked::{ChunkedDecoder, Progress};
+
+/// Largest response head accepted from a downstream.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Response body bytes kept for error messages (Alloy keeps 2048).
+pub const KEPT_BODY: usize = 2048;
+/// Response body bytes read and discarded to keep the connection reusable; beyond this the
+/// connection is closed instead.
+const MAX_DRAIN: u64 = 1 << 20;
+const READ_CHUNK: usize = 8 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("dial {addr}: {source}")]
+    Connect { addr: SocketAddr, source: io::Error },
+    #[error("timeout")]
+    Timeout,
+    /// The connection was closed before any response byte arrived. On a reused connection
+    /// this usually means the server closed it while idle, and the request can be resent.
+    #[error("connection closed before the response: {0}")]
+    Closed(String),
+    #[error("io: {0}")]
+    Io(io::Error),
+    #[error("invalid response: {0}")]
+    Protocol(&'static str),
+}
+
+impl ClientError {
+    /// Whether resending on a fresh connection is safe: nothing came back, so the server
+    /// most likely never processed the request.
+    pub fn is_stale_connection(&self) -> bool {
+        matches!(self, ClientError::Closed(_))
+    }
+}
+
+#[derive(Debug)]
+pub struct ClientResponse {
+    pub status: u16,
+    /// The first [`KEPT_BODY`] bytes of the body.
+    pub body: Bytes,
+    pub retry_after: Option<Duration>,
+    pub content_type_json: bool,
+    /// The connection may carry another request.
+    pub reusable: bool,
+}
+
+/// Head plus body chunks as one iovec list for `writev`.
+struct IoVecs {
+    _parts: Vec<Bytes>,
+    iovecs: Vec<libc::iovec>,
+}
+
+// SAFETY: the iovecs point into `_parts`, which this struct owns and never mutates while the
+// runtime holds it; `Bytes` data does not move when the `Vec<Bytes>` itself moves.
+unsafe impl IoVecBuf for IoVecs {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iovecs.as_ptr()
+    }
+    fn read_iovec_len(&self) -> usize {
+        self.iovecs.len()
+    }
+}
+
+impl IoVecs {
+    fn new(parts: Vec<Bytes>) -> Self {
+        let iovecs = parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        Self {
+            _parts: parts,
+            iovecs,
+        }
+    }
+}
+
+pub struct ClientConn {
+    stream: TcpStream,
+    buf: BytesMut,
+    pub created: Instant,
+    pub last_used: Instant,
+    pub requests: u32,
+}
+
+impl ClientConn {
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
+        let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Err(_) => return Err(ClientError::Timeout),
+            Ok(Err(source)) => return Err(ClientError::Connect { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let now = Instant::now();
+        Ok(Self {
+            stream,
+            buf: BytesMut::new(),
+            created: now,
+            last_used: now,
+            requests: 0,
+        })
+    }
+
+    /// Sends one request and reads the response, all before `deadline`.
+    pub async fn request(
+        &mut self,
+        head: Bytes,
+        body: &[Bytes],
+        deadline: Instant,
+    ) -> Result<ClientResponse, ClientError> {
+        self.requests += 1;
+        let mut parts = Vec::with_capacity(body.len() + 1);
+        parts.push(head);
+        parts.extend(body.iter().cloned());
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let reused = self.requests > 1;
+        match monoio::time::timeout(
+            remaining,
+            self.stream.write_vectored_all(IoVecs::new(parts)),
+        )
+        .await
+        {
+            Err(_) => return Err(ClientError::Timeout),
+            Ok((Err(e), _)) => {
+                return Err(if reused && is_reset(&e) {
+                    ClientError::Closed(e.to_string())
+                } else {
+                    ClientError::Io(e)
+                });
+            }
+            Ok((Ok(_), _)) => {}
+        }
+        let resp = self.read_response(deadline).await;
+        self.last_used = Instant::now();
+        resp
+    }
+
+    async fn fill(&mut self, deadline: Instant) -> Result<usize, ClientError> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(remaining, self.stream.read(buf.slice_mut(len..cap))).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok((res, slice)) => {
+                self.buf = slice.into_inner();
+                match res {
+                    Ok(n) => Ok(n),
+                    Err(e) if is_reset(&e) => Ok(0),
+                    Err(e) => Err(ClientError::Io(e)),
+                }
+            }
+        }
+    }
+
+    async fn read_response(&mut self, deadline: Instant) -> Result<ClientResponse, ClientError> {
+        loop {
+            let (status, head_len, framing, retry_after, json, close) = loop {
+                match parse_response_head(&self.buf)? {
+                    Some(h) => break h,
+                    None => {
+                        if self.buf.len() > MAX_RESPONSE_HEAD {
+                            return Err(ClientError::Protocol("response head too large"));
+                        }
+                        let n = self.fill(deadline).await?;
+                        if n == 0 {
+                            return Err(if self.buf.is_empty() {
+                                ClientError::Closed("EOF".into())
+                            } else {
+                                ClientError::Protocol("truncated response head")
+                            });
+                        }
+                    }
+                }
+            };
+            self.buf.advance(head_len);
+            if (100..200).contains(&status) {
+                continue; // 100 Continue and friends precede the real response
+            }
+            let (body, complete) = self.read_body(framing, deadline).await?;
+            return Ok(ClientResponse {
+                status,
+                body,
+                retry_after,
+                content_type_json: json,
+                reusable: complete && !close && framing != Framing::UntilClose,
+            });
+        }
+    }
+
+    /// Reads the body, keeping the first [`KEPT_BODY`] bytes. Returns whether the body was
+    /// read completely (so the connection can be reused).
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        deadline: Instant,
+    ) -> Result<(Bytes, bool), ClientError> {
+        let mut kept = BytesMut::new();
+        match framing {
+            Framing::Length(n) => {
+                let mut left = n;
+                loop {
+                    let take = (self.buf.len() as u64).min(left) as usize;
+                    keep(&mut kept, &self.buf[..take]);
+                    self.buf.advance(take);
+                    left -= take as u64;
+                    if left == 0 {
+                        return Ok((kept.freeze(), true));
+                    }
+                    if n - left > MAX_DRAIN {
+                        return Ok((kept.freeze(), false));
+                    }
+                    if self.fill(deadline).await? == 0 {
+                        return Err(ClientError::Protocol("truncated response body"));
+                    }
+                }
+            }
+            Framing::Chunked => {
+                let mut dec = ChunkedDecoder::new(MAX_DRAIN);
+                let mut out = BytesMut::new();
+                loop {
+                    let (used, p) = dec
+                        .decode(&self.buf, &mut out)
+                        .map_err(|_| ClientError::Protocol("bad chunked response"))?;
+                    self.buf.advance(used);
+                    keep(&mut kept, &out);
+                    out.clear();
+                    if p == Progress::Done {
+                        return Ok((kept.freeze(), true));
+                    }
+                    if self.fill(deadline).await? == 0 {
+                        return Err(ClientError::Protocol("truncated chunked response"));
+                    }
+                }
+            }
+            Framing::UntilClose => {
+                let mut total = 0u64;
+                loop {
+                    keep(&mut kept, &self.buf);
+                    total += self.buf.len() as u64;
+                    self.buf.clear();
+                    if total > MAX_DRAIN || self.fill(deadline).await? == 0 {
+                        return Ok((kept.freeze(), false));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn keep(kept: &mut BytesMut, data: &[u8]) {
+    let room = KEPT_BODY.saturating_sub(kept.len());
+    kept.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+type ParsedHead = (u16, usize, Framing, Option<Duration>, bool, bool);
+
+fn parse_response_head(buf: &[u8]) -> Result<Option<ParsedHead>, ClientError> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(ClientError::Protocol("malformed response head")),
+    };
+    let status = resp.code.unwrap_or(0);
+    let mut framing = Framing::UntilClose;
+    let mut retry_after = None;
+    let mut json = false;
+    let mut close = resp.version == Some(0);
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or(ClientError::Protocol("bad Content-Length"))?;
+            if framing != Framing::Chunked {
+                framing = Framing::Length(v);
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                framing = Framing::Chunked;
+            }
+        } else if name.eq_ignore_ascii_case(b"retry-after") {
+            retry_after = parse_retry_after(h.value);
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            json = h.value.starts_with(b"application/json");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close = h.value.trim_ascii().eq_ignore_ascii_case(b"close");
+        }
+    }
+    // 204 and 304 never have a body.
+    if status == 204 || status == 304 {
+        framing = Framing::Length(0);
+    }
+    Ok(Some((status, len, framing, retry_after, json, close)))
+}
+
+/// `Retry-After` in delta-seconds (the HTTP-date form is rare from APIs and ignored).
+fn parse_retry_after(v: &[u8]) -> Option<Duration> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let secs: u64 = s.parse().ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads() {
+        let (status, len, framing, ra, json, close) = parse_response_head(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (status, framing, ra, json, close),
+            (
+                503,
+                Framing::Length(10),
+                Some(Duration::from_secs(3)),
+                true,
+                false
+            )
+        );
+        assert_eq!(len, 104);
+        assert!(
+            parse_response_head(b"HTTP/1.1 200 OK\r\n")
+                .unwrap()
+                .is_none()
+        );
+        let h = parse_response_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.2, Framing::Chunked);
+        assert!(h.5);
+        assert!(parse_response_head(b"garbage\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn keeps_a_bounded_prefix() {
+        let mut k = BytesMut::new();
+        keep(&mut k, &[1u8; 3000]);
+        keep(&mut k, &[2u8; 10]);
+        assert_eq!(k.len(), KEPT_BODY);
+    }
+}
