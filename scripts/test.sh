@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# The project's test command (README "Tests"): formatting, lints, then every test of the
-# workspace, unit and integration (integration tests start the real binaries on 127.0.0.1).
+# The project's test command (README "Quick start"). On a fresh machine it first installs
+# what the tests need — the real Pyroscope SDKs the client tests drive (pyroscope-io from
+# PyPI, @pyroscope/nodejs from npm) and systemd-analyze — then runs formatting, lints and
+# every test of the workspace (integration tests start the real binaries on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# --- set-up (idempotent) ---
+if ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null) \
+    || echo "test.sh: could not install systemd-analyze" >&2
+fi
+if ! python3 -c 'import pyroscope' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check pyroscope-io==1.4.0
+fi
+if [ ! -d tests/clients/node/node_modules/@pyroscope/nodejs ]; then
+  (cd tests/clients/node && npm install --no-audit --no-fund --loglevel=error)
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# --- checks and tests ---
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --release --bins
