@@ -1,0 +1,320 @@
+//! Command line: `pyrogate-load sink …` and `pyrogate-load run …`. Every flag is validated
+//! when the configuration is built, so a bad value fails at start-up with one line naming it.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pyrogate::config::DriverChoice;
+use pyrogate::config::units::{parse_duration, parse_size};
+
+use crate::load::payload::{Protocol, Source};
+use crate::load::{MAX_DURATION, RunConfig};
+use crate::sink::SinkConfig;
+use crate::sink::faults::{FaultConfig, InjectedError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pyrogate-load",
+    version,
+    about = "Load generator and Pyroscope-compatible sink for pyrogate"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Pyroscope-compatible receiver (prints `listening on ADDR` once ready).
+    Sink(SinkArgs),
+    /// Drive a target with real Pyroscope traffic and report rate and latency.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Driver {
+    Auto,
+    #[value(name = "io_uring", alias = "iouring")]
+    IoUring,
+    #[value(alias = "epoll")]
+    Legacy,
+}
+
+impl From<Driver> for DriverChoice {
+    fn from(d: Driver) -> Self {
+        match d {
+            Driver::Auto => DriverChoice::Auto,
+            Driver::IoUring => DriverChoice::IoUring,
+            Driver::Legacy => DriverChoice::Legacy,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PayloadKind {
+    Fixtures,
+    Synthetic,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+fn addr(s: &str) -> Result<SocketAddr, String> {
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to nothing"))
+}
+
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:4040", value_parser = addr)]
+    pub listen: SocketAddr,
+    /// Worker threads (each with its own runtime and accept shard).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    #[arg(long, value_enum, default_value_t = Driver::Auto)]
+    pub driver: Driver,
+    /// Delay every answer on the profile routes by this much.
+    #[arg(long, default_value = "0", value_parser = duration)]
+    pub latency: Duration,
+    /// Fraction of profile requests answered with --error-status.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    #[arg(long, default_value_t = 503)]
+    pub error_status: u16,
+    /// Fraction of profile requests never answered (until --hang-for passes).
+    #[arg(long, default_value_t = 0.0)]
+    pub hang_rate: f64,
+    /// How long a hung request is held before the sink gives up on it (503, close).
+    #[arg(long, default_value = "300s", value_parser = duration)]
+    pub hang_for: Duration,
+    /// Largest request body.
+    #[arg(long, default_value = "64MiB", value_parser = size)]
+    pub max_body: u64,
+    /// Largest inflated pprof/JFR (Pyroscope's max_profile_size_bytes).
+    #[arg(long, default_value = "4MiB", value_parser = size)]
+    pub max_profile_size: u64,
+    /// Request records kept for /stats?records=1 (0 disables).
+    #[arg(long, default_value_t = crate::sink::DEFAULT_RECORDS)]
+    pub records: usize,
+    /// Memory budget of the record ring.
+    #[arg(long, default_value = "64MiB", value_parser = size)]
+    pub records_max_bytes: u64,
+    /// Open connections across all workers; more wait in the listen backlog.
+    #[arg(long, default_value_t = crate::sink::DEFAULT_MAX_CONNS)]
+    pub max_conns: usize,
+    /// Close keep-alive connections idle this long.
+    #[arg(long, default_value = "120s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Exit after this long (a safety net for scripts).
+    #[arg(long, value_parser = duration)]
+    pub exit_after: Option<Duration>,
+}
+
+impl SinkArgs {
+    pub fn config(&self) -> Result<SinkConfig, String> {
+        let cfg = SinkConfig {
+            listen: self.listen,
+            workers: self.workers,
+            driver: self.driver.into(),
+            faults: FaultConfig {
+                latency: self.latency,
+                error_rate: self.error_rate,
+                error: InjectedError::new(self.error_status),
+                hang_rate: self.hang_rate,
+            },
+            hang_for: self.hang_for,
+            max_body: self.max_body,
+            max_profile: usize::try_from(self.max_profile_size).map_err(|e| e.to_string())?,
+            records: self.records,
+            records_max_bytes: usize::try_from(self.records_max_bytes)
+                .map_err(|e| e.to_string())?,
+            max_conns: self.max_conns,
+            idle_timeout: self.idle_timeout,
+            ..SinkConfig::default()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Base URL, e.g. http://127.0.0.1:4040 (paths /ingest and /push.v1… are appended).
+    #[arg(long)]
+    pub target: String,
+    #[arg(long, value_enum, default_value_t = Protocol::Push)]
+    pub protocol: Protocol,
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Total requests per second (open loop, latency from intended send times); closed loop
+    /// when absent.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// How long to run (at most 1h).
+    #[arg(long, value_parser = duration)]
+    pub duration: Option<Duration>,
+    /// How many requests to send.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub timeout: Duration,
+    #[arg(long, value_enum, default_value_t = PayloadKind::Fixtures)]
+    pub payload: PayloadKind,
+    /// Size of the synthetic gzip'd pprof (implies --payload synthetic).
+    #[arg(long, value_parser = size)]
+    pub profile_size: Option<u64>,
+    /// Seed for synthetic payloads, IDs and boundaries.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// X-Scope-OrgID to send.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Fixture directory (default: $PYROGATE_FIXTURES or ../shared/fixtures).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Driver::Auto)]
+    pub driver: Driver,
+    /// Threads (default: min(cores, connections)).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No per-second progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Default synthetic size when `--payload synthetic` is given without `--profile-size`.
+pub const DEFAULT_PROFILE_SIZE: u64 = 16 * 1024;
+
+impl RunArgs {
+    pub fn config(&self) -> Result<RunConfig, String> {
+        let source = match (self.payload, self.profile_size) {
+            (PayloadKind::Fixtures, None) => Source::Fixtures(self.fixtures.clone()),
+            (_, size) => Source::Synthetic {
+                size: usize::try_from(size.unwrap_or(DEFAULT_PROFILE_SIZE))
+                    .map_err(|e| e.to_string())?,
+                fixtures: self.fixtures.clone(),
+            },
+        };
+        let cfg = RunConfig {
+            target: self.target.clone(),
+            protocol: self.protocol,
+            connections: self.connections,
+            rate: self.rate,
+            duration: self.duration,
+            requests: self.requests,
+            timeout: self.timeout,
+            source,
+            seed: self.seed,
+            tenant: self.tenant.clone(),
+            driver: self.driver.into(),
+            threads: self.threads,
+            progress: !self.quiet,
+        };
+        cfg.validate()?;
+        if cfg.duration.is_none() {
+            eprintln!(
+                "run: no --duration; the run stops after {} requests or {} s",
+                cfg.requests.unwrap_or(0),
+                MAX_DURATION.as_secs()
+            );
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pyrogate-load").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn sink_flags() {
+        let cli = parse(&[
+            "sink",
+            "--listen",
+            "127.0.0.1:0",
+            "--latency",
+            "5ms",
+            "--error-rate",
+            "0.5",
+            "--error-status",
+            "429",
+            "--driver",
+            "legacy",
+        ])
+        .expect("parses");
+        let Command::Sink(a) = cli.command else {
+            panic!("sink")
+        };
+        let cfg = a.config().expect("valid");
+        assert_eq!(cfg.listen.port(), 0);
+        assert_eq!(cfg.faults.latency, Duration::from_millis(5));
+        assert_eq!(cfg.faults.error.status, 429);
+        assert_eq!(cfg.driver, DriverChoice::Legacy);
+        let cli = parse(&["sink", "--error-rate", "1.5"]).expect("parses");
+        let Command::Sink(a) = cli.command else {
+            panic!("sink")
+        };
+        assert!(a.config().is_err());
+    }
+
+    #[test]
+    fn run_flags() {
+        let cli = parse(&[
+            "run",
+            "--target",
+            "http://127.0.0.1:1",
+            "--protocol",
+            "ingest-jfr",
+            "--duration",
+            "2s",
+            "--profile-size",
+            "16KiB",
+            "--rate",
+            "100",
+        ])
+        .expect("parses");
+        let Command::Run(a) = cli.command else {
+            panic!("run")
+        };
+        let cfg = a.config().expect("valid");
+        assert_eq!(cfg.protocol, Protocol::IngestJfr);
+        assert_eq!(
+            cfg.source,
+            Source::Synthetic {
+                size: 16384,
+                fixtures: None
+            }
+        );
+        assert_eq!(cfg.rate, Some(100.0));
+        // Unbounded runs are refused.
+        let cli = parse(&["run", "--target", "http://127.0.0.1:1"]).expect("parses");
+        let Command::Run(a) = cli.command else {
+            panic!("run")
+        };
+        assert!(a.config().is_err());
+        let cli = parse(&["run", "--target", "http://x:1", "--duration", "2h"]).expect("parses");
+        let Command::Run(a) = cli.command else {
+            panic!("run")
+        };
+        assert!(a.config().is_err());
+        assert!(parse(&["run", "--target", "x", "--protocol", "bogus"]).is_err());
+    }
+}
