@@ -276,15 +276,29 @@ fn parse_toml(text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// Finds `line N` for an error offset so the one-line message still points somewhere.
+/// Names the key at an error offset as its full dotted path (`server.conn_limt`, found from
+/// the enclosing `[table]` header) plus the line, so the one-line message says which key.
 fn locate_key(text: &str, offset: usize) -> String {
     let line = text[..offset.min(text.len())].matches('\n').count() + 1;
-    let content = text.lines().nth(line - 1).unwrap_or("").trim();
+    let lines: Vec<&str> = text.lines().collect();
+    let content = lines.get(line - 1).copied().unwrap_or("").trim();
+    if content.starts_with('[') {
+        let table = content.trim_matches(|c| c == '[' || c == ']').trim();
+        return format!("{table} (line {line})");
+    }
     let key = content.split('=').next().unwrap_or("").trim();
     if key.is_empty() {
-        format!("line {line}")
-    } else {
-        format!("line {line} ({key})")
+        return format!("line {line}");
+    }
+    let table = lines[..(line - 1).min(lines.len())]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key} (line {line})"),
+        _ => format!("{key} (line {line})"),
     }
 }
 
@@ -739,6 +753,12 @@ mod tests {
         assert!(e.to_string().contains("conn_limt"), "{e}");
         let e = Config::from_toml("bogus = 1\n").unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
+        // The key is named with its table, even after other tables.
+        let e =
+            Config::from_toml("[runtime]\nworkers = 1\n[server]\n\nconn_limt = 5\n").unwrap_err();
+        assert_eq!(e.key, "server.conn_limt (line 5)");
+        let e = Config::from_toml("[[endpoint]]\nurl = \"http://a\"\nbogus = 1\n").unwrap_err();
+        assert_eq!(e.key, "endpoint.bogus (line 3)");
     }
 
     #[test]

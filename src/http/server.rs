@@ -111,7 +111,8 @@ struct Conn {
 }
 
 impl Conn {
-    /// Reads at least one byte into spare capacity of at least `want` bytes.
+    /// Reads at least one byte into spare capacity of at least `want` bytes. On
+    /// `TimedOut` the buffer (and what it held) is gone: the cancelled read owned it.
     async fn read_more(&mut self, want: usize, deadline: Instant) -> ReadOutcome {
         if self.buf.capacity() - self.buf.len() < want {
             self.buf.reserve(want);
@@ -262,9 +263,12 @@ async fn serve_one<S: Service>(
         } else {
             MIN_READ.min(limits.max_header_bytes)
         };
+        // A timed-out read drops the buffer it was given (the read owned it), so whether
+        // part of a head had arrived must be known before the read.
+        let partial = !c.buf.is_empty();
         match c.read_more(want, read_deadline).await {
             ReadOutcome::Data => {}
-            ReadOutcome::TimedOut if !c.buf.is_empty() => {
+            ReadOutcome::TimedOut if partial => {
                 return fail(c, svc, "read_timeout", 408, "request timeout").await;
             }
             _ => return Next::Close,
@@ -388,6 +392,7 @@ async fn serve_one<S: Service>(
     let deadline = Instant::now() + limits.write_timeout;
     let body_len = body.len() as u64;
     let keep_alive = head.keep_alive;
+    let http10 = head.minor_version == 0;
     let req = Request {
         head,
         body,
@@ -407,11 +412,7 @@ async fn serve_one<S: Service>(
         }
     };
     let close = resp.close || !keep_alive || env.drain.is_fired() || too_old;
-    let resp = if close && !resp.close {
-        resp.closing()
-    } else {
-        resp
-    };
+    let resp = persistence(resp, close, http10);
     let status = resp.status;
     let written = c.write_response(&resp, head_only, deadline).await;
     svc.record(route, status, started.elapsed(), body_len);
@@ -419,6 +420,19 @@ async fn serve_one<S: Service>(
         return Next::Close;
     }
     Next::KeepAlive
+}
+
+/// Marks how the connection continues after `resp`: `Connection: close` when the server
+/// closes, and `Connection: keep-alive` when an HTTP/1.0 client asked to keep it open (a
+/// 1.0 client assumes close unless the response says otherwise, RFC 9112 §C.2.2).
+fn persistence(resp: Response, close: bool, http10: bool) -> Response {
+    if close {
+        if resp.close { resp } else { resp.closing() }
+    } else if http10 {
+        resp.header("Connection", "keep-alive")
+    } else {
+        resp
+    }
 }
 
 async fn send_continue(c: &mut Conn, deadline: Instant) -> bool {
@@ -484,7 +498,7 @@ async fn respond_early<S: Service>(
         _ => None,
     };
     let close = skip.is_none() || !head.keep_alive || resp.close;
-    let resp = if close { resp.closing() } else { resp };
+    let resp = persistence(resp, close, head.minor_version == 0);
     if let Some(n) = skip {
         c.buf.advance(n);
     }

@@ -273,6 +273,11 @@ async fn control_loop(
                 let quota = cfg.runtime.core_quotas.get(idx).copied().unwrap_or(0);
                 shard.quota.set(quota);
                 shard.metrics.set_limit(quota);
+                // The global gauge is not per core; every worker stores the same value.
+                svc.shared
+                    .metrics
+                    .conn_limit
+                    .store(cfg.server.conn_limit, Ordering::Relaxed);
                 svc.reload(&cfg);
                 // A larger quota may let the accept loop continue.
                 shard.released.notify();
