@@ -12,6 +12,7 @@ use pyrogate::config::units::{parse_duration, parse_size};
 use crate::load::payload::{Protocol, Source};
 use crate::load::{MAX_DURATION, RunConfig};
 use crate::sink::SinkConfig;
+use crate::sink::check::Checks;
 use crate::sink::faults::{FaultConfig, InjectedError};
 
 #[derive(Debug, Parser)]
@@ -83,6 +84,9 @@ pub struct SinkArgs {
     pub workers: usize,
     #[arg(long, value_enum, default_value_t = Driver::Auto)]
     pub driver: Driver,
+    /// `full`: decode and check bodies like Pyroscope; `none`: accept unread (benchmarks).
+    #[arg(long, value_enum, default_value_t = Checks::Full)]
+    pub checks: Checks,
     /// Delay every answer on the profile routes by this much.
     #[arg(long, default_value = "0", value_parser = duration)]
     pub latency: Duration,
@@ -126,6 +130,7 @@ impl SinkArgs {
             listen: self.listen,
             workers: self.workers,
             driver: self.driver.into(),
+            checks: self.checks,
             faults: FaultConfig {
                 latency: self.latency,
                 error_rate: self.error_rate,

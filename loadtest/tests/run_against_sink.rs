@@ -114,6 +114,7 @@ fn every_protocol_succeeds_against_the_sink() {
         assert_sane(&r, &p);
         assert_eq!(r["protocol"], p.as_str());
         assert_eq!(r["mode"], "closed");
+        assert!(r["schedule_lag"].is_null());
         assert_eq!(r["payload"], "fixtures");
         total += r["ok"].as_u64().unwrap_or(0);
         reports.push((p, r));
@@ -164,6 +165,9 @@ fn open_loop_keeps_the_rate_and_requests_are_exact() {
         (190..=201).contains(&n),
         "scheduled {n} requests for 200/s × 1 s"
     );
+    let lag = &r["schedule_lag"];
+    assert!(lag["count"].as_u64().unwrap_or(0) > 0, "{lag}");
+    assert!(lag["p50_ms"].as_f64().unwrap_or(-1.0) >= 0.0, "{lag}");
     let r = run(
         &url,
         "exact",

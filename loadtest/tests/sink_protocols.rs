@@ -608,3 +608,29 @@ fn stats_reset_and_bounded_records() {
         .request(b"GET /-/ready HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn checks_none_accepts_unread_for_benchmarks() {
+    let sink = Sink::start(&["--checks", "none"]);
+    let mut c = sink.connect();
+    let r = c.request(&post(
+        PUSH,
+        &[("Content-Type", "application/proto")],
+        b"not a push request",
+    ));
+    assert_eq!(r.status, 200);
+    let r = c.request(&post("/ingest?format=pprof&name=app", &[], b"not pprof"));
+    assert_eq!(r.status, 200);
+    // Head-level refusals still apply.
+    let r = c.request(&post(PUSH, &[("Content-Type", "text/plain")], b"x"));
+    assert_eq!(r.status, 415);
+    let stats = sink.stats(true);
+    assert_eq!(stats["checks"], "none");
+    assert_eq!(stats["totals"]["accepted"], 2);
+    assert_eq!(stats["totals"]["profiles"], 2);
+    assert_eq!(
+        records(&stats)[0]["body_fnv"],
+        fnv1a64_hex(b"not a push request")
+    );
+    assert_eq!(Sink::start(&[]).stats(false)["checks"], "full");
+}

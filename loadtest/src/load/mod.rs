@@ -218,9 +218,7 @@ pub fn run(cfg: &RunConfig, progress: &mut dyn Write) -> Result<Report, String> 
             Err(_) => return Err("a load thread panicked".into()),
         }
     }
-    let secs = Instant::now()
-        .saturating_duration_since(plan.start)
-        .as_secs_f64();
+    let secs = total.end_ns as f64 / 1e9;
     let (payload_name, profile_size) = match &cfg.source {
         Source::Fixtures(_) => ("fixtures", None),
         Source::Synthetic { size, .. } => ("synthetic", Some(*size as u64)),
@@ -252,6 +250,7 @@ pub fn run(cfg: &RunConfig, progress: &mut dyn Write) -> Result<Report, String> 
             .collect(),
         errors: total.errors.clone(),
         latency: total.latencies.summary(),
+        schedule_lag: cfg.rate.map(|_| total.schedule_lag.summary()),
         bytes_sent: total.bytes_sent,
         bytes_received: total.bytes_received,
     })
@@ -374,8 +373,11 @@ async fn conn_loop(
         None => Schedule::Closed,
     };
     let n = plan.requests.len();
+    let mut corrector = schedule::Corrector::new(schedule);
     let mut backoff = CONNECT_BACKOFF_MIN;
     let mut k: u64 = 0;
+    // When the connection finished its previous request (0: free from the start).
+    let mut free: u64 = 0;
     loop {
         let now = plan.elapsed_ns();
         let intended = schedule.intended(k, now);
@@ -388,6 +390,8 @@ async fn conn_loop(
         let req: Bytes = plan.requests[(index + k as usize) % n].bytes.clone();
         k += 1;
         let deadline = Instant::now() + plan.timeout;
+        // A reconnect is part of the request, as it is for a real client.
+        let sent = plan.elapsed_ns();
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match Conn::connect(plan.addr, deadline).await {
@@ -396,21 +400,37 @@ async fn conn_loop(
                     conn.insert(c)
                 }
                 Err(e) => {
-                    record_error(state, e.kind(), 0);
+                    record_error(state, e.kind(), 0, plan.elapsed_ns());
                     let left = Duration::from_nanos(plan.end_ns.saturating_sub(plan.elapsed_ns()));
                     monoio::time::sleep(backoff.min(left)).await;
                     backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+                    free = plan.elapsed_ns();
+                    corrector.unavailable_until(free);
                     continue;
                 }
             },
         };
-        let sent = plan.elapsed_ns();
         let res = c.send(req.clone(), deadline).await;
         let done = plan.elapsed_ns();
+        let timing = schedule::Timing {
+            intended,
+            free,
+            sent,
+            done,
+        };
+        free = done;
+        let measured = corrector.measure(&timing);
+        {
+            let mut s = state.borrow_mut();
+            s.tally.end_ns = s.tally.end_ns.max(done);
+        }
         match res {
             Ok(info) => {
-                let lat = schedule::latency(&schedule, intended, sent, done);
+                let lat = measured.latency_ns;
                 let mut s = state.borrow_mut();
+                if let Some(lag) = measured.lag_ns {
+                    s.tally.schedule_lag.record_ns(lag);
+                }
                 s.tally
                     .response(lat, info.status, req.len() as u64, info.bytes_read as u64);
                 s.interval.record_ns(lat);
@@ -423,16 +443,17 @@ async fn conn_loop(
                 }
             }
             Err(e) => {
-                record_error(state, e.kind(), req.len() as u64);
+                record_error(state, e.kind(), req.len() as u64, done);
                 conn = None;
             }
         }
     }
 }
 
-fn record_error(state: &RefCell<ThreadState>, kind: String, sent: u64) {
+fn record_error(state: &RefCell<ThreadState>, kind: String, sent: u64, at_ns: u64) {
     let mut s = state.borrow_mut();
     s.tally.error(kind, sent);
+    s.tally.end_ns = s.tally.end_ns.max(at_ns);
     s.interval_done += 1;
     s.interval_failed += 1;
 }

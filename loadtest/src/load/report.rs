@@ -91,6 +91,8 @@ impl Latencies {
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     pub latencies: Latencies,
+    /// Open loop: how late the generator sent requests whose connection was free on time.
+    pub schedule_lag: Latencies,
     /// Requests attempted (responses + errors).
     pub attempted: u64,
     /// Responses with a 2xx status.
@@ -100,6 +102,8 @@ pub struct Tally {
     pub errors: BTreeMap<String, u64>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// When the last request finished (ns since the start of the run).
+    pub end_ns: u64,
 }
 
 /// Distinct error kinds kept; more are counted under `other`.
@@ -134,6 +138,7 @@ impl Tally {
 
     pub fn merge(&mut self, o: &Tally) {
         self.latencies.merge(&o.latencies);
+        self.schedule_lag.merge(&o.schedule_lag);
         self.attempted += o.attempted;
         self.ok += o.ok;
         for (k, v) in &o.status {
@@ -144,6 +149,7 @@ impl Tally {
         }
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
+        self.end_ns = self.end_ns.max(o.end_ns);
     }
 }
 
@@ -161,7 +167,7 @@ pub struct Report {
     pub payload: String,
     pub profile_size: Option<u64>,
     pub seed: u64,
-    /// Wall time from the first send to the last response, seconds.
+    /// From the start of the schedule to the last response, seconds.
     pub duration_s: f64,
     pub target_rate: Option<f64>,
     /// Completed requests (responses and errors) per second.
@@ -174,6 +180,10 @@ pub struct Report {
     pub status: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub latency: LatencySummary,
+    /// Open loop only: lateness of the generator's own sends (requests that did not wait
+    /// behind an earlier one). A high p99 here means the generator, not the target, was
+    /// short of CPU or timer precision (the runtime's timer ticks in milliseconds).
+    pub schedule_lag: Option<LatencySummary>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
 }
@@ -258,11 +268,18 @@ impl Report {
             l.max_ms,
             l.mean_ms,
             if self.mode == "open" {
-                ", from intended send times"
+                ", corrected for coordinated omission"
             } else {
                 ""
             }
         );
+        if let Some(lag) = &self.schedule_lag {
+            let _ = writeln!(
+                s,
+                "send lag   p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  (generator lateness, not in latency)",
+                lag.p50_ms, lag.p99_ms, lag.max_ms
+            );
+        }
         let _ = writeln!(
             s,
             "bytes      sent {} ({:.1} MB/s), received {}",

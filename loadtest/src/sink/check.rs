@@ -19,6 +19,27 @@ use pyrogate::protocol::query;
 use crate::fnv;
 use crate::multipart::{self, Limits};
 
+/// How much of each body the sink checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Checks {
+    /// Decode everything Pyroscope decodes (gzip, protobuf, multipart, JSON, folded) and
+    /// answer its status codes. The default.
+    Full,
+    /// Accept every request on a profile route unread (only counted and checksummed), so
+    /// that the sink costs little more than a `return 200` server in benchmarks. Each
+    /// request counts as one profile; records carry no decoded details.
+    None,
+}
+
+impl Checks {
+    pub fn name(self) -> &'static str {
+        match self {
+            Checks::Full => "full",
+            Checks::None => "none",
+        }
+    }
+}
+
 /// Size limits of the checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckLimits {

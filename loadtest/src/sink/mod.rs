@@ -25,7 +25,7 @@ use pyrogate::runtime::driver::{self, DriverKind};
 use pyrogate::runtime::listener::bind_shards;
 use pyrogate::util::notify::{LocalNotify, LocalSignal};
 
-use check::CheckLimits;
+use check::{CheckLimits, Checks};
 use faults::{FaultConfig, Faults};
 use service::{Shared, SinkService};
 use stats::{RingLimits, Stats};
@@ -52,6 +52,7 @@ pub struct SinkConfig {
     pub listen: SocketAddr,
     pub workers: usize,
     pub driver: DriverChoice,
+    pub checks: Checks,
     pub faults: FaultConfig,
     pub hang_for: Duration,
     pub max_body: u64,
@@ -70,6 +71,7 @@ impl Default for SinkConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             workers: 1,
             driver: DriverChoice::Auto,
+            checks: Checks::Full,
             faults: FaultConfig::default(),
             hang_for: DEFAULT_HANG_FOR,
             max_body: DEFAULT_MAX_BODY,
@@ -134,6 +136,7 @@ impl Sink {
                 max_message: usize::try_from(cfg.max_body).unwrap_or(usize::MAX),
                 max_profile: cfg.max_profile,
             },
+            checks: cfg.checks,
             max_body: cfg.max_body,
             hang_for: cfg.hang_for,
         });

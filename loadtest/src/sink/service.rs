@@ -11,7 +11,7 @@ use pyrogate::protocol::push;
 use pyrogate::protocol::push_decode::{self, Codec, Protocol};
 use pyrogate::protocol::query;
 
-use super::check::{self, CheckLimits, Verdict};
+use super::check::{self, CheckLimits, Checks, Verdict};
 use super::faults::{Decision, Faults, InjectedError};
 use super::stats::{Outcome, Route, Stats};
 use crate::fnv;
@@ -41,6 +41,7 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     pub faults: Mutex<Faults>,
     pub limits: CheckLimits,
+    pub checks: Checks,
     /// Largest accepted request body.
     pub max_body: u64,
     /// How long an injected hang holds a request before the sink gives up on it.
@@ -110,9 +111,14 @@ impl SinkService {
         let mut o = self.outcome(head, route);
         o.body_len = Some(req.body.len() as u64);
         o.body_fnv = Some(fnv::fnv1a64(&req.body));
-        let verdict = match route {
-            Route::Push => check::push(head, req.body.clone(), self.shared.limits),
-            Route::Ingest => check::ingest(head, &req.body, self.shared.limits),
+        let verdict = match (self.shared.checks, route) {
+            (Checks::None, _) => Verdict {
+                error: None,
+                profiles: 1,
+                detail: check::Detail::None,
+            },
+            (Checks::Full, Route::Push) => check::push(head, req.body.clone(), self.shared.limits),
+            (Checks::Full, Route::Ingest) => check::ingest(head, &req.body, self.shared.limits),
         };
         let (decision, latency) = self
             .shared
@@ -164,7 +170,10 @@ impl SinkService {
         let q = query::parse(head.query().unwrap_or(""));
         let records = q.get("records").is_some_and(|v| v == "1" || v == "true");
         let limit = q.get("limit").and_then(|v| v.parse().ok());
-        let doc = self.shared.stats().to_json(records, limit);
+        let mut doc = self.shared.stats().to_json(records, limit);
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("checks".into(), self.shared.checks.name().into());
+        }
         json(200, &doc)
     }
 
