@@ -123,7 +123,9 @@ impl Sink {
         let decision = driver::choose(cfg.driver, IO_URING_ENTRIES)?;
         let listeners = bind_shards(cfg.listen, false, cfg.workers, BACKLOG)
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-        let local_addr = listeners[0]
+        let local_addr = listeners
+            .first()
+            .ok_or("no listener was bound")?
             .local_addr()
             .map_err(|e| format!("cannot read the listen address: {e}"))?;
         let shared = Arc::new(Shared {

@@ -5,7 +5,7 @@
 //! FNV-1a 64, see [`crate::fnv`]):
 //!
 //! ```text
-//! { "uptime_ms", "since_reset_ms",
+//! { "checks": "full" | "none", "uptime_ms", "since_reset_ms",
 //!   "totals":  Counters,                       // push + ingest
 //!   "routes":  { "push": Counters, "ingest": Counters },
 //!   "tenants": { "<X-Scope-OrgID or anonymous>": { "push": Counters, "ingest": Counters } },
@@ -17,7 +17,22 @@
 //! }
 //! Counters = { "requests", "accepted", "rejected", "profiles", "bytes", "bytes_received",
 //!              "checksum_sum" }
+//! Record = { "seq", "worker", "at_ms", "route": "push"|"ingest", "method", "target",
+//!            "tenant", "headers": [[name, value]…], "framing": "length"|"chunked"|"none",
+//!            "body_len": n|null, "body_fnv": hex|null, "status": n|null, "error":
+//!            {"code","message"}|null, "fault": "error"|"hang"|null, "delay_ms", "profiles",
+//!            // Push only:
+//!            "protocol": "connect"|"grpc-web", "codec": "proto"|"json", "series_omitted",
+//!            "series": [{"labels": [[name, value]…], "samples_omitted",
+//!                        "samples": [{"id", "raw_len", "raw_fnv", "raw_gzip"}]}],
+//!            // /ingest only:
+//!            "format", "name": {label: value}|null,
+//!            "parts": [{"name", "filename", "content_type", "len", "fnv"}] }
 //! ```
+//!
+//! `body_len`/`body_fnv` are `null` for requests refused from their head (405, 415, …);
+//! `status` is `null` for an injected hang. With `--checks none` records carry no
+//! route-specific keys and every accepted request counts as one profile.
 //!
 //! `bytes` and `profiles` count accepted (2xx) requests only; `bytes_received` counts every
 //! body read; `checksum_sum` is the wrapping sum of the FNV-1a 64 of every accepted body, so
