@@ -178,10 +178,13 @@ fn open_loop_keeps_the_rate_and_requests_are_exact() {
             "3",
             "--protocol",
             "ingest-folded",
+            "--driver",
+            "legacy",
         ],
     );
     assert_sane(&r, "exact");
     assert_eq!(r["requests"], 37);
+    assert_eq!(r["driver"], "legacy");
     assert_eq!(sink.stats(false)["routes"]["ingest"]["accepted"], 37);
 }
 

@@ -569,7 +569,8 @@ fn oversized_body_is_refused_by_the_loop_in_the_routes_dialect() {
 
 #[test]
 fn stats_reset_and_bounded_records() {
-    let sink = Sink::start(&["--records", "3", "--workers", "2"]);
+    // The epoll driver here; the other tests use the default (io_uring where available).
+    let sink = Sink::start(&["--records", "3", "--workers", "2", "--driver", "legacy"]);
     let body = push_fixture();
     for i in 0..5 {
         let mut c = sink.connect();
