@@ -20,6 +20,9 @@ on_both_drivers!(
     chunked_body_with_extensions_and_trailers,
     malformed_requests_are_refused,
     expect_continue_large_upload_is_fast,
+    expect_continue_refused_without_100,
+    half_closed_client_still_gets_its_response,
+    max_connection_age_closes_old_connections,
     metrics_exposition,
 );
 
@@ -414,6 +417,69 @@ fn expect_continue_large_upload_is_fast(driver: &str) {
         .request("POST", "/ingest", &[("Expect", "100-continue")], b"abc")
         .unwrap();
     assert_eq!(r.status, 200);
+}
+
+/// A request refused from its head alone must not invite the body with a `100`.
+fn expect_continue_refused_without_100(driver: &str) {
+    let gw = Gateway::on(driver, &[]);
+    for (path, ct, status) in [
+        (PUSH, "application/x-protobuf", 415),
+        ("/nope", "application/octet-stream", 404),
+    ] {
+        let mut c = gw.connect();
+        c.send_request(
+            "POST",
+            path,
+            &[
+                ("Expect", "100-continue"),
+                ("Content-Type", ct),
+                ("Content-Length", "100000"),
+            ],
+            b"",
+        )
+        .unwrap();
+        let r = c.read_response(IO_TIMEOUT).unwrap();
+        assert_eq!(r.status, status, "first response must be final: {r:?}");
+        assert!(r.closes(), "the unsent body cannot be skipped: {r:?}");
+        assert!(c.wait_closed(IO_TIMEOUT));
+    }
+}
+
+/// Some clients send the request and shut down their write side at once.
+fn half_closed_client_still_gets_its_response(driver: &str) {
+    let gw = Gateway::on(driver, &[]);
+    let mut c = gw.connect();
+    c.send_request(
+        "POST",
+        PUSH,
+        &[("Content-Type", "application/proto")],
+        &common::push_fixture_proto(),
+    )
+    .unwrap();
+    c.shutdown_write();
+    let r = c.read_response(IO_TIMEOUT).unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        c.wait_closed(IO_TIMEOUT),
+        "server closes after the client's EOF"
+    );
+}
+
+fn max_connection_age_closes_old_connections(driver: &str) {
+    let gw = Gateway::on(driver, &["--max-connection-age", "300ms"]);
+    let mut c = gw.connect();
+    let t = Instant::now();
+    let r = c.get("/-/healthy").unwrap();
+    assert!(!r.closes(), "young connection is kept: {r:?}");
+    // Let the connection age past max_connection_age (the jitter only shortens it).
+    std::thread::sleep(Duration::from_millis(350).saturating_sub(t.elapsed()));
+    let r = c.get("/-/healthy").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        r.closes(),
+        "an old connection's response says Connection: close: {r:?}"
+    );
+    assert!(c.wait_closed(IO_TIMEOUT));
 }
 
 fn metrics_exposition(driver: &str) {
