@@ -837,3 +837,209 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.write_all(data).expect("gzip");
     e.finish().expect("gzip")
 }
+
+// === a downstream sink (for forwarding tests) ===
+
+/// One request received by a [`Sink`].
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub method: String,
+    /// Path and query as sent.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked when it was sent chunked.
+    pub body: Vec<u8>,
+}
+
+impl Captured {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 standing in for a Pyroscope endpoint: it records
+/// every request and answers each with the next status of its script (the last one
+/// repeats), keep-alive, empty body. A thread per connection; stopped on drop.
+pub struct Sink {
+    pub addr: SocketAddr,
+    captured: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sink {
+    /// A sink answering 200 to everything.
+    pub fn start() -> Sink {
+        Self::with_statuses(&[200])
+    }
+
+    /// A sink answering the given statuses in order (the last repeats).
+    pub fn with_statuses(statuses: &[u16]) -> Sink {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+        listener.set_nonblocking(true).expect("nonblocking sink");
+        let addr = listener.local_addr().expect("sink addr");
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script = Arc::new(Mutex::new((statuses.to_vec(), 0usize)));
+        let (cap, stp) = (captured.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stp.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let (cap, stp, script) = (cap.clone(), stp.clone(), script.clone());
+                        std::thread::spawn(move || sink_conn(s, &cap, &stp, &script));
+                    }
+                    Err(_) => std::thread::sleep(POLL),
+                }
+            }
+        });
+        Sink {
+            addr,
+            captured,
+            stop,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `--forward-to`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Captured> {
+        self.captured.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// Waits until at least `n` requests arrived, at most `timeout`.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Captured> {
+        poll_until(timeout, || {
+            let r = self.requests();
+            (r.len() >= n).then_some(r)
+        })
+        .unwrap_or_else(|| panic!("sink got {} of {n} requests", self.requests().len()))
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn sink_conn(
+    mut s: TcpStream,
+    captured: &std::sync::Mutex<Vec<Captured>>,
+    stop: &std::sync::atomic::AtomicBool,
+    script: &std::sync::Mutex<(Vec<u16>, usize)>,
+) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        // Parse as many complete requests as the buffer holds.
+        loop {
+            let mut hs = [httparse::EMPTY_HEADER; 128];
+            let mut req = httparse::Request::new(&mut hs);
+            let Ok(httparse::Status::Complete(head_len)) = req.parse(&buf) else {
+                break;
+            };
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let find = |n: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v.clone())
+            };
+            let chunked = find("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+            let body_and_len = if chunked {
+                dechunk(&buf[head_len..])
+            } else {
+                let n: usize = find("content-length")
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                (buf.len() >= head_len + n).then(|| (buf[head_len..head_len + n].to_vec(), n))
+            };
+            let Some((body, used)) = body_and_len else {
+                break;
+            };
+            let c = Captured {
+                method: req.method.unwrap_or("").to_string(),
+                target: req.path.unwrap_or("").to_string(),
+                headers,
+                body,
+            };
+            buf.drain(..head_len + used);
+            if let Ok(mut g) = captured.lock() {
+                g.push(c);
+            }
+            let status = match script.lock() {
+                Ok(mut g) => {
+                    let (list, next) = &mut *g;
+                    let st = list[(*next).min(list.len() - 1)];
+                    *next += 1;
+                    st
+                }
+                Err(_) => 500,
+            };
+            let resp = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+            if s.write_all(resp.as_bytes()).is_err() {
+                return;
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Decodes a complete chunked body at the start of `b`: (body, bytes used), or `None` when
+/// more input is needed.
+fn dechunk(b: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut i = 0;
+    loop {
+        let line_end = b[i..].windows(2).position(|w| w == b"\r\n")? + i;
+        let size_str = std::str::from_utf8(&b[i..line_end]).ok()?;
+        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
+        i = line_end + 2;
+        if size == 0 {
+            // Trailers until an empty line.
+            loop {
+                let e = b[i..].windows(2).position(|w| w == b"\r\n")? + i;
+                let empty = e == i;
+                i = e + 2;
+                if empty {
+                    return Some((body, i));
+                }
+            }
+        }
+        if b.len() < i + size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&b[i..i + size]);
+        i += size + 2;
+    }
+}
