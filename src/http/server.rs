@@ -406,7 +406,7 @@ async fn serve_one<S: Service>(
         Ok(r) => r,
         Err(_) => {
             svc.rejected("write_timeout");
-            Response::text(503, "Service Unavailable\n")
+            svc.error_response(route, 503, "Service Unavailable")
                 .header("Retry-After", "1")
                 .closing()
         }
