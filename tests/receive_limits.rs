@@ -23,6 +23,7 @@ on_both_drivers!(
     header_count_and_size_limits,
     oversize_body_is_413_before_the_body_is_sent,
     oversize_chunked_body_is_413,
+    declared_body_length_does_not_pin_memory,
 );
 
 /// Tries to read the response of every unserved connection for `window`; returns the
@@ -557,4 +558,50 @@ fn oversize_chunked_body_is_413(driver: &str) {
         &body,
     );
     assert_eq!(r.status, 200);
+}
+
+/// A `Content-Length` is only a claim: connections that each declare the largest allowed
+/// body but send almost nothing must not make the gateway commit memory for the claim.
+fn declared_body_length_does_not_pin_memory(driver: &str) {
+    let gw = Gateway::on(driver, &["--workers", "2", "--server-read-timeout", "20s"]);
+    // Warm up: a few real uploads, so allocator arenas exist on both workers.
+    for _ in 0..8 {
+        let r = gw.request("POST", "/ingest", &[], &vec![b'w'; 300 * 1024]);
+        assert_eq!(r.status, 200);
+    }
+    let before = gw.rss_kib();
+    const N: usize = 100;
+    let declared = (256u64 << 20).to_string();
+    let conns: Vec<Conn> = (0..N)
+        .map(|_| {
+            let mut c = gw.connect();
+            c.send_request(
+                "POST",
+                "/ingest",
+                &[("Content-Length", &declared), ("Expect", "100-continue")],
+                b"",
+            )
+            .unwrap();
+            // The 100 proves the head was admitted: the body phase has begun.
+            assert_eq!(c.read_response(IO_TIMEOUT).unwrap().status, 100);
+            c.send(&[b'b'; 1000]).unwrap();
+            c
+        })
+        .collect();
+    // Sample for a while: the server reads the 1000 bytes of each at its own pace.
+    let mut peak = 0;
+    let end = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < end {
+        peak = peak.max(gw.rss_kib());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let growth = peak.saturating_sub(before);
+    eprintln!("RSS {before} KiB -> peak {peak} KiB with {N} connections declaring 256 MiB");
+    // 100 KB were received in total; allow ~160 KiB of buffers per connection (reserving
+    // the declared size cost ~2.7 MB each).
+    assert!(
+        growth < 16 * 1024,
+        "RSS grew by {growth} KiB for {N} connections that sent 1000 bytes each"
+    );
+    drop(conns);
 }
