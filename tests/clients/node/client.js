@@ -1,7 +1,23 @@
+// Runs the real @pyroscope/nodejs SDK against the gateway for a bounded time
+// (argv: server address, seconds). Driven by tests/real_clients.rs.
 const Pyroscope = require('@pyroscope/nodejs');
 const crypto = require('crypto');
-Pyroscope.init({ serverAddress: process.argv[2], appName: 'pyrogate.test.node', tags: { env: 'ci' }, flushIntervalMs: 2000 });
+
+Pyroscope.init({
+  serverAddress: process.argv[2],
+  appName: 'pyrogate.test.node',
+  tags: { env: 'ci' },
+  flushIntervalMs: 2000,
+});
 Pyroscope.start();
 const end = Date.now() + Number(process.argv[3]) * 1000;
-function work() { for (let i = 0; i < 2000; i++) crypto.createHash('sha256').update(String(i)).digest(); }
-const t = setInterval(() => { work(); if (Date.now() > end) { clearInterval(t); Pyroscope.stop().then(() => console.log('done')); } }, 5);
+function work() {
+  for (let i = 0; i < 2000; i++) crypto.createHash('sha256').update(String(i)).digest();
+}
+const t = setInterval(() => {
+  work();
+  if (Date.now() > end) {
+    clearInterval(t);
+    Pyroscope.stop().then(() => console.log('done'));
+  }
+}, 5);

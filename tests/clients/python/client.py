@@ -1,6 +1,19 @@
-import os, sys, time, hashlib
+"""Runs the real pyroscope-io SDK against the gateway for a bounded time (argv: server
+address, seconds, tenant). Driven by tests/real_clients.rs."""
+import hashlib
+import sys
+import time
+
 import pyroscope
-pyroscope.configure(application_name="pyrogate.test.python", server_address=sys.argv[1], tags={"env": "ci"}, enable_logging=True)
+
+pyroscope.configure(
+    application_name="pyrogate.test.python",
+    server_address=sys.argv[1],
+    tags={"env": "ci"},
+    tenant_id=sys.argv[3] if len(sys.argv) > 3 else "",
+    upload_interval=2,
+    enable_logging=True,
+)
 end = time.time() + float(sys.argv[2])
 x = 0
 while time.time() < end:

@@ -1,0 +1,165 @@
+//! The real SDKs, not replays: pyroscope-io (Python, Connect Push, gzip) and
+//! @pyroscope/nodejs (/ingest, gzip pprof without Content-Encoding) run for a bounded time
+//! against the gateway, which forwards to two test destinations. Both destinations must get
+//! every profile intact (the sink decodes each pprof and answers 200 only then) with the
+//! labels the SDK set.
+//!
+//! `scripts/test.sh` installs the SDKs (pip: pyroscope-io; npm into tests/clients/node).
+
+mod common;
+mod sinks;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Gateway;
+use serde_json::Value;
+use sinks::Sink;
+
+const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+
+fn gateway(a: &Sink, b: &Sink) -> Gateway {
+    Gateway::start(&[
+        "--workers",
+        "2",
+        "--forward-to",
+        &a.url(),
+        "--forward-to",
+        &b.url(),
+    ])
+}
+
+/// Runs a client to completion (bounded) and returns its output for diagnostics.
+fn run_client(program: &str, args: &[&str], dir: &Path, limit: Duration) -> String {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} not runnable ({e}); run scripts/test.sh to set up"));
+    let done = common::poll_until(limit, || child.try_wait().ok().flatten());
+    if done.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("client output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        done.is_some() && out.status.success(),
+        "{program} failed:\n{text}"
+    );
+    text
+}
+
+/// Profile records the sink answered, with their body checksums.
+fn accepted(s: &Sink, route: &str) -> Vec<Value> {
+    s.records()
+        .into_iter()
+        .filter(|r| r["route"] == route && r["status"] == 200)
+        .collect()
+}
+
+fn checksums(recs: &[Value]) -> BTreeSet<String> {
+    recs.iter()
+        .filter_map(|r| r["body_fnv"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn python_sdk_push_reaches_both_destinations_intact() {
+    let (a, b) = (Sink::start(&[]), Sink::start(&[]));
+    let gw = gateway(&a, &b);
+    let out = run_client(
+        "python3",
+        &[
+            "python/client.py",
+            &format!("http://{}", gw.addr),
+            "5",
+            "team-py",
+        ],
+        Path::new(CLIENTS),
+        Duration::from_secs(60),
+    );
+    let pa = common::poll_until(Duration::from_secs(10), || {
+        let r = accepted(&a, "push");
+        (!r.is_empty() && accepted(&b, "push").len() == r.len()).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("no Push arrived at both sinks; client said:\n{out}"));
+    let pb = accepted(&b, "push");
+    assert_eq!(
+        checksums(&pa),
+        checksums(&pb),
+        "both destinations got the same bytes"
+    );
+    assert!(
+        a.records().iter().all(|r| r["status"] == 200),
+        "every request accepted"
+    );
+    for r in &pa {
+        assert_eq!(r["tenant"], "team-py");
+        let labels = sinks::series_labels(r);
+        for want in [
+            ("__name__", "process_cpu"),
+            ("service_name", "pyrogate.test.python"),
+            ("env", "ci"),
+            ("process.runtime.name", "cpython"),
+        ] {
+            assert!(
+                labels.iter().any(|(k, v)| k == want.0 && v == want.1),
+                "{want:?} missing in {labels:?}"
+            );
+        }
+        assert!(
+            !labels.iter().any(|(k, _)| k == "app_name"),
+            "no app_name quirk"
+        );
+        let sample = &r["series"][0]["samples"][0];
+        assert!(sample["raw_len"].as_u64().unwrap_or(0) > 0);
+    }
+}
+
+#[test]
+fn nodejs_sdk_ingest_reaches_both_destinations_intact() {
+    let node_dir = Path::new(CLIENTS).join("node");
+    assert!(
+        node_dir.join("node_modules/@pyroscope/nodejs").exists(),
+        "@pyroscope/nodejs is not installed; run scripts/test.sh (npm install in {})",
+        node_dir.display()
+    );
+    let (a, b) = (Sink::start(&[]), Sink::start(&[]));
+    let gw = gateway(&a, &b);
+    let out = run_client(
+        "node",
+        &["client.js", &format!("http://{}", gw.addr), "5"],
+        &node_dir,
+        Duration::from_secs(60),
+    );
+    let ia = common::poll_until(Duration::from_secs(10), || {
+        let r = accepted(&a, "ingest");
+        (r.len() >= 2 && accepted(&b, "ingest").len() == r.len()).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("too few /ingest requests at both sinks; client said:\n{out}"));
+    let ib = accepted(&b, "ingest");
+    assert_eq!(checksums(&ia), checksums(&ib));
+    assert!(a.records().iter().all(|r| r["status"] == 200));
+    for r in &ia {
+        assert_eq!(r["format"], "pprof");
+        let name = &r["name"];
+        assert_eq!(name["__name__"], "pyrogate.test.node");
+        assert_eq!(name["service_name"], "pyrogate.test.node");
+        assert_eq!(name["env"], "ci");
+        assert_eq!(name["process.runtime.name"], "nodejs");
+        assert_eq!(
+            sinks::header(r, "content-type"),
+            vec!["application/octet-stream"]
+        );
+        let target = r["target"].as_str().unwrap_or_default();
+        assert!(target.contains("spyName=nodespy"), "{target}");
+    }
+}
