@@ -8,6 +8,7 @@
 #   scripts/install.sh --uninstall  stop and remove binary, unit and docs (config is kept
 #                                   unless --purge is given too)
 #
+# PYROGATE_BIN=path installs that binary instead of target/release/pyrogate.
 # DESTDIR=/some/root installs into a staging tree (packaging, tests): no systemctl, no user
 # creation, no service start.
 set -euo pipefail
@@ -19,6 +20,7 @@ BIN="$DESTDIR$PREFIX/bin/pyrogate"
 UNIT="$DESTDIR/etc/systemd/system/pyrogate.service"
 CONF_DIR="$DESTDIR/etc/pyrogate"
 DOC_DIR="$DESTDIR$PREFIX/share/doc/pyrogate"
+SRC_BIN="${PYROGATE_BIN:-target/release/pyrogate}"
 build=1 uninstall=0 purge=0
 for a in "$@"; do
   case "$a" in
@@ -54,10 +56,10 @@ fi
 if [ "$build" = 1 ]; then
   cargo build --release --bin pyrogate
 fi
-[ -x target/release/pyrogate ] || { echo "install.sh: target/release/pyrogate missing; build first" >&2; exit 1; }
+[ -x "$SRC_BIN" ] || { echo "install.sh: $SRC_BIN missing; build first" >&2; exit 1; }
 
 install -d "$(dirname "$BIN")" "$(dirname "$UNIT")" "$CONF_DIR" "$DOC_DIR"
-install -m 0755 target/release/pyrogate "$BIN.new" && mv -f "$BIN.new" "$BIN"
+install -m 0755 "$SRC_BIN" "$BIN.new" && mv -f "$BIN.new" "$BIN"
 sed "s#/usr/local/bin/pyrogate#$PREFIX/bin/pyrogate#g; s#/usr/local/share/doc#$PREFIX/share/doc#g" \
   systemd/pyrogate.service > "$UNIT.new"
 chmod 0644 "$UNIT.new" && mv -f "$UNIT.new" "$UNIT"

@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         endpoints = ?endpoints,
         "pyrogate listening"
     );
+    spawn_watchdog(server.shared().clone());
     pyrogate::runtime::notify::ready();
     loop {
         match signals::wait() {
@@ -89,6 +90,17 @@ fn main() -> ExitCode {
     let timeout = server.shared().config().server.graceful_shutdown_timeout;
     tracing::info!(timeout = ?timeout, "draining: no new connections, finishing in-flight requests");
     let deadline = std::time::Instant::now() + timeout;
+    // A second SIGTERM/SIGINT while draining forces the exit (the double Ctrl-C).
+    let _ = std::thread::Builder::new()
+        .name("pyrogate-signals".into())
+        .spawn(|| {
+            while let Ok(sig) = signals::wait() {
+                if sig != Signal::Hangup {
+                    eprintln!("pyrogate: second {sig:?} while draining; exiting now");
+                    std::process::exit(130);
+                }
+            }
+        });
     server.drain();
     server.join();
     forwarder.shutdown(deadline);
@@ -98,30 +110,75 @@ fn main() -> ExitCode {
 
 fn reload(cli: &Cli, server: &Server, forwarder: &Forwarder) {
     pyrogate::runtime::notify::reloading();
-    match Config::load(cli) {
-        Ok(cfg) => {
-            let old = server.shared().config();
-            if cfg.runtime.workers != old.runtime.workers
-                || cfg.runtime.driver != old.runtime.driver
-                || cfg.server.listen != old.server.listen
-            {
-                tracing::warn!(
-                    "reload: changes to workers, driver or listen address need a restart; \
-                     other settings applied"
-                );
-            }
-            if let Err(e) = forwarder.reload(&cfg) {
-                tracing::error!(error = %e, "reload rejected; keeping the running configuration");
-            } else {
-                server.reload(cfg);
-                tracing::info!("configuration reloaded");
-            }
+    let result = Config::load(cli)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            server
+                .reload(cfg, |c| forwarder.reload(c).map_err(|e| e.to_string()))
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => {
+            let cfg = server.shared().config();
+            let endpoints: Vec<&str> = cfg
+                .endpoints
+                .iter()
+                .map(|e| e.url_string.as_str())
+                .collect();
+            tracing::info!(
+                listen = %server.local_addr(),
+                core_quotas = ?cfg.runtime.core_quotas,
+                endpoints = ?endpoints,
+                "configuration reloaded"
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; keeping the running configuration");
         }
     }
     pyrogate::runtime::notify::ready();
+}
+
+/// Feeds systemd's watchdog (`WatchdogSec=`) at half the interval, but only while every
+/// worker's event loop is alive: a stuck worker stops the pings and systemd restarts us.
+fn spawn_watchdog(shared: std::sync::Arc<pyrogate::runtime::Shared>) {
+    let Some(usec) = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid != std::process::id().to_string()
+    {
+        return;
+    }
+    let interval =
+        std::time::Duration::from_micros(usec / 2).max(std::time::Duration::from_secs(1));
+    let _ = std::thread::Builder::new()
+        .name("pyrogate-watchdog".into())
+        .spawn(move || {
+            use std::sync::atomic::Ordering;
+            let read = || -> Vec<u64> {
+                shared
+                    .heartbeats
+                    .iter()
+                    .map(|h| h.load(Ordering::Relaxed))
+                    .collect()
+            };
+            let mut last = read();
+            loop {
+                std::thread::sleep(interval);
+                let now = read();
+                let alive = now.iter().zip(&last).all(|(n, l)| n != l);
+                if alive {
+                    pyrogate::runtime::notify::watchdog();
+                } else {
+                    tracing::error!("a worker stopped making progress; not feeding the watchdog");
+                }
+                last = now;
+            }
+        });
 }
 
 /// `--check-config`: the configuration parses and validates, the listen address can be

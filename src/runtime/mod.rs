@@ -8,7 +8,7 @@ pub mod signals;
 pub mod worker;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +28,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub forwarder: Forwarder,
     pub driver: DriverKind,
+    /// Bumped every second by each worker's event loop; the systemd watchdog is only fed
+    /// while every worker keeps bumping its counter.
+    pub heartbeats: Vec<AtomicU64>,
     config: Mutex<Arc<Config>>,
 }
 
@@ -49,9 +52,22 @@ impl Shared {
 pub enum Control {
     /// Stop accepting, finish in-flight requests, close idle connections.
     Drain { deadline: Instant },
-    /// Apply a new, already validated configuration.
-    Reload(Arc<Config>),
+    /// Reload phase 1: get ready to apply `cfg` (and accept on `listener` when the listen
+    /// address changed) without changing anything yet; answer on `reply`.
+    Prepare {
+        generation: u64,
+        cfg: Arc<Config>,
+        listener: Option<std::net::TcpListener>,
+        reply: crossbeam_channel::Sender<(usize, Result<(), String>)>,
+    },
+    /// Reload phase 2: apply what was prepared for `generation`.
+    Commit { generation: u64 },
+    /// Reload failed on some worker: drop what was prepared.
+    Abort { generation: u64 },
 }
+
+/// How long the main thread waits for every worker to prepare a reload.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -66,6 +82,19 @@ pub enum StartError {
     Worker { worker: usize, msg: String },
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("config error: {0}")]
+    Config(String),
+    #[error("config error: server.listen_port: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("worker {worker} could not prepare the reload: {msg}")]
+    Worker { worker: usize, msg: String },
+}
+
 struct WorkerHandle {
     thread: JoinHandle<()>,
     control: MailSender<Control>,
@@ -74,7 +103,8 @@ struct WorkerHandle {
 pub struct Server {
     shared: Arc<Shared>,
     workers: Vec<WorkerHandle>,
-    local_addr: SocketAddr,
+    local_addr: Mutex<SocketAddr>,
+    generation: AtomicU64,
     pub driver: DriverDecision,
 }
 
@@ -110,6 +140,7 @@ impl Server {
             metrics,
             forwarder,
             driver: driver.kind,
+            heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
             config: Mutex::new(Arc::new(config)),
         });
         let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -158,13 +189,17 @@ impl Server {
         Ok(Self {
             shared,
             workers,
-            local_addr,
+            local_addr: Mutex::new(local_addr),
+            generation: AtomicU64::new(0),
             driver,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        match self.local_addr.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -181,15 +216,113 @@ impl Server {
         }
     }
 
-    /// Sends a validated configuration to every worker.
-    pub fn reload(&self, cfg: Config) {
+    /// Applies a validated configuration on every worker, in two phases: every worker
+    /// prepares (including a new listener when the listen address changed); only when all
+    /// of them succeeded does `apply` run (the forwarding stage) and every worker commit.
+    /// Otherwise nothing changes anywhere. Established connections are kept either way.
+    pub fn reload(
+        &self,
+        cfg: Config,
+        apply: impl FnOnce(&Config) -> Result<(), String>,
+    ) -> Result<(), ReloadError> {
+        let old = self.shared.config();
+        if cfg.runtime.workers != old.runtime.workers {
+            return Err(ReloadError::Config(format!(
+                "runtime.workers: changing the number of workers ({} -> {}) needs a restart",
+                old.runtime.workers, cfg.runtime.workers
+            )));
+        }
+        if cfg.runtime.driver != old.runtime.driver
+            || cfg.runtime.pin_cores != old.runtime.pin_cores
+        {
+            tracing::warn!(
+                "reload: runtime.driver and runtime.pin_cores apply at the next restart"
+            );
+        }
+        let rebind = cfg.server.listen != old.server.listen
+            || cfg.server.listen_any != old.server.listen_any;
+        let mut listeners: Vec<Option<std::net::TcpListener>> = if rebind {
+            listener::bind_shards(
+                cfg.server.listen,
+                cfg.server.listen_any,
+                self.workers.len(),
+                cfg.server.listen_backlog,
+            )
+            .map_err(|source| ReloadError::Bind {
+                addr: cfg.server.listen,
+                source,
+            })?
+            .into_iter()
+            .map(Some)
+            .collect()
+        } else {
+            (0..self.workers.len()).map(|_| None).collect()
+        };
+        let new_addr = match listeners.first().and_then(|l| l.as_ref()) {
+            Some(l) => Some(l.local_addr().map_err(|source| ReloadError::Bind {
+                addr: cfg.server.listen,
+                source,
+            })?),
+            None => None,
+        };
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let cfg = Arc::new(cfg);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for (w, l) in self.workers.iter().zip(listeners.iter_mut()) {
+            let _ = w.control.send(Control::Prepare {
+                generation,
+                cfg: cfg.clone(),
+                listener: l.take(),
+                reply: tx.clone(),
+            });
+        }
+        drop(tx);
+        let deadline = Instant::now() + PREPARE_TIMEOUT;
+        let mut failure = None;
+        for _ in 0..self.workers.len() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(remaining) {
+                Ok((_, Ok(()))) => {}
+                Ok((worker, Err(msg))) => {
+                    failure = Some(ReloadError::Worker { worker, msg });
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(ReloadError::Worker {
+                        worker: usize::MAX,
+                        msg: format!("not every worker answered within {PREPARE_TIMEOUT:?}"),
+                    });
+                    break;
+                }
+            }
+        }
+        if failure.is_none()
+            && let Err(msg) = apply(&cfg)
+        {
+            failure = Some(ReloadError::Config(msg));
+        }
+        if let Some(e) = failure {
+            for w in &self.workers {
+                let _ = w.control.send(Control::Abort { generation });
+            }
+            return Err(e);
+        }
         if let Ok(mut g) = self.shared.config.lock() {
             *g = cfg.clone();
         }
-        for w in &self.workers {
-            let _ = w.control.send(Control::Reload(cfg.clone()));
+        self.shared
+            .metrics
+            .conn_limit
+            .store(cfg.server.conn_limit, Ordering::Relaxed);
+        if let Some(a) = new_addr
+            && let Ok(mut g) = self.local_addr.lock()
+        {
+            *g = a;
         }
+        for w in &self.workers {
+            let _ = w.control.send(Control::Commit { generation });
+        }
+        Ok(())
     }
 
     /// Waits for every worker to finish.

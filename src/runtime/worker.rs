@@ -7,7 +7,7 @@
 //! stops accepting, and new connections wait in the kernel backlog (`on_conn_limit = wait`),
 //! or are accepted and answered `503` at once (`reject`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::TcpListener as StdListener;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -48,6 +48,9 @@ struct Shard {
     rejecting: Cell<u32>,
     on_limit: Cell<OnConnLimit>,
     released: LocalNotify,
+    /// A committed reload brought a new listener (listen address changed).
+    next_listener: RefCell<Option<TcpListener>>,
+    rebind: LocalNotify,
     drain: Rc<LocalSignal>,
     metrics: Arc<CoreMetrics>,
 }
@@ -133,6 +136,8 @@ async fn worker_main(spec: WorkerSpec) {
         rejecting: Cell::new(0),
         on_limit: Cell::new(cfg.server.on_conn_limit),
         released: LocalNotify::new(),
+        next_listener: RefCell::new(None),
+        rebind: LocalNotify::new(),
         drain: drain.clone(),
         metrics,
     });
@@ -149,11 +154,12 @@ async fn worker_main(spec: WorkerSpec) {
         svc.clone(),
         drain_deadline.clone(),
     ));
+    monoio::spawn(heartbeat(shared.clone(), index));
     shared.ready.fetch_add(1, Ordering::AcqRel);
     let _ = ready.send(Ok(index));
     drop(ready);
 
-    accept_loop(&listener, &shard, &env, &svc).await;
+    let listener = accept_loop(listener, &shard, &env, &svc).await;
     // Closing the shard's listener first: the kernel stops routing new connections to it.
     drop(listener);
     let deadline = drain_deadline
@@ -173,26 +179,43 @@ async fn worker_main(spec: WorkerSpec) {
     }
 }
 
+/// Feeds the watchdog: the counter only moves while this worker's event loop runs.
+async fn heartbeat(shared: Arc<Shared>, index: usize) {
+    loop {
+        shared.heartbeats[index].fetch_add(1, Ordering::Relaxed);
+        monoio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Accepts until the drain starts; returns the listener in use then (a reload may have
+/// replaced the one it started with).
 async fn accept_loop(
-    listener: &TcpListener,
+    mut listener: TcpListener,
     shard: &Rc<Shard>,
     env: &Rc<ConnEnv>,
     svc: &Rc<Gateway>,
-) {
+) -> TcpListener {
     loop {
+        if let Some(next) = shard.next_listener.borrow_mut().take() {
+            // The old shard closes here; its not-yet-accepted connections are reset, as
+            // when any server stops listening on an address.
+            listener = next;
+        }
         if shard.on_limit.get() == OnConnLimit::Wait {
             // Take the permit before accepting: at quota, stop accepting (Alloy semantics).
             while shard.at_quota() {
                 monoio::select! {
                     _ = shard.released.notified() => {},
-                    _ = shard.drain.wait() => return,
+                    _ = shard.drain.wait() => return listener,
                 }
             }
         }
         let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = shard.drain.wait() => return,
+            r = listener.accept() => Some(r),
+            _ = shard.rebind.notified() => None,
+            _ = shard.drain.wait() => return listener,
         };
+        let Some(accepted) = accepted else { continue };
         let stream = match accepted {
             Ok((stream, _peer)) => stream,
             Err(e) => {
@@ -258,6 +281,8 @@ async fn control_loop(
     svc: Rc<Gateway>,
     drain_deadline: Rc<Cell<Option<Instant>>>,
 ) {
+    let index = svc.core();
+    let mut prepared: Option<(u64, Arc<Config>, Option<TcpListener>)> = None;
     while let Some(msg) = control.recv().await {
         match msg {
             Control::Drain { deadline } => {
@@ -266,22 +291,57 @@ async fn control_loop(
                 // Wake the accept loop and any waiter on the quota.
                 shard.released.notify();
             }
-            Control::Reload(cfg) => {
-                env.limits.set(conn_limits(&cfg));
-                shard.on_limit.set(cfg.server.on_conn_limit);
-                let idx = svc.core();
-                let quota = cfg.runtime.core_quotas.get(idx).copied().unwrap_or(0);
-                shard.quota.set(quota);
-                shard.metrics.set_limit(quota);
-                // The global gauge is not per core; every worker stores the same value.
-                svc.shared
-                    .metrics
-                    .conn_limit
-                    .store(cfg.server.conn_limit, Ordering::Relaxed);
-                svc.reload(&cfg);
-                // A larger quota may let the accept loop continue.
-                shard.released.notify();
+            Control::Prepare {
+                generation,
+                cfg,
+                listener,
+                reply,
+            } => {
+                let result = match listener.map(TcpListener::from_std).transpose() {
+                    Ok(l) => {
+                        prepared = Some((generation, cfg, l));
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("cannot register the new listener: {e}")),
+                };
+                let _ = reply.send((index, result));
+            }
+            Control::Abort { generation } => {
+                if prepared.as_ref().is_some_and(|p| p.0 == generation) {
+                    prepared = None;
+                }
+            }
+            Control::Commit { generation } => {
+                let Some((g, cfg, listener)) = prepared.take() else {
+                    continue;
+                };
+                if g != generation {
+                    continue;
+                }
+                apply(&cfg, &shard, &env, &svc);
+                if let Some(l) = listener {
+                    *shard.next_listener.borrow_mut() = Some(l);
+                    shard.rebind.notify();
+                }
             }
         }
     }
+}
+
+/// Applies a committed configuration to this worker: limits read per request, the quota
+/// and its policy, and the gateway's settings (labels, body limits).
+fn apply(cfg: &Config, shard: &Shard, env: &ConnEnv, svc: &Gateway) {
+    env.limits.set(conn_limits(cfg));
+    shard.on_limit.set(cfg.server.on_conn_limit);
+    let quota = cfg
+        .runtime
+        .core_quotas
+        .get(svc.core())
+        .copied()
+        .unwrap_or(0);
+    shard.quota.set(quota);
+    shard.metrics.set_limit(quota);
+    svc.reload(cfg);
+    // A larger quota may let the accept loop continue.
+    shard.released.notify();
 }
