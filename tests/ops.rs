@@ -488,3 +488,15 @@ fn install_script_is_idempotent_and_uninstalls() {
     assert!(!conf.exists());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_second_gateway_on_the_same_port_is_refused() {
+    // Both would set SO_REUSEPORT; without the exclusivity check the second one would
+    // silently take half of the first one's connections.
+    let first = Gateway::start(&["--workers", "1"]);
+    let out = common::run(&["--listen", &first.addr.to_string()], WAIT);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listen_port") && err.contains("in use"), "{err}");
+    assert!(ready(first.addr.port()), "the first one keeps serving");
+}

@@ -31,6 +31,40 @@ pub fn bind_shards(
     Ok(out)
 }
 
+/// Fails with `AddrInUse` when anything already listens on `addr`, even a socket with
+/// `SO_REUSEPORT` of the same user (which `bind_shards` alone would silently join, sharing
+/// its traffic). A probe socket without `SO_REUSEPORT` cannot bind next to a listener.
+pub fn ensure_free(addr: SocketAddr, listen_any: bool) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe_addr = if listen_any {
+        SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), addr.port())
+    } else {
+        addr
+    };
+    let domain = if probe_addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let s = match Socket::new(domain, Type::STREAM, Some(Protocol::TCP)) {
+        Ok(s) => s,
+        Err(e) if listen_any && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            return ensure_free(
+                SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port()),
+                false,
+            );
+        }
+        Err(e) => return Err(e),
+    };
+    if probe_addr.is_ipv6() && listen_any {
+        s.set_only_v6(false)?;
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&probe_addr.into())
+}
+
 /// An empty listen address means every interface, as Go's `:8080`: dual-stack `[::]` where
 /// the host has IPv6, else `0.0.0.0`.
 fn bind_any(port: u16, backlog: u32) -> io::Result<std::net::TcpListener> {
@@ -74,6 +108,18 @@ mod tests {
         let p = ls[0].local_addr().unwrap().port();
         assert!(p != 0);
         assert!(ls.iter().all(|l| l.local_addr().unwrap().port() == p));
+    }
+
+    #[test]
+    fn a_reuseport_listener_is_detected() {
+        let ls = bind_shards("127.0.0.1:0".parse().unwrap(), false, 1, 16).unwrap();
+        let addr = ls[0].local_addr().unwrap();
+        assert_eq!(
+            ensure_free(addr, false).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        drop(ls);
+        assert!(ensure_free(addr, false).is_ok());
     }
 
     #[test]

@@ -117,6 +117,12 @@ impl Server {
         driver: DriverDecision,
     ) -> Result<Self, StartError> {
         let n = config.runtime.workers;
+        listener::ensure_free(config.server.listen, config.server.listen_any).map_err(
+            |source| StartError::Bind {
+                addr: config.server.listen,
+                source,
+            },
+        )?;
         let listeners = listener::bind_shards(
             config.server.listen,
             config.server.listen_any,
@@ -242,6 +248,12 @@ impl Server {
         let rebind = cfg.server.listen != old.server.listen
             || cfg.server.listen_any != old.server.listen_any;
         let mut listeners: Vec<Option<std::net::TcpListener>> = if rebind {
+            listener::ensure_free(cfg.server.listen, cfg.server.listen_any).map_err(|source| {
+                ReloadError::Bind {
+                    addr: cfg.server.listen,
+                    source,
+                }
+            })?;
             listener::bind_shards(
                 cfg.server.listen,
                 cfg.server.listen_any,
