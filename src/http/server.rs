@@ -307,16 +307,7 @@ async fn serve_one<S: Service>(
         BodyFraming::None => Bytes::new(),
         BodyFraming::Length(n) => {
             if n > max_body {
-                return fail_route(
-                    c,
-                    svc,
-                    route,
-                    "body_too_large",
-                    413,
-                    "request body too large",
-                    Some(started),
-                )
-                .await;
+                return fail_body(c, svc, route, BodyFailure::TooLarge, started).await;
             }
             let n = n as usize;
             if head.expect_continue && c.buf.len() < n && !send_continue(c, read_deadline).await {
@@ -334,16 +325,7 @@ async fn serve_one<S: Service>(
                 match c.read_more(want, read_deadline).await {
                     ReadOutcome::Data => {}
                     ReadOutcome::TimedOut => {
-                        return fail_route(
-                            c,
-                            svc,
-                            route,
-                            "read_timeout",
-                            408,
-                            "request timeout",
-                            Some(started),
-                        )
-                        .await;
+                        return fail_body(c, svc, route, BodyFailure::TimedOut, started).await;
                     }
                     _ => return Next::Close,
                 }
@@ -356,43 +338,8 @@ async fn serve_one<S: Service>(
             }
             match read_chunked(c, max_body, read_deadline).await {
                 Ok(b) => b,
-                Err(ChunkedRead::TooLarge) => {
-                    return fail_route(
-                        c,
-                        svc,
-                        route,
-                        "body_too_large",
-                        413,
-                        "request body too large",
-                        Some(started),
-                    )
-                    .await;
-                }
-                Err(ChunkedRead::Invalid) => {
-                    return fail_route(
-                        c,
-                        svc,
-                        route,
-                        "bad_request",
-                        400,
-                        "malformed chunked body",
-                        Some(started),
-                    )
-                    .await;
-                }
-                Err(ChunkedRead::TimedOut) => {
-                    return fail_route(
-                        c,
-                        svc,
-                        route,
-                        "read_timeout",
-                        408,
-                        "request timeout",
-                        Some(started),
-                    )
-                    .await;
-                }
-                Err(ChunkedRead::Closed) => return Next::Close,
+                Err(Some(why)) => return fail_body(c, svc, route, why, started).await,
+                Err(None) => return Next::Close,
             }
         }
     };
@@ -466,25 +413,48 @@ async fn send_continue(c: &mut Conn, deadline: Instant) -> bool {
     )
 }
 
-enum ChunkedRead {
+/// Why a body could not be read; each is answered with its own status and reason label.
+#[derive(Debug, Clone, Copy)]
+enum BodyFailure {
     TooLarge,
-    Invalid,
+    Malformed,
     TimedOut,
-    Closed,
 }
 
+impl BodyFailure {
+    fn parts(self) -> (&'static str, u16, &'static str) {
+        match self {
+            BodyFailure::TooLarge => ("body_too_large", 413, "request body too large"),
+            BodyFailure::Malformed => ("bad_request", 400, "malformed chunked body"),
+            BodyFailure::TimedOut => ("read_timeout", 408, "request timeout"),
+        }
+    }
+}
+
+async fn fail_body<S: Service>(
+    c: &mut Conn,
+    svc: &Rc<S>,
+    route: u8,
+    why: BodyFailure,
+    started: Instant,
+) -> Next {
+    let (reason, status, msg) = why.parts();
+    fail_route(c, svc, route, reason, status, msg, Some(started)).await
+}
+
+/// Reads a chunked body; `Err(None)` means the client went away.
 async fn read_chunked(
     c: &mut Conn,
     max_body: u64,
     deadline: Instant,
-) -> Result<Bytes, ChunkedRead> {
+) -> Result<Bytes, Option<BodyFailure>> {
     let mut dec = ChunkedDecoder::new(max_body);
     let mut body = BytesMut::new();
     loop {
         if !c.buf.is_empty() {
             let (used, progress) = dec.decode(&c.buf, &mut body).map_err(|e| match e {
-                ChunkedError::TooLarge => ChunkedRead::TooLarge,
-                ChunkedError::Invalid => ChunkedRead::Invalid,
+                ChunkedError::TooLarge => Some(BodyFailure::TooLarge),
+                ChunkedError::Invalid => Some(BodyFailure::Malformed),
             })?;
             c.buf.advance(used);
             if progress == Progress::Done {
@@ -496,8 +466,8 @@ async fn read_chunked(
         }
         match c.read_more(MIN_READ, deadline).await {
             ReadOutcome::Data => {}
-            ReadOutcome::TimedOut => return Err(ChunkedRead::TimedOut),
-            _ => return Err(ChunkedRead::Closed),
+            ReadOutcome::TimedOut => return Err(Some(BodyFailure::TimedOut)),
+            _ => return Err(None),
         }
     }
 }
