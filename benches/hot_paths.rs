@@ -138,7 +138,7 @@ fn bench_fanout(c: &mut Criterion) {
     let dests: Vec<Arc<Destination>> = ["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"]
         .iter()
         .filter_map(|u| EndpointConfig::from_url(u, "bench").ok())
-        .map(|cfg| Destination::new(cfg, 256 << 20, &metrics))
+        .filter_map(|cfg| Destination::new(cfg, 256 << 20, &metrics).ok())
         .collect();
     let body = Bytes::from(vec![7u8; 16 * 1024]);
     c.bench_function("envelope_fanout_2_queues", |b| {

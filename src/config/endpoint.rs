@@ -144,6 +144,20 @@ impl Auth {
     }
 }
 
+/// TLS settings of an `https://` endpoint (Alloy's `tls_config` names). Files are read
+/// when the endpoint is built, so a bad path is a start-up (or reload) error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Extra trusted CA certificates (PEM), added to the built-in web PKI roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// Name to verify and send as SNI instead of the URL's host.
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointConfig {
     /// Identifies the endpoint in logs; metrics use the URL, as Alloy's do.
@@ -160,6 +174,7 @@ pub struct EndpointConfig {
     pub headers: Vec<(String, String)>,
     pub auth: Option<Auth>,
     pub tenant_id: Option<String>,
+    pub tls: TlsSettings,
 }
 
 impl EndpointConfig {
@@ -220,8 +235,33 @@ impl EndpointConfig {
             headers,
             auth,
             tenant_id: s.tenant_id.clone().filter(|t| !t.is_empty()),
+            tls: resolve_tls(s).map_err(|m| err("tls_config", m))?,
         })
     }
+}
+
+fn resolve_tls(s: &EndpointSection) -> Result<TlsSettings, String> {
+    let Some(t) = &s.tls_config else {
+        return Ok(TlsSettings::default());
+    };
+    if t.cert_file.is_some() != t.key_file.is_some() {
+        return Err("cert_file and key_file go together".into());
+    }
+    for f in [&t.ca_file, &t.cert_file, &t.key_file]
+        .into_iter()
+        .flatten()
+    {
+        if !f.is_file() {
+            return Err(format!("{} is not a readable file", f.display()));
+        }
+    }
+    Ok(TlsSettings {
+        ca_file: t.ca_file.clone(),
+        cert_file: t.cert_file.clone(),
+        key_file: t.key_file.clone(),
+        server_name: t.server_name.clone(),
+        insecure_skip_verify: t.insecure_skip_verify,
+    })
 }
 
 fn resolve_auth(s: &EndpointSection) -> Result<Option<Auth>, String> {

@@ -92,6 +92,19 @@ pub struct EndpointSection {
     pub bearer_token: Option<String>,
     pub bearer_token_file: Option<PathBuf>,
     pub tenant_id: Option<String>,
+    pub tls_config: Option<TlsSection>,
+}
+
+/// Alloy's `tls_config` block names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

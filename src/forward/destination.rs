@@ -60,11 +60,18 @@ pub struct Destination {
     /// `/ingest`, as Alloy does).
     pub custom_content_type: Option<String>,
     pub m: DestMetrics,
+    /// TLS client of an `https://` endpoint.
+    pub tls: Option<super::tls::TlsClient>,
     addrs: Mutex<Option<(Vec<SocketAddr>, Instant)>>,
 }
 
 impl Destination {
-    pub fn new(cfg: EndpointConfig, max_bytes: u64, metrics: &ForwardMetrics) -> Arc<Self> {
+    pub fn new(
+        cfg: EndpointConfig,
+        max_bytes: u64,
+        metrics: &ForwardMetrics,
+    ) -> Result<Arc<Self>, String> {
+        let tls = super::tls::client_for(&cfg)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let label = cfg.url_string.as_str();
         let m = DestMetrics {
@@ -92,7 +99,7 @@ impl Destination {
             .with_label_values(&[label])
             .set(max_bytes as f64);
         let (static_headers, custom_content_type) = render_static_headers(&cfg);
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             cfg,
             tx,
             rx,
@@ -101,8 +108,9 @@ impl Destination {
             static_headers,
             custom_content_type,
             m,
+            tls,
             addrs: Mutex::new(None),
-        })
+        }))
     }
 
     /// Reserves room for `n` bytes; false when the destination's budget is exhausted. A

@@ -13,6 +13,7 @@ pub mod destination;
 pub mod envelope;
 pub mod metrics;
 pub mod retry;
+pub mod tls;
 pub mod writer;
 
 use std::cell::RefCell;
@@ -26,7 +27,7 @@ use destination::{Destination, Job};
 pub use envelope::{Envelope, Kind, Outcome};
 use metrics::ForwardMetrics;
 
-use crate::config::{AckPolicy, Config, Scheme};
+use crate::config::{AckPolicy, Config};
 use crate::runtime::DriverKind;
 use crate::util::mailbox::WakeSlot;
 
@@ -235,11 +236,13 @@ impl Forwarder {
                     kept.push(Arc::as_ptr(d));
                     dests.push(d.clone());
                 }
-                None => dests.push(Destination::new(
-                    e.clone(),
-                    cfg.forward.queue_max_bytes,
-                    &core.metrics,
-                )),
+                None => dests.push(
+                    Destination::new(e.clone(), cfg.forward.queue_max_bytes, &core.metrics)
+                        .map_err(|msg| ForwardError::Config {
+                            key: format!("endpoint {}", e.name),
+                            msg,
+                        })?,
+                ),
             }
         }
         let mut retired: Vec<Arc<Destination>> = old
@@ -310,13 +313,10 @@ fn snapshot_from(
 
 fn validate(cfg: &Config) -> Result<(), ForwardError> {
     for (i, e) in cfg.endpoints.iter().enumerate() {
-        if e.url.scheme == Scheme::Https {
-            return Err(ForwardError::Config {
-                key: format!("endpoint[{i}].url"),
-                msg: "https:// endpoints are not supported yet; terminate TLS in a local proxy"
-                    .into(),
-            });
-        }
+        tls::client_for(e).map_err(|msg| ForwardError::Config {
+            key: format!("endpoint[{i}].tls_config"),
+            msg,
+        })?;
     }
     Ok(())
 }
@@ -336,8 +336,19 @@ pub fn start(
     let dests = cfg
         .endpoints
         .iter()
-        .map(|e| Destination::new(e.clone(), cfg.forward.queue_max_bytes, &metrics))
-        .collect();
+        .enumerate()
+        .map(|(i, e)| {
+            Destination::new(e.clone(), cfg.forward.queue_max_bytes, &metrics).map_err(|msg| {
+                ForwardError::Config {
+                    key: format!("endpoint[{i}]"),
+                    msg,
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for e in cfg.endpoints.iter().filter(|e| e.tls.insecure_skip_verify) {
+        tracing::warn!(endpoint = %e.url_string, "tls_config.insecure_skip_verify: the server certificate is not verified");
+    }
     let writers = cfg.forward.writer_threads.max(1);
     let core = Arc::new(Core {
         snapshot: RwLock::new(Arc::new(snapshot_from(cfg, 0, dests, Vec::new()))),

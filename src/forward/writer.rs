@@ -307,7 +307,8 @@ async fn connect(d: &Destination, deadline: Instant) -> Result<ClientConn, Clien
     let mut last = None;
     for addr in addrs {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        match ClientConn::connect(addr, remaining.min(CONNECT_TIMEOUT)).await {
+        let tls = d.tls.as_ref().map(|t| (&t.connector, &t.server_name));
+        match ClientConn::connect(addr, remaining.min(CONNECT_TIMEOUT), tls).await {
             Ok(c) => return Ok(c),
             Err(e) => last = Some(e),
         }

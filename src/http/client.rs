@@ -7,9 +7,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use monoio::BufResult;
 use monoio::buf::{IoBufMut, IoVecBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio_rustls::{ClientTlsStream, TlsConnector};
+use rustls::pki_types::ServerName;
 
 use super::chunked::{ChunkedDecoder, Progress};
 
@@ -28,6 +31,8 @@ pub enum ClientError {
     Connect { addr: SocketAddr, source: io::Error },
     #[error("timeout")]
     Timeout,
+    #[error("tls handshake with {addr}: {source}")]
+    Tls { addr: SocketAddr, source: io::Error },
     /// The connection was closed before any response byte arrived. On a reused connection
     /// this usually means the server closed it while idle, and the request can be resent.
     #[error("connection closed before the response: {0}")]
@@ -91,8 +96,33 @@ impl IoVecs {
     }
 }
 
+/// Plain TCP or TLS over TCP.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
+impl Io {
+    async fn write_all_vectored(&mut self, bufs: IoVecs) -> BufResult<usize, IoVecs> {
+        match self {
+            Io::Plain(s) => s.write_vectored_all(bufs).await,
+            Io::Tls(s) => s.write_vectored_all(bufs).await,
+        }
+    }
+
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Io::Plain(s) => s.read(buf).await,
+            Io::Tls(s) => s.read(buf).await,
+        }
+    }
+}
+
+/// What a connection needs to start TLS: the endpoint's connector and verified name.
+pub type TlsTarget<'a> = (&'a TlsConnector, &'a ServerName<'static>);
+
 pub struct ClientConn {
-    stream: TcpStream,
+    stream: Io,
     buf: BytesMut,
     pub created: Instant,
     pub last_used: Instant,
@@ -100,13 +130,34 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
-        let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+    pub async fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<TlsTarget<'_>>,
+    ) -> Result<Self, ClientError> {
+        let deadline = Instant::now() + timeout;
+        let tcp = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
             Err(_) => return Err(ClientError::Timeout),
             Ok(Err(source)) => return Err(ClientError::Connect { addr, source }),
             Ok(Ok(s)) => s,
         };
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream = match tls {
+            None => Io::Plain(tcp),
+            Some((connector, name)) => {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match monoio::time::timeout(remaining, connector.connect(name.clone(), tcp)).await {
+                    Err(_) => return Err(ClientError::Timeout),
+                    Ok(Err(e)) => {
+                        return Err(ClientError::Tls {
+                            addr,
+                            source: e.into(),
+                        });
+                    }
+                    Ok(Ok(s)) => Io::Tls(Box::new(s)),
+                }
+            }
+        };
         let now = Instant::now();
         Ok(Self {
             stream,
@@ -132,7 +183,7 @@ impl ClientConn {
         let reused = self.requests > 1;
         match monoio::time::timeout(
             remaining,
-            self.stream.write_vectored_all(IoVecs::new(parts)),
+            self.stream.write_all_vectored(IoVecs::new(parts)),
         )
         .await
         {
