@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use pyrogate::config::DriverChoice;
 use pyrogate::config::units::{parse_duration, parse_size};
 
+use crate::bench::{BenchConfig, Layout, Suite};
+use crate::demo::DemoConfig;
 use crate::load::payload::{Protocol, Source};
 use crate::load::{MAX_DURATION, RunConfig};
 use crate::sink::SinkConfig;
@@ -32,6 +34,12 @@ pub enum Command {
     Sink(SinkArgs),
     /// Drive a target with real Pyroscope traffic and report rate and latency.
     Run(RunArgs),
+    /// Start sinks and the workspace's `pyrogate` in front of them, send real SDK traffic
+    /// through it, show what arrived, then a short load run.
+    Demo(DemoArgs),
+    /// Compare pyrogate with nginx on this machine: forwarding, receive-only, latency at
+    /// half saturation, idle-connection memory (see `scripts/bench.sh`).
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,6 +49,17 @@ pub enum Driver {
     IoUring,
     #[value(alias = "epoll")]
     Legacy,
+}
+
+impl Driver {
+    /// The value of pyrogate's and the sink's `--driver` flag.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Driver::Auto => "auto",
+            Driver::IoUring => "io_uring",
+            Driver::Legacy => "legacy",
+        }
+    }
 }
 
 impl From<Driver> for DriverChoice {
@@ -87,6 +106,10 @@ pub struct SinkArgs {
     /// `full`: decode and check bodies like Pyroscope; `none`: accept unread (benchmarks).
     #[arg(long, value_enum, default_value_t = Checks::Full)]
     pub checks: Checks,
+    /// Do not checksum bodies (`body_fnv` null, `checksum_sum` 0): FNV-1a costs ~1.8 ns per
+    /// byte, most of the sink's CPU at 16 KiB bodies; for throughput benchmarks.
+    #[arg(long)]
+    pub no_checksum: bool,
     /// Delay every answer on the profile routes by this much.
     #[arg(long, default_value = "0", value_parser = duration)]
     pub latency: Duration,
@@ -131,6 +154,7 @@ impl SinkArgs {
             workers: self.workers,
             driver: self.driver.into(),
             checks: self.checks,
+            checksum: !self.no_checksum,
             faults: FaultConfig {
                 latency: self.latency,
                 error_rate: self.error_rate,
@@ -237,6 +261,186 @@ impl RunArgs {
                 MAX_DURATION.as_secs()
             );
         }
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Fixture directory (default: ../shared/fixtures next to the repository).
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+    /// The gateway binary (default: `pyrogate` next to this executable).
+    #[arg(long)]
+    pub gateway: Option<PathBuf>,
+    /// The gateway's I/O driver.
+    #[arg(long, value_enum, default_value_t = Driver::Auto)]
+    pub driver: Driver,
+    /// Downstream sinks (fan-out), 1–4.
+    #[arg(long, default_value_t = 2)]
+    pub sinks: usize,
+    /// Length of each of the two load runs (direct, through the gateway), at most 60 s.
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub duration: Duration,
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+}
+
+impl DemoArgs {
+    pub fn config(&self) -> Result<DemoConfig, String> {
+        let cfg = DemoConfig {
+            fixtures: self.fixtures.clone(),
+            gateway: self.gateway.clone(),
+            driver: self.driver.flag().to_owned(),
+            sinks: self.sinks,
+            duration: self.duration,
+            connections: self.connections,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Smoke test: one short run per cell, 1,000 idle connections (about 2 minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Only the memory benchmark (same as `--suites memory`).
+    #[arg(long)]
+    pub memory: bool,
+    /// Suites to run, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub suites: Vec<Suite>,
+    /// Runs per cell (default 3; 1 with --quick).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Measured length of each run (default 5s; 1.5s with --quick).
+    #[arg(long, value_parser = duration)]
+    pub duration: Option<Duration>,
+    /// Load before each measured run, on the fresh server (default 1s; 0.5s with --quick).
+    #[arg(long, value_parser = duration)]
+    pub warmup: Option<Duration>,
+    /// Client connections (closed loop) and open-loop connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Synthetic profile sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = size, default_value = "1KiB,16KiB")]
+    pub sizes: Vec<u64>,
+    /// Fan-outs of the forwarding suite, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub fanouts: Vec<usize>,
+    /// Profile size of the latency suite.
+    #[arg(long, value_parser = size, default_value = "16KiB")]
+    pub latency_size: u64,
+    /// Open-loop rate of the latency suite (default: half of pyrogate's measured saturation).
+    #[arg(long)]
+    pub latency_rate: Option<f64>,
+    /// What the load sends.
+    #[arg(long, value_enum, default_value_t = Protocol::IngestPprof)]
+    pub protocol: Protocol,
+    /// The gateway binary (default: `pyrogate` next to this executable).
+    #[arg(long)]
+    pub gateway: Option<PathBuf>,
+    /// The nginx binary (default: `nginx` on PATH or /usr/sbin/nginx).
+    #[arg(long)]
+    pub nginx: Option<PathBuf>,
+    /// Leave nginx out.
+    #[arg(long)]
+    pub no_nginx: bool,
+    /// nginx's echo module (default: the Debian/Fedora package paths).
+    #[arg(long)]
+    pub echo_module: Option<PathBuf>,
+    /// Do not pin: every process may run on every CPU, one server worker per CPU.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Driver of the load generator.
+    #[arg(long, value_enum, default_value_t = Driver::Auto)]
+    pub load_driver: Driver,
+    /// Driver of the sinks.
+    #[arg(long, value_enum, default_value_t = Driver::Auto)]
+    pub sink_driver: Driver,
+    /// Idle connections of the memory benchmark (default 10000; 1000 with --quick).
+    #[arg(long)]
+    pub memory_conns: Option<usize>,
+    /// A run with more CPU steal than this (percent) is run again once.
+    #[arg(long, default_value_t = 20.0)]
+    pub max_steal: f64,
+    /// Write every run's figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep the temp dir (generated nginx configs and logs).
+    #[arg(long)]
+    pub keep_temp: bool,
+}
+
+impl BenchArgs {
+    pub fn config(&self) -> Result<BenchConfig, String> {
+        let q = self.quick;
+        let suites = if self.memory {
+            vec![Suite::Memory]
+        } else if self.suites.is_empty() {
+            vec![
+                Suite::Forward,
+                Suite::Receive,
+                Suite::Latency,
+                Suite::Memory,
+            ]
+        } else {
+            self.suites.clone()
+        };
+        let to_usize = |v: u64| usize::try_from(v).map_err(|e| e.to_string());
+        let cpus = crate::process::allowed_cpus();
+        let layout = if self.no_pin {
+            Layout::shared(cpus.len())
+        } else {
+            Layout::pinned(&cpus)
+        };
+        let (nginx_bin, echo_module) = if self.no_nginx {
+            (None, None)
+        } else {
+            let bin = crate::bench::nginx::find_binary(self.nginx.as_deref());
+            if self.nginx.is_some() && bin.is_none() {
+                return Err("--nginx: no such file".into());
+            }
+            let echo = crate::bench::nginx::find_echo_module(self.echo_module.as_deref());
+            if self.echo_module.is_some() && echo.is_none() {
+                return Err("--echo-module: no such file".into());
+            }
+            (bin.clone(), bin.and(echo))
+        };
+        let cfg = BenchConfig {
+            suites,
+            runs: self.runs.unwrap_or(if q { 1 } else { 3 }),
+            duration: self
+                .duration
+                .unwrap_or(Duration::from_millis(if q { 1500 } else { 5000 })),
+            warmup: self
+                .warmup
+                .unwrap_or(Duration::from_millis(if q { 500 } else { 1000 })),
+            connections: self.connections,
+            sizes: self
+                .sizes
+                .iter()
+                .map(|s| to_usize(*s))
+                .collect::<Result<_, _>>()?,
+            fanouts: self.fanouts.clone(),
+            latency_size: to_usize(self.latency_size)?,
+            latency_rate: self.latency_rate,
+            protocol: self.protocol,
+            gateway_bin: crate::process::sibling_binary("pyrogate", self.gateway.as_deref())?,
+            nginx_bin,
+            echo_module,
+            layout,
+            load_driver: self.load_driver.into(),
+            sink_driver: self.sink_driver.flag().to_owned(),
+            memory_conns: self.memory_conns.unwrap_or(if q { 1000 } else { 10_000 }),
+            max_steal: self.max_steal,
+            json: self.json.clone(),
+            keep_temp: self.keep_temp,
+            quick: q,
+        };
+        cfg.validate()?;
         Ok(cfg)
     }
 }

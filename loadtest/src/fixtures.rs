@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 pub const ENV: &str = "PYROGATE_FIXTURES";
 
 /// Where the fixtures are: `explicit` if given, else `$PYROGATE_FIXTURES`, else
-/// `../shared/fixtures` seen from the current directory (the project root, where the docs
-/// say to run from), else the same directory seen from this crate's source tree.
+/// `../shared/fixtures` next to the repository root, found from (in order) this crate's
+/// source tree at build time, the running executable (`<repo>/target/<profile>/…`), and the
+/// current directory (the project root, where the docs say to run from).
 pub fn dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return check(p.to_path_buf());
@@ -15,16 +16,10 @@ pub fn dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os(ENV) {
         return check(PathBuf::from(p));
     }
-    let candidates = [
-        PathBuf::from("../shared/fixtures"),
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures"
-        )),
-    ];
+    let candidates = candidates();
     for c in &candidates {
         if c.join("README.md").is_file() {
-            return Ok(c.clone());
+            return Ok(normalize(c));
         }
     }
     Err(format!(
@@ -35,6 +30,30 @@ pub fn dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
             .collect::<Vec<_>>()
             .join(", ")
     ))
+}
+
+fn candidates() -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures"
+    ))];
+    // <repo>/target/<profile>/pyrogate-load (or …/deps/<test binary>): try each ancestor as
+    // the repository root.
+    if let Ok(exe) = std::env::current_exe() {
+        out.extend(
+            exe.ancestors()
+                .skip(2)
+                .take(3)
+                .map(|root| root.join("../shared/fixtures")),
+        );
+    }
+    out.push(PathBuf::from("../shared/fixtures"));
+    out
+}
+
+/// `a/b/../c` → `a/c` when the path exists (for readable messages); unchanged otherwise.
+fn normalize(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn check(p: PathBuf) -> Result<PathBuf, String> {

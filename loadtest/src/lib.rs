@@ -7,13 +7,22 @@
 //! * run: [`load::payload`] (what real SDKs send) → [`load::client`] (keep-alive HTTP/1.1) →
 //!   [`load::schedule`] (open/closed loop, coordinated omission) → [`load::report`].
 //!
+//! * demo: [`demo`] (sinks + the `pyrogate` binary + fixture traffic + a short load);
+//! * bench: [`bench`] (suites → [`bench::runner`] (one measured run) → [`bench::stats`] →
+//!   [`bench::table`]), with [`process`] (child processes, `/proc`) and [`probe`] (a
+//!   blocking control-plane client).
+//!
 //! Shared helpers: [`fnv`] (body checksums), [`multipart`], [`synth`] (synthetic pprof),
 //! [`rng`] (repeatable randomness), [`fixtures`].
+pub mod bench;
 pub mod cli;
+pub mod demo;
 pub mod fixtures;
 pub mod fnv;
 pub mod load;
 pub mod multipart;
+pub mod probe;
+pub mod process;
 pub mod rng;
 pub mod sink;
 pub mod synth;

@@ -12,6 +12,8 @@ fn main() -> ExitCode {
             .config()
             .and_then(|cfg| pyrogate_load::sink::run(cfg, args.exit_after)),
         Command::Run(args) => run(&args),
+        Command::Demo(args) => demo(&args),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -32,4 +34,25 @@ fn run(args: &pyrogate_load::cli::RunArgs) -> Result<(), String> {
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+fn demo(args: &pyrogate_load::cli::DemoArgs) -> Result<(), String> {
+    let cfg = args.config()?;
+    let mut out = std::io::stdout();
+    if pyrogate_load::demo::run(&cfg, &mut out)? {
+        Ok(())
+    } else {
+        Err("demo: some checks failed".into())
+    }
+}
+
+fn bench(args: &pyrogate_load::cli::BenchArgs) -> Result<(), String> {
+    let cfg = args.config()?;
+    let mut out = std::io::stdout();
+    let report = pyrogate_load::bench::run(&cfg, &mut out)?;
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("bench: {} run(s) failed", report.failures.len()))
+    }
 }

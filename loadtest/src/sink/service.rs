@@ -42,6 +42,8 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     pub limits: CheckLimits,
     pub checks: Checks,
+    /// Checksum bodies (`body_fnv`, `checksum_sum`).
+    pub checksum: bool,
     /// Largest accepted request body.
     pub max_body: u64,
     /// How long an injected hang holds a request before the sink gives up on it.
@@ -110,7 +112,9 @@ impl SinkService {
         let head = &req.head;
         let mut o = self.outcome(head, route);
         o.body_len = Some(req.body.len() as u64);
-        o.body_fnv = Some(fnv::fnv1a64(&req.body));
+        if self.shared.checksum {
+            o.body_fnv = Some(fnv::fnv1a64(&req.body));
+        }
         let verdict = match (self.shared.checks, route) {
             (Checks::None, _) => Verdict {
                 error: None,

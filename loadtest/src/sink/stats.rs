@@ -30,7 +30,8 @@
 //!            "parts": [{"name", "filename", "content_type", "len", "fnv"}] }
 //! ```
 //!
-//! `body_len`/`body_fnv` are `null` for requests refused from their head (405, 415, …);
+//! `body_len`/`body_fnv` are `null` for requests refused from their head (405, 415, …)
+//! (`body_fnv` also for every request of a sink started with `--no-checksum`);
 //! `status` is `null` for an injected hang. With `--checks none` records carry no
 //! route-specific keys and every accepted request counts as one profile.
 //!

@@ -245,3 +245,76 @@ pub fn post_chunked(path: &str, headers: &[(&str, &str)], body: &[u8], chunk: us
 pub fn records(stats: &serde_json::Value) -> Vec<serde_json::Value> {
     stats["records"].as_array().cloned().unwrap_or_default()
 }
+
+/// The gateway binary of this build profile. `cargo test -p pyrogate-load` alone does not
+/// build other packages' binaries, so it is built here when missing or older than this
+/// package's binary (which links the gateway's library, so it is rebuilt whenever the
+/// gateway's sources change); `cargo test --workspace` and `scripts/test.sh` build it first.
+pub fn gateway() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(BIN)
+        .parent()
+        .expect("binary directory")
+        .to_path_buf();
+    let p = dir.join("pyrogate");
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if mtime(&p).is_none() || mtime(&p) < mtime(std::path::Path::new(BIN)) {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "pyrogate", "--bin", "pyrogate"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("run cargo build");
+        assert!(st.success(), "cargo build of the gateway failed");
+    }
+    assert!(p.is_file(), "{} missing after the build", p.display());
+    p
+}
+
+/// Runs `cmd` to completion with captured output, killing it after `timeout` (the test then
+/// fails with what it printed).
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Drain both pipes on helper threads so a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let end = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (
+                t_out.join().unwrap_or_default(),
+                t_err.join().unwrap_or_default(),
+            );
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}:\n{}\n{}",
+                String::from_utf8_lossy(&o),
+                String::from_utf8_lossy(&e)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}

@@ -1,0 +1,426 @@
+//! One measured run: start the server under test in a fresh process, warm up, run the load,
+//! read the server's CPU time and peak memory and the machine's steal around the run, stop
+//! the server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::BenchConfig;
+use super::nginx::{self, Nginx};
+use crate::load::payload::Source;
+use crate::load::report::Report;
+use crate::load::{self, RunConfig};
+use crate::process::children::{Gateway, GatewayOpts, SinkProc};
+use crate::process::{self, SpawnOpts, procfs};
+
+/// Per-request timeout of the load.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sinks outlive the whole benchmark by at most this (a safety net behind the guards).
+const SINK_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// What a run needs from the benchmark.
+pub struct Ctx<'a> {
+    pub cfg: &'a BenchConfig,
+    pub tmp: &'a Path,
+    /// pyrogate drivers usable here (`io_uring` only when the kernel allows it).
+    pub drivers: &'a [&'static str],
+}
+
+/// The thing the load goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Variant {
+    /// Straight to the first sink.
+    Direct,
+    /// pyrogate on a driver (`io_uring` / `legacy`); forwards to the sinks, or answers 200
+    /// and discards when there are none.
+    Pyrogate {
+        driver: &'static str,
+    },
+    /// nginx `proxy_pass` + `mirror`.
+    NginxProxy,
+    NginxReturn200,
+    NginxEcho,
+}
+
+impl Variant {
+    pub fn label(&self, fanout: usize) -> String {
+        match self {
+            Variant::Direct => "direct → sink".into(),
+            Variant::Pyrogate { driver } => format!(
+                "pyrogate {}",
+                if *driver == "legacy" { "epoll" } else { driver }
+            ),
+            Variant::NginxProxy if fanout > 1 => "nginx proxy_pass+mirror".into(),
+            Variant::NginxProxy => "nginx proxy_pass".into(),
+            Variant::NginxReturn200 => "nginx return 200".into(),
+            Variant::NginxEcho => "nginx echo (reads body)".into(),
+        }
+    }
+
+    pub fn is_nginx(&self) -> bool {
+        matches!(
+            self,
+            Variant::NginxProxy | Variant::NginxReturn200 | Variant::NginxEcho
+        )
+    }
+}
+
+/// One cell of a table: a variant at a fan-out and profile size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    pub variant: Variant,
+    pub fanout: usize,
+    pub size: usize,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sample {
+    pub round: usize,
+    /// Completed requests per second (whole machine).
+    pub rps: f64,
+    pub requests: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    /// Open loop: p99 of the generator's own lateness.
+    pub schedule_lag_p99_ms: Option<f64>,
+    /// CPU seconds of the server under test during the measured run.
+    pub cpu_s: Option<f64>,
+    pub cpu_ms_per_1k: Option<f64>,
+    /// Share of that CPU time spent in user space (the rest is the kernel: TCP, syscalls,
+    /// context switches), percent.
+    pub cpu_user_pct: Option<f64>,
+    /// Peak RSS (VmHWM) of the server process (nginx: its workers), bytes.
+    pub peak_rss: Option<u64>,
+    /// CPU of the sinks per 1000 client requests.
+    pub sink_cpu_ms_per_1k: Option<f64>,
+    /// Profiles the sinks accepted / (ok requests × fan-out).
+    pub delivered: Option<f64>,
+    pub steal_pct: f64,
+    pub busy_pct: f64,
+    /// Driver the gateway reported.
+    pub driver: Option<String>,
+    /// This run replaced one with too much steal.
+    pub rerun: bool,
+}
+
+/// The sinks of the forwarding suites.
+pub struct Sinks {
+    pub procs: Vec<SinkProc>,
+}
+
+impl Sinks {
+    pub fn start(ctx: &Ctx<'_>, n: usize) -> Result<Self, String> {
+        let cfg = ctx.cfg;
+        let args: Vec<String> = [
+            "--checks",
+            "none",
+            "--no-checksum",
+            "--records",
+            "0",
+            "--idle-timeout",
+            "600s",
+            "--driver",
+            &cfg.sink_driver,
+            "--workers",
+            &cfg.layout.load_threads.to_string(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let spawn = SpawnOpts {
+            cpus: cfg.layout.load_cpus.clone(),
+            nofile: None,
+        };
+        let procs = (0..n)
+            .map(|_| SinkProc::start(&args, SINK_LIFETIME, &spawn))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { procs })
+    }
+
+    pub fn urls(&self, n: usize) -> Vec<String> {
+        self.procs.iter().take(n).map(SinkProc::url).collect()
+    }
+
+    fn accepted(&self) -> Option<u64> {
+        let mut sum = 0;
+        for s in &self.procs {
+            sum += s.stats().ok()?["totals"]["accepted"].as_u64()?;
+        }
+        Some(sum)
+    }
+
+    fn cpu_s(&self) -> Option<f64> {
+        self.procs
+            .iter()
+            .map(|s| procfs::cpu_seconds(s.proc.pid()))
+            .sum()
+    }
+}
+
+/// A server under test.
+enum Server {
+    Gateway(Gateway),
+    Nginx(Nginx),
+}
+
+impl Server {
+    /// Processes whose CPU counts.
+    fn cpu_pids(&self) -> Vec<u32> {
+        match self {
+            Server::Gateway(g) => vec![g.proc.pid()],
+            Server::Nginx(n) => n.proc.pids(),
+        }
+    }
+
+    /// Processes whose memory counts (nginx: the workers; the idle master is left out).
+    fn rss_pids(&self) -> Vec<u32> {
+        match self {
+            Server::Gateway(g) => vec![g.proc.pid()],
+            Server::Nginx(n) => n.workers.clone(),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Server::Gateway(g) => g.url(),
+            Server::Nginx(n) => n.url(),
+        }
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        let p = match self {
+            Server::Gateway(g) => &mut g.proc,
+            Server::Nginx(n) => &mut n.proc,
+        };
+        match p.exited() {
+            None => Ok(()),
+            Some(st) => Err(format!(
+                "{} died during the run ({st}):\n{}",
+                p.name(),
+                p.tail()
+            )),
+        }
+    }
+}
+
+/// `(user, sys)` CPU seconds of all `pids` together.
+fn cpu_of(pids: &[u32]) -> Option<(f64, f64)> {
+    pids.iter()
+        .map(|p| procfs::cpu_user_sys(*p))
+        .try_fold((0.0, 0.0), |(u, s), x| x.map(|(a, b)| (u + a, s + b)))
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// Starts the server of `cell` (none for [`Variant::Direct`]).
+fn start_server(
+    ctx: &Ctx<'_>,
+    cell: &Cell,
+    sinks: &[SocketAddr],
+    forward: &[String],
+) -> Result<Option<Server>, String> {
+    let cfg = ctx.cfg;
+    let spawn = SpawnOpts {
+        cpus: cfg.layout.gateway_cpus.clone(),
+        nofile: None,
+    };
+    match &cell.variant {
+        Variant::Direct => Ok(None),
+        Variant::Pyrogate { driver } => {
+            let g = Gateway::start(&GatewayOpts {
+                bin: cfg.gateway_bin.clone(),
+                driver: (*driver).to_owned(),
+                workers: cfg.layout.gateway_workers,
+                forward_to: forward.to_vec(),
+                extra: Vec::new(),
+                spawn,
+            })?;
+            Ok(Some(Server::Gateway(g)))
+        }
+        v => {
+            let bin = cfg.nginx_bin.as_deref().ok_or("nginx is not installed")?;
+            let mode = match v {
+                Variant::NginxProxy => nginx::Mode::Proxy {
+                    upstreams: sinks.to_vec(),
+                },
+                Variant::NginxReturn200 => nginx::Mode::Return200,
+                _ => nginx::Mode::Echo {
+                    module: cfg
+                        .echo_module
+                        .clone()
+                        .ok_or("the nginx echo module is not installed")?,
+                },
+            };
+            let mut last = String::new();
+            for _ in 0..3 {
+                let conf = nginx::Conf {
+                    dir: ctx.tmp.join("nginx"),
+                    port: free_port()?,
+                    workers: cfg.layout.gateway_workers,
+                    mode: mode.clone(),
+                    max_conns: (cfg.connections * 4 + 1024).max(4096),
+                    body_buffer: (cell.size * 2 + 64 * 1024).max(256 * 1024),
+                    as_root: process::is_root(),
+                };
+                match Nginx::start(bin, &conf, &spawn) {
+                    Ok(n) => return Ok(Some(Server::Nginx(n))),
+                    // A port taken between our probe and nginx's bind: try another.
+                    Err(e) if e.contains("Address already in use") => last = e,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(last)
+        }
+    }
+}
+
+/// The load of one run.
+pub fn load_config(
+    ctx: &Ctx<'_>,
+    target: &str,
+    size: usize,
+    rate: Option<f64>,
+    duration: Duration,
+) -> RunConfig {
+    let cfg = ctx.cfg;
+    RunConfig {
+        target: target.to_owned(),
+        protocol: cfg.protocol,
+        connections: cfg.connections,
+        rate,
+        duration: Some(duration),
+        requests: None,
+        timeout: REQUEST_TIMEOUT,
+        source: Source::Synthetic {
+            size,
+            fixtures: None,
+        },
+        seed: 1,
+        tenant: None,
+        driver: cfg.load_driver,
+        threads: Some(cfg.layout.load_threads),
+        progress: false,
+    }
+}
+
+fn run_load(cfg: &RunConfig) -> Result<Report, String> {
+    load::run(cfg, &mut std::io::sink())
+}
+
+/// Measures `cell` once: fresh server, warm-up, measured run.
+pub fn measure(
+    ctx: &Ctx<'_>,
+    cell: &Cell,
+    sinks: Option<&Sinks>,
+    rate: Option<f64>,
+    round: usize,
+) -> Result<Sample, String> {
+    let cfg = ctx.cfg;
+    let sink_addrs: Vec<SocketAddr> = sinks
+        .map(|s| s.procs.iter().take(cell.fanout).map(|p| p.addr).collect())
+        .unwrap_or_default();
+    let forward: Vec<String> = sinks.map(|s| s.urls(cell.fanout)).unwrap_or_default();
+    let mut server = start_server(ctx, cell, &sink_addrs, &forward)?;
+    let target = match (&server, sinks) {
+        (Some(s), _) => s.url(),
+        (None, Some(s)) => s.procs.first().ok_or("no sink")?.url(),
+        (None, None) => return Err("the direct path needs a sink".into()),
+    };
+    if !cfg.warmup.is_zero() {
+        run_load(&load_config(ctx, &target, cell.size, rate, cfg.warmup))?;
+    }
+    let pids = server.as_ref().map(Server::cpu_pids).unwrap_or_default();
+    let cpu0 = cpu_of(&pids);
+    let sink_cpu0 = sinks.and_then(Sinks::cpu_s);
+    let acc0 = sinks.and_then(Sinks::accepted);
+    let t0 = procfs::cpu_times();
+    let report = run_load(&load_config(ctx, &target, cell.size, rate, cfg.duration))?;
+    let t1 = procfs::cpu_times();
+    let cpu1 = cpu_of(&pids);
+    let sink_cpu1 = sinks.and_then(Sinks::cpu_s);
+    // The last mirrored copies may still be on their way to the sinks.
+    if sinks.is_some() && server.is_some() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let acc1 = sinks.and_then(Sinks::accepted);
+    let mut sample = Sample {
+        round,
+        rps: report.achieved_rate,
+        requests: report.requests,
+        ok: report.ok,
+        failed: report.failed,
+        p50_ms: report.latency.p50_ms,
+        p90_ms: report.latency.p90_ms,
+        p99_ms: report.latency.p99_ms,
+        p999_ms: report.latency.p999_ms,
+        schedule_lag_p99_ms: report.schedule_lag.map(|l| l.p99_ms),
+        ..Sample::default()
+    };
+    if let (Some(a), Some(b)) = (t0, t1) {
+        sample.steal_pct = a.steal_pct(&b);
+        sample.busy_pct = a.busy_pct(&b);
+    }
+    if let Some(s) = server.as_mut() {
+        s.check_alive()?;
+        if let (Some((u0, s0)), Some((u1, s1))) = (cpu0, cpu1) {
+            let total = (u1 - u0) + (s1 - s0);
+            sample.cpu_s = Some(total);
+            sample.cpu_ms_per_1k = super::stats::cpu_ms_per_1k(total, report.requests);
+            if total > 0.0 {
+                sample.cpu_user_pct = Some((u1 - u0) * 100.0 / total);
+            }
+        }
+        sample.peak_rss = s
+            .rss_pids()
+            .iter()
+            .map(|p| procfs::status_bytes(*p, "VmHWM"))
+            .sum();
+        if let Server::Gateway(g) = s {
+            sample.driver = Some(g.driver.clone());
+        }
+    }
+    if let (Some(a), Some(b)) = (sink_cpu0, sink_cpu1) {
+        sample.sink_cpu_ms_per_1k = super::stats::cpu_ms_per_1k(b - a, report.requests);
+    }
+    if let (Some(a), Some(b)) = (acc0, acc1)
+        && report.ok > 0
+    {
+        let fanout = if server.is_some() { cell.fanout } else { 1 };
+        sample.delivered = Some((b.saturating_sub(a)) as f64 / (report.ok * fanout as u64) as f64);
+    }
+    drop(server);
+    Ok(sample)
+}
+
+/// One progress line (stderr).
+pub fn progress_line(what: &str, label: &str, s: &Sample) -> String {
+    format!(
+        "  {what:<22} {label:<26} {:>9.0} req/s  cpu {:>7} ms/1k  p50 {:>7.3}  p99 {:>7.3} ms  steal {:>4.1}%{}{}",
+        s.rps,
+        s.cpu_ms_per_1k.map_or("-".into(), |c| format!("{c:.1}")),
+        s.p50_ms,
+        s.p99_ms,
+        s.steal_pct,
+        if s.failed > 0 {
+            format!("  FAILED {}", s.failed)
+        } else {
+            String::new()
+        },
+        if s.rerun { "  (re-run)" } else { "" }
+    )
+}

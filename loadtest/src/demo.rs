@@ -1,0 +1,753 @@
+//! `pyrogate-load demo`: the README's main job, on loopback.
+//!
+//! 1. Starts Pyroscope-compatible sinks (in this process, full framing checks) and the
+//!    workspace's `pyrogate` binary in front of them (fan-out to every sink, `ack = all`).
+//! 2. Sends every kind of real SDK request the generator knows ([`Protocol::SINGLE`]: Push
+//!    gzip'd protobuf, Push JSON, `/ingest` pprof from the Node.js capture, Go multipart,
+//!    Java JFR multipart chunked, folded text) once with a tenant and once without.
+//! 3. Reads what each sink recorded and checks that every request arrived at every sink
+//!    intact: the `/ingest` body byte for byte (FNV-1a checksum), and for Push the
+//!    `raw_profile` bytes (a JSON Push is re-encoded as protobuf on the way).
+//! 4. Runs a short closed-loop load of all six kinds straight to a sink and through the
+//!    gateway, and prints throughput, latency and the gateway's CPU per request.
+//! 5. Stops the gateway (SIGTERM: it must drain and exit 0).
+//!
+//! Returns whether everything checked out; any failure makes the command exit non-zero.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use prost::Message as _;
+use pyrogate::protocol::gzip::inflate_bounded;
+use pyrogate::protocol::proto::PushRequest;
+use pyrogate::protocol::query;
+
+use crate::bench::table::{self, Table};
+use crate::fnv;
+use crate::load::payload::{self, Options, Prepared, Protocol, Source};
+use crate::load::{self, RunConfig};
+use crate::probe::Client;
+use crate::process::children::{Gateway, GatewayOpts};
+use crate::process::{self, SpawnOpts, procfs};
+use crate::sink::{Sink, SinkConfig};
+
+/// Tenants of the fixture phase: one named, one anonymous (no `X-Scope-OrgID`).
+const TENANT: &str = "team-a";
+const ANONYMOUS: &str = "anonymous";
+/// Bound of one fixture request.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The two load runs together stay well inside the demo's minute.
+pub const MAX_LOAD_DURATION: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    pub fixtures: Option<PathBuf>,
+    pub gateway: Option<PathBuf>,
+    /// pyrogate `--driver`.
+    pub driver: String,
+    pub sinks: usize,
+    pub duration: Duration,
+    pub connections: usize,
+}
+
+impl DemoConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=4).contains(&self.sinks) {
+            return Err("--sinks must be within 1..=4".into());
+        }
+        if self.duration.is_zero() || self.duration > MAX_LOAD_DURATION {
+            return Err(format!(
+                "--duration must be within (0, {}s]",
+                MAX_LOAD_DURATION.as_secs()
+            ));
+        }
+        if !(1..=1000).contains(&self.connections) {
+            return Err("--connections must be within 1..=1000".into());
+        }
+        Ok(())
+    }
+}
+
+/// What was sent in the fixture phase, and what to look for at the sinks.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub protocol: Protocol,
+    pub tenant: String,
+    pub status: u16,
+    /// The request line's target.
+    pub target: String,
+    /// FNV-1a of the body before transfer framing.
+    pub body_fnv: u64,
+    /// Push: FNV-1a of each `raw_profile` (what survives a re-encoding).
+    pub raw_fnvs: Vec<u64>,
+}
+
+/// How a sent request was found at a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// The body arrived byte for byte.
+    Body,
+    /// Push re-encoded on the way; every `raw_profile` arrived byte for byte.
+    RawProfile,
+    Missing,
+}
+
+impl Match {
+    fn text(self) -> &'static str {
+        match self {
+            Match::Body => "✓ body identical",
+            Match::RawProfile => "✓ raw_profile identical",
+            Match::Missing => "✗ MISSING",
+        }
+    }
+}
+
+/// How each kind is sent, for the table.
+fn described(p: Protocol) -> &'static str {
+    match p {
+        Protocol::IngestPprof => "/ingest pprof, gzip (Node.js SDK capture)",
+        Protocol::IngestMultipart => "/ingest multipart pprof (Go SDK style)",
+        Protocol::IngestFolded => "/ingest folded text (pyroscope-rs style)",
+        Protocol::IngestJfr => "/ingest JFR multipart, chunked (Java SDK style)",
+        Protocol::Push => "Push protobuf, gzip (pyroscope-io capture)",
+        Protocol::PushJson => "Push JSON (Connect protojson)",
+        Protocol::Mix => "mix",
+    }
+}
+
+/// The expectations of one prepared request.
+pub fn expected(p: &Prepared, tenant: &str, status: u16) -> Sent {
+    let line_end = p.bytes.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+    let target = std::str::from_utf8(&p.bytes[..line_end])
+        .ok()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("")
+        .to_owned();
+    let raw_fnvs = match p.protocol {
+        Protocol::Push => inflate_bounded(&p.body, 64 << 20)
+            .ok()
+            .and_then(|raw| PushRequest::decode(raw).ok())
+            .map(|req| raw_fnvs(&req))
+            .unwrap_or_default(),
+        Protocol::PushJson => json_raw_fnvs(&p.body),
+        _ => Vec::new(),
+    };
+    Sent {
+        protocol: p.protocol,
+        tenant: tenant.to_owned(),
+        status,
+        target,
+        body_fnv: fnv::fnv1a64(&p.body),
+        raw_fnvs,
+    }
+}
+
+fn raw_fnvs(req: &PushRequest) -> Vec<u64> {
+    req.series
+        .iter()
+        .flat_map(|s| s.samples.iter().map(|x| fnv::fnv1a64(&x.raw_profile)))
+        .collect()
+}
+
+/// `raw_profile` checksums of a protojson Push body.
+fn json_raw_fnvs(body: &[u8]) -> Vec<u64> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    v["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["samples"].as_array().cloned().unwrap_or_default())
+        .filter_map(|x| b64.decode(x["rawProfile"].as_str()?).ok())
+        .map(|raw| fnv::fnv1a64(&raw))
+        .collect()
+}
+
+fn record_raw_fnvs(r: &serde_json::Value) -> Vec<String> {
+    r["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["samples"].as_array().cloned().unwrap_or_default())
+        .filter_map(|x| x["raw_fnv"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Finds each sent request among a sink's records (each record used at most once; exact
+/// body matches are preferred, so a verbatim Push is not mistaken for a re-encoded one).
+/// Only records answered 200 count.
+pub fn match_records(sent: &[Sent], records: &[serde_json::Value]) -> Vec<(Match, Option<usize>)> {
+    let mut used = vec![false; records.len()];
+    let mut out = Vec::with_capacity(sent.len());
+    let route_of = |p: Protocol| match p {
+        Protocol::Push | Protocol::PushJson => "push",
+        _ => "ingest",
+    };
+    for s in sent {
+        let candidate = |r: &serde_json::Value| {
+            r["route"] == route_of(s.protocol)
+                && r["tenant"] == s.tenant.as_str()
+                && r["status"] == 200
+        };
+        let body_hex = fnv::hex(s.body_fnv);
+        let exact = records
+            .iter()
+            .enumerate()
+            .find(|(i, r)| !used[*i] && candidate(r) && r["body_fnv"] == body_hex.as_str());
+        let found = match exact {
+            Some((i, _)) => Some((Match::Body, i)),
+            None if !s.raw_fnvs.is_empty() => {
+                let want: Vec<String> = s.raw_fnvs.iter().map(|f| fnv::hex(*f)).collect();
+                records
+                    .iter()
+                    .enumerate()
+                    .find(|(i, r)| !used[*i] && candidate(r) && record_raw_fnvs(r) == want)
+                    .map(|(i, _)| (Match::RawProfile, i))
+            }
+            None => None,
+        };
+        match found {
+            Some((m, i)) => {
+                used[i] = true;
+                out.push((m, Some(i)));
+            }
+            None => out.push((Match::Missing, None)),
+        }
+    }
+    out
+}
+
+/// The decoded `name` query parameter of a request target.
+pub fn name_param(target: &str) -> Option<String> {
+    let q = target.split_once('?')?.1;
+    query::parse(q).get("name").map(str::to_owned)
+}
+
+fn labels_text(pairs: &serde_json::Value) -> String {
+    match pairs {
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|p| Some(format!("{}={}", p[0].as_str()?, p[1].as_str()?)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "-".into(),
+    }
+}
+
+fn sink_letter(i: usize) -> char {
+    char::from(b'A' + i as u8)
+}
+
+fn accepted(sink: &Sink) -> u64 {
+    sink.stats_json(false)["totals"]["accepted"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Runs the demo, printing to `out`; `Ok(true)` when every check passed.
+pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
+    cfg.validate()?;
+    let mut ok = true;
+    let fixtures = crate::fixtures::dir(cfg.fixtures.as_deref())?;
+    let gateway_bin = process::sibling_binary("pyrogate", cfg.gateway.as_deref())?;
+
+    // --- 1. sinks and gateway ---
+    let sinks: Vec<Sink> = (0..cfg.sinks)
+        .map(|_| {
+            Sink::start(SinkConfig {
+                workers: 1,
+                ..SinkConfig::default()
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let urls: Vec<String> = sinks
+        .iter()
+        .map(|s| format!("http://{}", s.local_addr))
+        .collect();
+    let mut gw = Gateway::start(&GatewayOpts {
+        bin: gateway_bin.clone(),
+        driver: cfg.driver.clone(),
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        forward_to: urls.clone(),
+        extra: Vec::new(),
+        spawn: SpawnOpts::default(),
+    })?;
+    let _ = writeln!(
+        out,
+        "pyrogate demo: real Pyroscope SDK traffic through the gateway, on loopback\n"
+    );
+    for (i, s) in sinks.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  sink {}     {} (pyrogate-load sink: Pyroscope's framing checks, records every request)",
+            sink_letter(i),
+            s.local_addr
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  gateway    {} (pid {}) on {}, {} driver, forwarding to {} (ack = all)",
+        gateway_bin.display(),
+        gw.proc.pid(),
+        gw.addr,
+        gw.driver,
+        (0..cfg.sinks)
+            .map(|i| format!("sink {}", sink_letter(i)))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+    let _ = writeln!(out, "  fixtures   {}", fixtures.display());
+    let _ = out.flush();
+
+    // --- 2. every kind of fixture request, with and without a tenant ---
+    let target = payload::parse_target(&gw.url())?;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut sent = Vec::new();
+    let mut prepared_all = Vec::new();
+    for tenant in [Some(TENANT), None] {
+        let prepared = payload::prepare(
+            Protocol::Mix,
+            &target,
+            &Options {
+                source: Source::Fixtures(Some(fixtures.clone())),
+                seed: 1,
+                tenant: tenant.map(str::to_owned),
+                now_s,
+            },
+        )?;
+        let mut client = Client::connect(gw.addr, IO_TIMEOUT)?;
+        for p in &prepared {
+            let status = match client.send(&p.bytes) {
+                Ok(a) => {
+                    if a.close {
+                        client = Client::connect(gw.addr, IO_TIMEOUT)?;
+                    }
+                    a.status
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "  {}: request failed: {e}", p.protocol.name());
+                    client = Client::connect(gw.addr, IO_TIMEOUT)?;
+                    0
+                }
+            };
+            sent.push(expected(p, tenant.unwrap_or(ANONYMOUS), status));
+            prepared_all.push(p.clone());
+        }
+    }
+
+    // --- 3. what arrived ---
+    let docs: Vec<serde_json::Value> = sinks.iter().map(|s| s.stats_json(true)).collect();
+    let records: Vec<Vec<serde_json::Value>> = docs
+        .iter()
+        .map(|d| d["records"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let matches: Vec<Vec<(Match, Option<usize>)>> =
+        records.iter().map(|r| match_records(&sent, r)).collect();
+    let _ = writeln!(
+        out,
+        "\n1. Real SDK requests sent through the gateway ({} kinds × tenant {TENANT:?} and no tenant)",
+        Protocol::SINGLE.len()
+    );
+    let mut cols: Vec<(String, bool)> = vec![
+        ("kind".into(), true),
+        ("sent as".into(), true),
+        ("tenant".into(), true),
+        ("gateway".into(), false),
+    ];
+    for i in 0..cfg.sinks {
+        cols.push((format!("at sink {}", sink_letter(i)), true));
+    }
+    let col_refs: Vec<(&str, bool)> = cols.iter().map(|(t, l)| (t.as_str(), *l)).collect();
+    let mut t = Table::new(&col_refs);
+    for (k, s) in sent.iter().enumerate() {
+        if s.status != 200 {
+            ok = false;
+        }
+        let mut row = vec![
+            s.protocol.name().to_owned(),
+            described(s.protocol).to_owned(),
+            s.tenant.clone(),
+            s.status.to_string(),
+        ];
+        for m in &matches {
+            let (what, _) = m[k];
+            if what == Match::Missing {
+                ok = false;
+            }
+            row.push(what.text().to_owned());
+        }
+        t.row(row);
+    }
+    let _ = write!(out, "{}", indent(&t.render()));
+
+    let _ = writeln!(out, "\n2. What each sink counted (per route and tenant)");
+    let mut t = Table::new(&[
+        ("sink", true),
+        ("route", true),
+        ("tenant", true),
+        ("requests", false),
+        ("accepted", false),
+        ("profiles", false),
+        ("bytes", false),
+    ]);
+    for (i, d) in docs.iter().enumerate() {
+        if let Some(tenants) = d["tenants"].as_object() {
+            for (tenant, routes) in tenants {
+                for route in ["push", "ingest"] {
+                    let c = &routes[route];
+                    if c["requests"].as_u64().unwrap_or(0) == 0 {
+                        continue;
+                    }
+                    t.row(vec![
+                        sink_letter(i).to_string(),
+                        route.into(),
+                        tenant.clone(),
+                        c["requests"].to_string(),
+                        c["accepted"].to_string(),
+                        c["profiles"].to_string(),
+                        c["bytes"].to_string(),
+                    ]);
+                }
+            }
+        }
+    }
+    let _ = write!(out, "{}", indent(&t.render()));
+
+    let _ = writeln!(
+        out,
+        "\n3. Decoded at sink A (tenant {TENANT:?}): labels, the rebuilt `name`, checksums"
+    );
+    for (k, s) in sent.iter().enumerate().filter(|(_, s)| s.tenant == TENANT) {
+        let _ = writeln!(out, "  [{}] {}", s.protocol.name(), described(s.protocol));
+        let Some(r) = matches[0][k].1.and_then(|i| records[0].get(i)) else {
+            let _ = writeln!(out, "      ✗ not found at sink A");
+            continue;
+        };
+        match s.protocol {
+            Protocol::Push | Protocol::PushJson => {
+                let _ = writeln!(
+                    out,
+                    "      arrived as  {} {} ({} protocol, {} codec), X-Scope-OrgID {}",
+                    r["method"].as_str().unwrap_or(""),
+                    r["target"].as_str().unwrap_or(""),
+                    r["protocol"].as_str().unwrap_or("?"),
+                    r["codec"].as_str().unwrap_or("?"),
+                    r["tenant"].as_str().unwrap_or("?")
+                );
+                for series in r["series"].as_array().into_iter().flatten() {
+                    let _ = writeln!(out, "      labels      {}", labels_text(&series["labels"]));
+                    for x in series["samples"].as_array().into_iter().flatten() {
+                        let _ = writeln!(
+                            out,
+                            "      sample      ID {} raw_profile {} B{} fnv {}",
+                            x["id"].as_str().unwrap_or(""),
+                            x["raw_len"],
+                            if x["raw_gzip"] == true { " (gzip)" } else { "" },
+                            x["raw_fnv"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                let sent_raw: Vec<String> = s.raw_fnvs.iter().map(|f| fnv::hex(*f)).collect();
+                let _ = writeln!(
+                    out,
+                    "      checksum    body {} (sent {}); raw_profile sent {} → {}",
+                    r["body_fnv"].as_str().unwrap_or("-"),
+                    fnv::hex(s.body_fnv),
+                    sent_raw.join(","),
+                    matches[0][k].0.text()
+                );
+            }
+            _ => {
+                let target = r["target"].as_str().unwrap_or("");
+                let _ = writeln!(
+                    out,
+                    "      arrived as  POST {} format={} ({} body), X-Scope-OrgID {}",
+                    target.split('?').next().unwrap_or(""),
+                    r["format"].as_str().unwrap_or("?"),
+                    r["framing"].as_str().unwrap_or("?"),
+                    r["tenant"].as_str().unwrap_or("?")
+                );
+                let _ = writeln!(
+                    out,
+                    "      name sent   {}",
+                    name_param(&s.target).unwrap_or_else(|| "-".into())
+                );
+                let _ = writeln!(
+                    out,
+                    "      name now    {}  (rebuilt by the gateway)",
+                    name_param(target).unwrap_or_else(|| "-".into())
+                );
+                let _ = writeln!(out, "      labels      {}", labels_text(&r["name"]));
+                for p in r["parts"].as_array().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "      part        {} ({}) {} B fnv {}",
+                        p["name"].as_str().unwrap_or(""),
+                        p["content_type"].as_str().unwrap_or("no content type"),
+                        p["len"],
+                        p["fnv"].as_str().unwrap_or("")
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "      checksum    body {} B fnv {} (sent {}) {}",
+                    r["body_len"],
+                    r["body_fnv"].as_str().unwrap_or("-"),
+                    fnv::hex(s.body_fnv),
+                    matches[0][k].0.text()
+                );
+            }
+        }
+    }
+    let _ = out.flush();
+
+    // --- 4. a short load run: direct, then through the gateway ---
+    let _ = writeln!(
+        out,
+        "\n4. Load: {:.0} s closed loop per path, {} connections, all six kinds in turn",
+        cfg.duration.as_secs_f64(),
+        cfg.connections
+    );
+    let _ = out.flush();
+    let run_cfg = |url: &str| RunConfig {
+        target: url.to_owned(),
+        protocol: Protocol::Mix,
+        connections: cfg.connections,
+        rate: None,
+        duration: Some(cfg.duration),
+        requests: None,
+        timeout: IO_TIMEOUT,
+        source: Source::Fixtures(Some(fixtures.clone())),
+        seed: 1,
+        tenant: Some("demo-load".into()),
+        driver: pyrogate::config::DriverChoice::Auto,
+        threads: None,
+        progress: false,
+    };
+    let before: Vec<u64> = sinks.iter().map(accepted).collect();
+    let direct = load::run(&run_cfg(&urls[0]), &mut std::io::sink())?;
+    let mid: Vec<u64> = sinks.iter().map(accepted).collect();
+    let cpu0 = procfs::cpu_seconds(gw.proc.pid());
+    let via = load::run(&run_cfg(&gw.url()), &mut std::io::sink())?;
+    let cpu1 = procfs::cpu_seconds(gw.proc.pid());
+    let after: Vec<u64> = sinks.iter().map(accepted).collect();
+    let gw_cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => crate::bench::stats::cpu_ms_per_1k(b - a, via.requests),
+        _ => None,
+    };
+    let mut t = Table::new(&[
+        ("path", true),
+        ("requests", false),
+        ("req/s", false),
+        ("ok", false),
+        ("p50 ms", false),
+        ("p90 ms", false),
+        ("p99 ms", false),
+        ("max ms", false),
+        ("MB/s sent", false),
+        ("gateway CPU ms/1k req", false),
+    ]);
+    for (name, r, cpu) in [
+        ("direct → sink A", &direct, None),
+        ("through pyrogate → all sinks", &via, gw_cpu),
+    ] {
+        t.row(vec![
+            name.into(),
+            table::thousands(r.requests),
+            table::rate(Some(r.achieved_rate)),
+            format!("{:.2}%", r.success_ratio * 100.0),
+            table::num(Some(r.latency.p50_ms), 3),
+            table::num(Some(r.latency.p90_ms), 3),
+            table::num(Some(r.latency.p99_ms), 3),
+            table::num(Some(r.latency.max_ms), 3),
+            table::num(Some(r.bytes_sent as f64 / r.duration_s.max(1e-9) / 1e6), 1),
+            table::num(cpu, 1),
+        ]);
+    }
+    let _ = write!(out, "{}", indent(&t.render()));
+    for r in [&direct, &via] {
+        if r.ok != r.requests || r.requests == 0 {
+            ok = false;
+            let _ = writeln!(
+                out,
+                "  ✗ {}: {} of {} requests failed (status {:?}, errors {:?})",
+                r.target, r.failed, r.requests, r.status, r.errors
+            );
+        }
+    }
+    // Every sink got every profile the gateway acknowledged (ack = all).
+    for i in 0..cfg.sinks {
+        let got = after[i] - mid[i];
+        let direct_got = mid[i] - before[i];
+        if got < via.ok || (i == 0 && direct_got < direct.ok) {
+            ok = false;
+            let _ = writeln!(
+                out,
+                "  ✗ sink {} accepted {got} profiles through the gateway for {} acknowledged requests",
+                sink_letter(i),
+                via.ok
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  every sink accepted each of the {} profiles the gateway acknowledged: {}",
+        table::thousands(via.ok),
+        if (0..cfg.sinks).all(|i| after[i] - mid[i] >= via.ok) {
+            "yes"
+        } else {
+            "NO"
+        }
+    );
+
+    // --- 5. stop ---
+    let status = gw.proc.stop();
+    match status {
+        Some(s) if s.success() => {
+            let _ = writeln!(out, "\n  gateway stopped cleanly on SIGTERM (exit 0)");
+        }
+        other => {
+            ok = false;
+            let _ = writeln!(
+                out,
+                "\n  ✗ gateway did not exit cleanly on SIGTERM ({other:?}):\n{}",
+                gw.proc.tail()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nresult: {}",
+        if ok {
+            "OK — every request was answered 200 and arrived intact at every sink"
+        } else {
+            "FAILED (see ✗ above)"
+        }
+    );
+    let _ = out.flush();
+    drop(prepared_all);
+    Ok(ok)
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn push_json_body(raw: &[u8]) -> Vec<u8> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        serde_json::to_vec(
+            &json!({"series": [{"labels": [], "samples": [{"ID": "x", "rawProfile": b64}]}]}),
+        )
+        .expect("json")
+    }
+
+    #[test]
+    fn json_raw_profiles_are_decoded() {
+        assert_eq!(
+            json_raw_fnvs(&push_json_body(b"abc")),
+            vec![fnv::fnv1a64(b"abc")]
+        );
+        assert!(json_raw_fnvs(b"not json").is_empty());
+    }
+
+    #[test]
+    fn records_are_matched_once_preferring_exact_bodies() {
+        let raw = fnv::fnv1a64(b"raw");
+        let sent = vec![
+            Sent {
+                protocol: Protocol::Push,
+                tenant: "t".into(),
+                status: 200,
+                target: "/push.v1.PusherService/Push".into(),
+                body_fnv: 1,
+                raw_fnvs: vec![raw],
+            },
+            Sent {
+                protocol: Protocol::PushJson,
+                tenant: "t".into(),
+                status: 200,
+                target: "/push.v1.PusherService/Push".into(),
+                body_fnv: 2,
+                raw_fnvs: vec![raw],
+            },
+            Sent {
+                protocol: Protocol::IngestPprof,
+                tenant: "t".into(),
+                status: 200,
+                target: "/ingest?name=a".into(),
+                body_fnv: 3,
+                raw_fnvs: vec![],
+            },
+        ];
+        let sample = json!([{"raw_fnv": fnv::hex(raw)}]);
+        // Sink order: the re-encoded JSON push first, then the verbatim one.
+        let records = vec![
+            json!({"route": "push", "tenant": "t", "status": 200, "body_fnv": fnv::hex(9), "series": [{"samples": sample}]}),
+            json!({"route": "push", "tenant": "t", "status": 200, "body_fnv": fnv::hex(1), "series": [{"samples": sample}]}),
+            json!({"route": "ingest", "tenant": "other", "status": 200, "body_fnv": fnv::hex(3)}),
+        ];
+        let m = match_records(&sent, &records);
+        assert_eq!(m[0], (Match::Body, Some(1)));
+        assert_eq!(m[1], (Match::RawProfile, Some(0)));
+        // Wrong tenant: not found.
+        assert_eq!(m[2], (Match::Missing, None));
+        // A rejected copy does not count.
+        let rejected =
+            vec![json!({"route": "ingest", "tenant": "t", "status": 400, "body_fnv": fnv::hex(3)})];
+        assert_eq!(match_records(&sent[2..], &rejected)[0].0, Match::Missing);
+    }
+
+    #[test]
+    fn names_from_targets() {
+        assert_eq!(
+            name_param("/ingest?format=pprof&name=app%7Benv%3Dprod%7D&from=1").as_deref(),
+            Some("app{env=prod}")
+        );
+        assert_eq!(name_param("/ingest"), None);
+    }
+
+    #[test]
+    fn expectations_of_the_fixture_requests() {
+        let target = payload::parse_target("http://127.0.0.1:4040").expect("target");
+        let prepared = payload::prepare(
+            Protocol::Mix,
+            &target,
+            &Options {
+                source: Source::Fixtures(None),
+                seed: 1,
+                tenant: None,
+                now_s: 1_795_312_305,
+            },
+        )
+        .expect("fixtures");
+        let all: Vec<Sent> = prepared
+            .iter()
+            .map(|p| expected(p, "anonymous", 200))
+            .collect();
+        assert!(
+            all[0].target.starts_with("/ingest?format=pprof"),
+            "{}",
+            all[0].target
+        );
+        // Both Push kinds carry the same captured raw profile (731 B plain pprof).
+        assert_eq!(all[4].raw_fnvs.len(), 1);
+        assert_eq!(all[4].raw_fnvs, all[5].raw_fnvs);
+        assert!(all[..4].iter().all(|s| s.raw_fnvs.is_empty()));
+    }
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of pyrogate against nginx on this machine, in one run (issues 2, 3, 4):
+#   forward  straight to a sink, through pyrogate (io_uring and epoll) and through nginx
+#            (proxy_pass + mirror); fan-out 1 and 2; 1 KiB and 16 KiB profiles
+#   receive  pyrogate with no endpoint vs nginx `return 200` and nginx reading the body (echo)
+#   latency  p50/p99 added at half of pyrogate's saturation rate (open loop, fan-out 2, 16 KiB)
+#   memory   RSS with 10,000 idle keep-alive connections, bytes per connection
+# Prints requests/s, the server's CPU-seconds per 1000 requests, peak RSS, p50/p99, ratios to
+# nginx (medians of 3 interleaved runs) and the CPU steal seen in each run. About 10 minutes;
+# `--quick` is a 2-minute smoke test; `--help` lists every option (suites, sizes, runs, --json).
+#
+# Installs nginx and its echo module with apt when they are missing (root or sudo needed;
+# without them the nginx columns are skipped). Every process the benchmark starts is stopped
+# when it ends, fails, or is interrupted (Ctrl-C finishes the current run, then cleans up).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -f "$ECHO_MODULE" ] || missing+=(libnginx-mod-http-echo)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "bench.sh: installing ${missing[*]}" >&2
+  if $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; then
+    # The package may start the distribution's nginx service; the benchmark runs its own
+    # nginx processes and does not want an extra one on the machine.
+    if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1; then
+      $SUDO systemctl stop nginx >/dev/null 2>&1 || true
+    fi
+  else
+    echo "bench.sh: could not install ${missing[*]}; the nginx variants will be skipped" >&2
+  fi
+fi
+
+cargo build --release --workspace --bins
+
+# If the benchmark itself is killed outright, its children's process groups are listed here.
+PGID_FILE=$(mktemp)
+cleanup() {
+  if [ -s "$PGID_FILE" ]; then
+    while read -r g; do [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null || true; done <"$PGID_FILE"
+  fi
+  rm -f "$PGID_FILE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+PYROGATE_BENCH_PGID_FILE="$PGID_FILE" target/release/pyrogate-load bench "$@"
