@@ -556,7 +556,7 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
         ("p99 ms", false),
         ("max ms", false),
         ("MB/s sent", false),
-        ("gateway CPU ms/1k req", false),
+        ("gateway CPU-s/1k req", false),
     ]);
     for (name, r, cpu) in [
         ("direct → sink A", &direct, None),
@@ -572,7 +572,7 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
             table::num(Some(r.latency.p99_ms), 3),
             table::num(Some(r.latency.max_ms), 3),
             table::num(Some(r.bytes_sent as f64 / r.duration_s.max(1e-9) / 1e6), 1),
-            table::num(cpu, 1),
+            table::num(cpu.map(|m| m / 1000.0), 4),
         ]);
     }
     let _ = write!(out, "{}", indent(&t.render()));

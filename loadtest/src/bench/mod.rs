@@ -290,7 +290,10 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
         cpus: all_cpus,
         kernel: read_trim("/proc/sys/kernel/osrelease"),
         layout: cfg.layout.clone(),
-        gateway_bin: cfg.gateway_bin.display().to_string(),
+        gateway_bin: format!(
+            "{} (run from a copy, so rebuilds during the benchmark do not mix binaries)",
+            cfg.gateway_bin.display()
+        ),
         nginx: cfg.nginx_bin.as_ref().map(|p| {
             format!(
                 "{} ({})",
@@ -304,6 +307,22 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
         load_avg_at_start: read_trim("/proc/loadavg"),
     };
     let tmp = TempDir::new(cfg.keep_temp)?;
+    // Other builds may replace the binaries in target/ while the benchmark runs; every run
+    // must use the same gateway, so run copies.
+    let bin_dir = tmp.path.join("bin");
+    std::fs::create_dir_all(&bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
+    let copy = |from: &Path, name: &str| -> Result<PathBuf, String> {
+        let to = bin_dir.join(name);
+        std::fs::copy(from, &to).map_err(|e| format!("copy {}: {e}", from.display()))?;
+        Ok(to)
+    };
+    let gateway_copy = copy(&cfg.gateway_bin, "pyrogate")?;
+    let this_exe =
+        std::env::current_exe().map_err(|e| format!("cannot locate this executable: {e}"))?;
+    let sink_exe = copy(&this_exe, "pyrogate-load")?;
+    let mut run_cfg = cfg.clone();
+    run_cfg.gateway_bin = gateway_copy;
+    let cfg = &run_cfg;
     let mut report = BenchReport {
         machine: machine.clone(),
         protocol: cfg.protocol.name().to_owned(),
@@ -339,6 +358,7 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
         cfg,
         tmp: &tmp.path,
         drivers: &drivers,
+        sink_exe: &sink_exe,
     };
     let mut suites_run = cfg.suites.clone();
     suites_run.sort();

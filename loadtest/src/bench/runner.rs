@@ -27,6 +27,8 @@ pub struct Ctx<'a> {
     pub tmp: &'a Path,
     /// pyrogate drivers usable here (`io_uring` only when the kernel allows it).
     pub drivers: &'a [&'static str],
+    /// The `pyrogate-load` binary that runs the sinks.
+    pub sink_exe: &'a Path,
 }
 
 /// The thing the load goes to.
@@ -141,7 +143,7 @@ impl Sinks {
             nofile: None,
         };
         let procs = (0..n)
-            .map(|_| SinkProc::start(&args, SINK_LIFETIME, &spawn))
+            .map(|_| SinkProc::start(ctx.sink_exe, &args, SINK_LIFETIME, &spawn))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { procs })
     }
@@ -410,9 +412,10 @@ pub fn measure(
 /// One progress line (stderr).
 pub fn progress_line(what: &str, label: &str, s: &Sample) -> String {
     format!(
-        "  {what:<22} {label:<26} {:>9.0} req/s  cpu {:>7} ms/1k  p50 {:>7.3}  p99 {:>7.3} ms  steal {:>4.1}%{}{}",
+        "  {what:<22} {label:<26} {:>9.0} req/s  cpu {:>7} s/1k  p50 {:>7.3}  p99 {:>7.3} ms  steal {:>4.1}%{}{}",
         s.rps,
-        s.cpu_ms_per_1k.map_or("-".into(), |c| format!("{c:.1}")),
+        s.cpu_ms_per_1k
+            .map_or("-".into(), |c| format!("{:.4}", c / 1000.0)),
         s.p50_ms,
         s.p99_ms,
         s.steal_pct,

@@ -318,7 +318,7 @@ pub fn render_forward(cfg: &BenchConfig, cells: &[CellReport]) -> String {
         ("path", true),
         ("req/s", false),
         ("×nginx", false),
-        ("CPU ms/1k req", false),
+        ("CPU-s/1k req", false),
         ("req/CPU-s", false),
         ("×nginx", false),
         ("user %", false),
@@ -350,7 +350,7 @@ pub fn render_forward(cfg: &BenchConfig, cells: &[CellReport]) -> String {
             c.label.clone(),
             table::rate(median_opt(&rps)),
             table::ratio(rps_ratio),
-            table::num(cpu_med, 1),
+            table::num(cpu_med.map(|m| m / 1000.0), 4),
             table::rate(cpu_med.and_then(stats::requests_per_cpu_s)),
             table::ratio(eff_ratio),
             table::num(c.med(|s| s.cpu_user_pct), 0),
@@ -363,10 +363,12 @@ pub fn render_forward(cfg: &BenchConfig, cells: &[CellReport]) -> String {
     }
     format!(
         "\n== forward: end to end through each path (closed loop, {} connections, {}) ==\n{}\
-         req/s is whole-machine throughput (generator and sinks share the other CPU); CPU ms/1k req and\n\
-         req/CPU-s are the server's own cost (user % = its share in user space, the rest is kernel); ×nginx = median over rounds of the ratio to nginx at the same\n\
-         fan-out and size (req/CPU-s ×nginx ≥ 1.00: pyrogate is more CPU-efficient). nginx acks after the\n\
-         first upstream only and ignores the mirror's status; pyrogate (ack = all) waits for every sink.\n",
+         req/s is whole-machine throughput (the generator and the sinks share the other CPU).\n\
+         CPU-s/1k req (CPU-seconds per 1000 requests) and req/CPU-s are the server's own cost; user % is\n\
+         its share in user space (the rest is kernel: TCP, syscalls, context switches). ×nginx = median\n\
+         over rounds of the ratio to nginx at the same fan-out and size (req/CPU-s ×nginx ≥ 1.00: pyrogate\n\
+         is more CPU-efficient). nginx answers after the first upstream and ignores the mirror's status;\n\
+         pyrogate (ack = all) answers after every sink accepted.\n",
         cfg.connections,
         cfg.protocol.name(),
         t.render()
@@ -379,7 +381,7 @@ pub fn render_receive(cfg: &BenchConfig, cells: &[CellReport]) -> String {
         ("size", true),
         ("server", true),
         ("req/s", false),
-        ("CPU ms/1k req", false),
+        ("CPU-s/1k req", false),
         ("req/CPU-s", false),
         ("req/s ×ret200", false),
         ("req/s ×echo", false),
@@ -413,7 +415,7 @@ pub fn render_receive(cfg: &BenchConfig, cells: &[CellReport]) -> String {
             table::size(c.cell.size),
             c.label.clone(),
             table::rate(median_opt(&rps)),
-            table::num(cpu_med, 1),
+            table::num(cpu_med.map(|m| m / 1000.0), 4),
             table::rate(cpu_med.and_then(stats::requests_per_cpu_s)),
             table::ratio(r_ret),
             table::ratio(r_echo),
@@ -448,7 +450,7 @@ pub fn render_latency(cfg: &BenchConfig, r: &LatencyReport) -> String {
         ("p99.9 ms", false),
         ("added p50 ms", false),
         ("added p99 ms", false),
-        ("CPU ms/1k req", false),
+        ("CPU-s/1k req", false),
         ("gen lag p99 ms", false),
         ("steal % med (max)", false),
         ("failed", false),
@@ -482,7 +484,7 @@ pub fn render_latency(cfg: &BenchConfig, r: &LatencyReport) -> String {
             table::num(c.med(|s| Some(s.p999_ms)), 3),
             table::num(added(|s| s.p50_ms), 3),
             table::num(added(|s| s.p99_ms), 3),
-            table::num(c.med(|s| s.cpu_ms_per_1k), 1),
+            table::num(c.med(|s| s.cpu_ms_per_1k).map(|m| m / 1000.0), 4),
             table::num(c.med(|s| s.schedule_lag_p99_ms), 3),
             steal_text(c),
             c.failed().to_string(),

@@ -83,11 +83,15 @@ pub struct SinkProc {
 }
 
 impl SinkProc {
-    /// Starts this executable as `sink --listen 127.0.0.1:0 <args>` and waits for its
-    /// `listening on` line. `exit_after` bounds its life even if every guard failed.
-    pub fn start(args: &[String], exit_after: Duration, spawn: &SpawnOpts) -> Result<Self, String> {
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot locate this executable: {e}"))?;
+    /// Starts `exe` (a `pyrogate-load` binary) as `sink --listen 127.0.0.1:0 <args>` and
+    /// waits for its `listening on` line. `exit_after` bounds its life even if every guard
+    /// failed.
+    pub fn start(
+        exe: &std::path::Path,
+        args: &[String],
+        exit_after: Duration,
+        spawn: &SpawnOpts,
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(exe);
         cmd.args(["sink", "--listen", "127.0.0.1:0"])
             .args(["--exit-after", &format!("{}s", exit_after.as_secs().max(1))])
