@@ -36,14 +36,23 @@ fi
 
 cargo build --release --workspace --bins
 
-# If the benchmark itself is killed outright, its children's process groups are listed here.
-PGID_FILE=$(mktemp)
+# The benchmark's temp files (generated nginx configs, copies of the binaries) go to a
+# directory of our own, and the process groups of its children are listed in a file there,
+# so that whatever is left if the benchmark is killed outright is removed on exit.
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/pyrogate-bench.XXXXXX")
+PGID_FILE="$BENCH_TMP/pgids"
+keep=0
+for a in "$@"; do [ "$a" = --keep-temp ] && keep=1; done
 cleanup() {
   if [ -s "$PGID_FILE" ]; then
     while read -r g; do [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null || true; done <"$PGID_FILE"
   fi
-  rm -f "$PGID_FILE"
+  if [ "$keep" = 1 ]; then
+    echo "bench.sh: temp files kept in $BENCH_TMP" >&2
+  else
+    rm -rf "$BENCH_TMP"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-PYROGATE_BENCH_PGID_FILE="$PGID_FILE" target/release/pyrogate-load bench "$@"
+TMPDIR="$BENCH_TMP" PYROGATE_BENCH_PGID_FILE="$PGID_FILE" target/release/pyrogate-load bench "$@"
