@@ -141,10 +141,7 @@ async fn worker_main(spec: WorkerSpec) {
         drain: drain.clone(),
         metrics,
     });
-    let env = Rc::new(ConnEnv {
-        limits: Cell::new(conn_limits(&cfg)),
-        drain: drain.clone(),
-    });
+    let env = ConnEnv::new(conn_limits(&cfg), drain.clone());
     let svc = Rc::new(Gateway::new(index, shared.clone(), &cfg));
     let drain_deadline = Rc::new(Cell::new(None::<Instant>));
     monoio::spawn(control_loop(

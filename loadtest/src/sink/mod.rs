@@ -235,10 +235,7 @@ async fn worker(
             return;
         }
     };
-    let env = Rc::new(ConnEnv {
-        limits: Cell::new(limits),
-        drain: Rc::new(LocalSignal::new()),
-    });
+    let env = ConnEnv::new(limits, Rc::new(LocalSignal::new()));
     let svc = Rc::new(SinkService::new(index, shared));
     let active = Rc::new(Cell::new(0usize));
     let released = Rc::new(LocalNotify::new());
