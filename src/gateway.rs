@@ -2,6 +2,7 @@
 //! (so 404, 405, 415 and 413 are answered before any body byte is read).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::metrics::CoreMetrics;
 use crate::metrics::core::{
     ROUTE_HEALTHY, ROUTE_INGEST, ROUTE_METRICS, ROUTE_OTHER, ROUTE_PUSH, ROUTE_READY,
 };
+use crate::protocol::labels::LabelsError;
 use crate::protocol::labelset::Labels;
 use crate::protocol::{ingest, push};
 use crate::runtime::Shared;
@@ -23,17 +25,43 @@ const MAX_GET_BODY: u64 = 64 * 1024;
 pub const PUSH_PATH: &str = "/push.v1.PusherService/Push";
 const PUSH_SERVICE_PREFIX: &str = "/push.v1.PusherService/";
 
-/// Settings derived from the configuration; swapped as a whole on reload.
-#[derive(Debug, Clone)]
+/// Rebuilt `/ingest` names kept per worker; SDKs send the same `name` on every upload, so
+/// the label-set parse, validation and rendering run once per distinct name.
+const NAME_CACHE_ENTRIES: usize = 4096;
+
+/// Settings derived from the configuration; swapped as a whole on reload (which also drops
+/// the caches derived from them).
+#[derive(Debug)]
 pub struct Settings {
     pub max_request_body: u64,
     pub max_decompressed_body: u64,
     pub external_labels: Labels,
     pub forward_tenant: bool,
     pub deadline_reserve: Duration,
+    name_cache: RefCell<HashMap<String, Result<String, LabelsError>>>,
 }
 
 impl Settings {
+    /// The forwarded `name` (query-escaped) for a raw `name` parameter, from the cache when
+    /// possible.
+    pub fn forward_name(
+        &self,
+        raw: Option<&str>,
+        compute: impl FnOnce() -> Result<String, LabelsError>,
+    ) -> Result<String, LabelsError> {
+        let key = raw.unwrap_or("");
+        if let Some(v) = self.name_cache.borrow().get(key) {
+            return v.clone();
+        }
+        let v = compute();
+        let mut cache = self.name_cache.borrow_mut();
+        if cache.len() >= NAME_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key.to_string(), v.clone());
+        v
+    }
+
     pub fn from_config(cfg: &Config) -> Self {
         Self {
             max_request_body: cfg.server.max_request_body,
@@ -41,6 +69,7 @@ impl Settings {
             external_labels: cfg.external_labels.clone(),
             forward_tenant: cfg.forward.forward_tenant,
             deadline_reserve: cfg.forward.deadline_reserve,
+            name_cache: RefCell::new(HashMap::new()),
         }
     }
 }

@@ -416,3 +416,46 @@ fn gzip_sniffing_pprof_is_untouched_downstream() {
     let _ = flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut plain);
     assert_ne!(rec["body_len"], plain.len() as u64);
 }
+
+#[test]
+fn writer_thread_dispatch_retries_and_delivers() {
+    let s = Sink::start(&[]);
+    let gw = start(&[s.url()], "[forward]\ndispatch = \"writer\"", FAST_BACKOFF);
+    s.control("fail_next=1&status=503");
+    let r = gw.request("POST", INGEST, &[], &pprof());
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(settled(&s), 2, "retried once on the writer thread");
+}
+
+#[test]
+fn worker_overflow_goes_to_the_writer_threads() {
+    // A worker may have 1 delivery in flight per destination (2 threads share 2); a slow
+    // destination makes every further one overflow into the queue drained by the writer.
+    let s = Sink::start(&["--latency", "300ms"]);
+    let gw = start(
+        &[s.url()],
+        "[forward]\nack = \"enqueue\"\nmax_inflight_per_endpoint = 3",
+        "",
+    );
+    let mut c = gw.connect();
+    for _ in 0..12 {
+        let r = c.request("POST", INGEST, &[], &pprof()).expect("answered");
+        assert_eq!(r.status, 200);
+    }
+    let recs = s.wait_records(12, Duration::from_secs(15));
+    assert!(recs.iter().all(|r| r["status"] == 200));
+    let (k, v) = ep(&s);
+    let m = gw.metrics();
+    assert_eq!(
+        m.value("pyroscope_write_sent_profiles_total", &[(k, &v)]),
+        12.0
+    );
+    // At most two deliveries (one on the worker, one on the writer) ran at once.
+    let first = recs[0]["at_ms"].as_u64().unwrap_or(0);
+    let last = recs[11]["at_ms"].as_u64().unwrap_or(0);
+    assert!(
+        last - first >= 1200,
+        "bounded concurrency: {} ms",
+        last - first
+    );
+}

@@ -87,6 +87,11 @@ pub struct Cli {
     #[arg(long, value_name = "POLICY")]
     pub ack: Option<String>,
 
+    /// Where deliveries run: `worker` (on the receiving worker, default) or `writer` (on the
+    /// outbound writer threads). `forward.dispatch`.
+    #[arg(long, value_name = "worker|writer")]
+    pub dispatch: Option<String>,
+
     /// Outbound writer threads. `forward.writer_threads`.
     #[arg(long, value_name = "N")]
     pub writer_threads: Option<usize>,

@@ -66,6 +66,7 @@ pub struct ForwardSection {
     pub idle_conn_timeout: Option<Dur>,
     pub delivery_timeout: Option<Dur>,
     pub max_inflight_per_endpoint: Option<usize>,
+    pub dispatch: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

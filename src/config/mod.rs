@@ -99,6 +99,16 @@ pub enum AckPolicy {
     Enqueue,
 }
 
+/// Where deliveries run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// On the worker that received the request (no thread hand-off); writer threads take
+    /// the overflow beyond a worker's in-flight share.
+    Worker,
+    /// Always on the outbound writer threads.
+    Writer,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -147,6 +157,7 @@ pub struct ForwardConfig {
     pub idle_conn_timeout: Duration,
     pub delivery_timeout: Duration,
     pub max_inflight_per_endpoint: usize,
+    pub dispatch: Dispatch,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -592,6 +603,21 @@ fn resolve_forward(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, ConfigErr
             ));
         }
     };
+    let dispatch = match cli
+        .dispatch
+        .as_deref()
+        .or(s.dispatch.as_deref())
+        .unwrap_or("worker")
+    {
+        "worker" => Dispatch::Worker,
+        "writer" => Dispatch::Writer,
+        o => {
+            return Err(ConfigError::new(
+                "forward.dispatch",
+                format!("{o:?} is not one of worker, writer"),
+            ));
+        }
+    };
     let writer_threads = cli.writer_threads.or(s.writer_threads).unwrap_or(1);
     if writer_threads == 0 || writer_threads > 256 {
         return Err(ConfigError::new(
@@ -623,6 +649,7 @@ fn resolve_forward(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, ConfigErr
             .max_inflight_per_endpoint
             .unwrap_or(DEFAULT_MAX_INFLIGHT)
             .max(1),
+        dispatch,
     })
 }
 

@@ -27,7 +27,7 @@ use destination::{Destination, Job};
 pub use envelope::{Envelope, Kind, Outcome};
 use metrics::ForwardMetrics;
 
-use crate::config::{AckPolicy, Config};
+use crate::config::{AckPolicy, Config, Dispatch};
 use crate::runtime::DriverKind;
 use crate::util::mailbox::WakeSlot;
 
@@ -45,7 +45,10 @@ pub struct Snapshot {
     pub deadline_reserve: Duration,
     pub forward_tenant: bool,
     pub delivery_timeout: Duration,
+    /// In-flight deliveries per destination on one thread (worker or writer): the
+    /// endpoint's `max_inflight_per_endpoint` shared by every thread that delivers.
     pub max_inflight_per_writer: usize,
+    pub dispatch: Dispatch,
     pub max_idle_conns: usize,
     pub idle_conn_timeout: Duration,
 }
@@ -172,15 +175,26 @@ impl Forwarder {
         }
         let kind = env.kind;
         let env = Arc::new(env);
+        let local = (snap.dispatch == Dispatch::Worker).then(writer::Local::current);
         for d in &snap.dests {
-            d.push(Job {
+            let job = Job {
                 env: env.clone(),
                 ack: ack.clone(),
                 deadline: job_deadline,
                 caller_waiting,
                 reserved: bytes,
-            });
-            core.wake_writer();
+            };
+            match &local {
+                // On this worker, while it is under its share of the destination's
+                // in-flight bound; beyond it the writer threads take the overflow.
+                Some(l) if l.inflight(d) < snap.max_inflight_per_writer => {
+                    l.spawn(job, d.clone(), core.clone());
+                }
+                _ => {
+                    d.push(job);
+                    core.wake_writer();
+                }
+            }
         }
         let Some(ack) = ack else {
             return Outcome::Accepted;
@@ -297,6 +311,10 @@ fn snapshot_from(
     retired: Vec<Arc<Destination>>,
 ) -> Snapshot {
     let writers = cfg.forward.writer_threads.max(1);
+    let threads = match cfg.forward.dispatch {
+        Dispatch::Worker => writers + cfg.runtime.workers,
+        Dispatch::Writer => writers,
+    };
     Snapshot {
         generation,
         dests,
@@ -305,7 +323,8 @@ fn snapshot_from(
         deadline_reserve: cfg.forward.deadline_reserve,
         forward_tenant: cfg.forward.forward_tenant,
         delivery_timeout: cfg.forward.delivery_timeout,
-        max_inflight_per_writer: (cfg.forward.max_inflight_per_endpoint / writers).max(1),
+        max_inflight_per_writer: (cfg.forward.max_inflight_per_endpoint / threads).max(1),
+        dispatch: cfg.forward.dispatch,
         max_idle_conns: cfg.forward.max_idle_conns_per_endpoint,
         idle_conn_timeout: cfg.forward.idle_conn_timeout,
     }
@@ -376,4 +395,9 @@ pub fn start(
         *g = threads;
     }
     Ok(Forwarder { core: Some(core) })
+}
+
+/// Deliveries still running on this thread (a draining worker waits for them).
+pub fn local_deliveries() -> usize {
+    writer::Local::current().active()
 }

@@ -1,7 +1,12 @@
-//! Outbound writer threads. Each runs its own monoio runtime, drains the destination queues,
-//! keeps pooled keep-alive connections per destination, and runs one delivery task per job:
-//! attempts with per-attempt budgets, jittered backoff, `Retry-After`, and the deadline
-//! rules that let a caller still retry (the timeout-chain fix).
+//! Deliveries: one task per job, with attempts on pooled keep-alive connections, per-attempt
+//! budgets, jittered backoff, `Retry-After`, and the deadline rules that let a caller still
+//! retry (the timeout-chain fix).
+//!
+//! A delivery runs either on the receiving worker's own runtime (`dispatch = "worker"`, the
+//! default: no thread hand-off, the worker's own connection pools) or on an outbound writer
+//! thread that drains the destination queues (`dispatch = "writer"`, and always for the
+//! overflow beyond a worker's in-flight share). Both use the same per-thread [`Local`]
+//! state.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -33,11 +38,54 @@ struct Pool {
     idle: RefCell<Vec<ClientConn>>,
 }
 
-struct WriterState {
+/// Per-thread delivery state: connection pools and in-flight counts per destination.
+pub struct Local {
     pools: RefCell<HashMap<usize, Rc<Pool>>>,
     inflight: RefCell<HashMap<usize, usize>>,
     done: LocalNotify,
     active: Cell<usize>,
+    last_prune: Cell<Option<Instant>>,
+}
+
+thread_local! {
+    static LOCAL: Rc<Local> = Rc::new(Local::new());
+}
+
+impl Local {
+    fn new() -> Self {
+        Self {
+            pools: RefCell::new(HashMap::new()),
+            inflight: RefCell::new(HashMap::new()),
+            done: LocalNotify::new(),
+            active: Cell::new(0),
+            last_prune: Cell::new(None),
+        }
+    }
+
+    /// This thread's state.
+    pub fn current() -> Rc<Local> {
+        LOCAL.with(Rc::clone)
+    }
+
+    /// Deliveries running on this thread.
+    pub fn active(&self) -> usize {
+        self.active.get()
+    }
+
+    pub fn inflight(&self, d: &Arc<Destination>) -> usize {
+        self.inflight
+            .borrow()
+            .get(&dest_key(d))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Starts a delivery on this thread's runtime.
+    pub fn spawn(self: &Rc<Self>, job: Job, d: Arc<Destination>, core: Arc<Core>) {
+        *self.inflight.borrow_mut().entry(dest_key(&d)).or_insert(0) += 1;
+        self.active.set(self.active.get() + 1);
+        monoio::spawn(deliver(job, d, self.clone(), core));
+    }
 }
 
 fn dest_key(d: &Arc<Destination>) -> usize {
@@ -54,29 +102,18 @@ pub fn run(index: usize, core: Arc<Core>) {
 }
 
 async fn writer_main(index: usize, core: Arc<Core>) {
-    let state = Rc::new(WriterState {
-        pools: RefCell::new(HashMap::new()),
-        inflight: RefCell::new(HashMap::new()),
-        done: LocalNotify::new(),
-        active: Cell::new(0),
-    });
+    let state = Local::current();
     let slot = core.writer_slots[index].clone();
+    let mut tick = monoio::time::interval(TICK);
     loop {
         let snap = core.snapshot();
         let max_inflight = snap.max_inflight_per_writer;
         let mut dispatched = false;
         for d in snap.dests.iter().chain(snap.retired.iter()) {
-            let key = dest_key(d);
-            loop {
-                let n = state.inflight.borrow().get(&key).copied().unwrap_or(0);
-                if n >= max_inflight {
-                    break;
-                }
+            while state.inflight(d) < max_inflight {
                 let Ok(job) = d.rx.try_recv() else { break };
                 dispatched = true;
-                *state.inflight.borrow_mut().entry(key).or_insert(0) += 1;
-                state.active.set(state.active.get() + 1);
-                monoio::spawn(deliver(job, d.clone(), state.clone(), core.clone()));
+                state.spawn(job, d.clone(), core.clone());
             }
         }
         if dispatched {
@@ -93,30 +130,43 @@ async fn writer_main(index: usize, core: Arc<Core>) {
             }
         }
         prune_idle(&state, snap.idle_conn_timeout);
+        // Work this thread can start now: a queued job for a destination under its
+        // in-flight share. (Counting a full destination's queue as work would spin this
+        // loop without ever yielding to the deliveries that free the share.)
         let has_work = || {
             let s = core.snapshot();
             s.dests
                 .iter()
                 .chain(s.retired.iter())
-                .any(|d| !d.rx.is_empty())
+                .any(|d| !d.rx.is_empty() && state.inflight(d) < s.max_inflight_per_writer)
         };
         monoio::select! {
             _ = slot.wait_until(has_work) => {},
             _ = state.done.notified() => {},
-            _ = monoio::time::sleep(TICK) => {},
+            _ = tick.tick() => {},
         }
     }
 }
 
-fn prune_idle(state: &WriterState, idle_timeout: Duration) {
+/// Closes pooled connections idle longer than `idle_timeout`; at most once per [`TICK`].
+fn prune_idle(state: &Local, idle_timeout: Duration) {
+    let now = Instant::now();
+    if state
+        .last_prune
+        .get()
+        .is_some_and(|t| now.duration_since(t) < TICK)
+    {
+        return;
+    }
+    state.last_prune.set(Some(now));
     for pool in state.pools.borrow().values() {
         pool.idle
             .borrow_mut()
-            .retain(|c| c.last_used.elapsed() < idle_timeout);
+            .retain(|c| now.duration_since(c.last_used) < idle_timeout);
     }
 }
 
-async fn deliver(job: Job, d: Arc<Destination>, state: Rc<WriterState>, core: Arc<Core>) {
+async fn deliver(job: Job, d: Arc<Destination>, state: Rc<Local>, core: Arc<Core>) {
     d.m.inflight.inc();
     let started = Instant::now();
     let result = attempts(&job, &d, &state, &core).await;
@@ -162,7 +212,7 @@ fn log_failure(d: &Destination, o: &Outcome) {
 }
 
 /// The retry loop of one delivery (ALLOY-COMPAT.md §10), bounded by the job's deadline.
-async fn attempts(job: &Job, d: &Destination, state: &WriterState, core: &Core) -> Delivery {
+async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Delivery {
     let cfg = &d.cfg;
     let reserve = core.snapshot().deadline_reserve;
     let mut backoff = Backoff::new(cfg.min_backoff, cfg.max_backoff);
@@ -251,13 +301,7 @@ async fn attempts(job: &Job, d: &Destination, state: &WriterState, core: &Core) 
 
 /// One attempt: a pooled connection (or a new one), one request. A reused connection that
 /// turns out to be dead is replaced once, at no cost to the attempt count.
-async fn send(
-    job: &Job,
-    d: &Destination,
-    state: &WriterState,
-    budget: Duration,
-    core: &Core,
-) -> Attempt {
+async fn send(job: &Job, d: &Destination, state: &Local, budget: Duration, core: &Core) -> Attempt {
     let deadline = Instant::now() + budget;
     let key = d as *const Destination as usize;
     let pool = state
@@ -273,7 +317,7 @@ async fn send(
     let head = build_head(&job.env, d, budget, core);
     for fresh_try in 0..2 {
         let pooled = if fresh_try == 0 {
-            pool.idle.borrow_mut().pop()
+            take_pooled(&pool, core.snapshot().idle_conn_timeout)
         } else {
             None
         };
@@ -298,6 +342,18 @@ async fn send(
         }
     }
     classify_error(&ClientError::Closed("connection closed twice".into()))
+}
+
+/// The most recently used pooled connection that has not been idle too long (workers do
+/// not run the writer's pruning loop, so staleness is also checked here).
+fn take_pooled(pool: &Pool, idle_timeout: Duration) -> Option<ClientConn> {
+    let mut idle = pool.idle.borrow_mut();
+    while let Some(c) = idle.pop() {
+        if c.last_used.elapsed() < idle_timeout {
+            return Some(c);
+        }
+    }
+    None
 }
 
 async fn connect(d: &Destination, deadline: Instant) -> Result<ClientConn, ClientError> {

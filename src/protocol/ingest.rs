@@ -19,16 +19,22 @@ pub async fn handle(gw: &Gateway, req: Request) -> Response {
         return Response::new(200);
     }
     let settings = gw.settings();
-    let mut q = query::parse(req.head.query().unwrap_or(""));
-    let parsed = parse_name(q.get("name"));
-    let name = match labels::ingest_forward_name(&parsed, &settings.external_labels) {
+    let q = query::parse(req.head.query().unwrap_or(""));
+    let raw_name = q.get("name");
+    // The rebuilt name, already query-escaped: computed once per distinct `name`.
+    let escaped_name = settings.forward_name(raw_name, || {
+        labels::ingest_forward_name(&parse_name(raw_name), &settings.external_labels).map(|n| {
+            let mut e = String::with_capacity(n.len() * 2);
+            query::query_escape(&n, &mut e);
+            e
+        })
+    });
+    let escaped_name = match escaped_name {
         Ok(n) => n,
         Err(e) => return invalid_labels(&e),
     };
-    q.set("name", &name);
-    let mut path_and_query = String::with_capacity(8 + name.len() * 2 + 128);
-    path_and_query.push_str("/ingest?");
-    path_and_query.push_str(&q.encode());
+    let mut path_and_query = String::from("/ingest?");
+    path_and_query.push_str(&q.encode_with_escaped("name", &escaped_name));
 
     let headers: Vec<(&'static str, Bytes)> = req
         .head

@@ -166,59 +166,106 @@ impl Query {
     /// `key=value` joined by `&`, both sides escaped with [`query_escape`]; empty → `""`.
     /// Non-UTF-8 bytes are re-encoded exactly as they arrived (`%FF` stays `%FF`).
     pub fn encode(&self) -> String {
-        let mut sorted: Vec<&(Text, Text)> = self.pairs.iter().collect();
+        self.encode_inner(None)
+    }
+
+    /// [`encode`](Self::encode) as if `Set(key, value)` had been called, with `value` given
+    /// already escaped: `/ingest` rebuilds `name` per request, and its escaped form is cached.
+    pub fn encode_with_escaped(&self, key: &str, escaped_value: &str) -> String {
+        self.encode_inner(Some((key, escaped_value)))
+    }
+
+    fn encode_inner(&self, replace: Option<(&str, &str)>) -> String {
+        let mut sorted: Vec<(&[u8], Value<'_>)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| replace.is_none_or(|(rk, _)| k.bytes() != rk.as_bytes()))
+            .map(|(k, v)| (k.bytes(), Value::Raw(v.bytes())))
+            .collect();
+        if let Some((k, v)) = replace {
+            sorted.push((k.as_bytes(), Value::Escaped(v)));
+        }
         // Stable: a key's values keep their arrival order, as in Go's `map[string][]string`.
-        sorted.sort_by(|a, b| a.0.bytes().cmp(b.0.bytes()));
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
         let len: usize = sorted
             .iter()
-            .map(|(k, v)| escaped_len(k.bytes()) + 1 + escaped_len(v.bytes()) + 1)
+            .map(|(k, v)| k.len() * 3 + 2 + v.max_len())
             .sum();
-        let mut out = String::with_capacity(len);
+        let mut out: Vec<u8> = Vec::with_capacity(len);
         for (i, (k, v)) in sorted.into_iter().enumerate() {
             if i > 0 {
-                out.push('&');
+                out.push(b'&');
             }
-            escape_bytes(k.bytes(), &mut out);
-            out.push('=');
-            escape_bytes(v.bytes(), &mut out);
+            escape_into(k, &mut out);
+            out.push(b'=');
+            match v {
+                Value::Raw(b) => escape_into(b, &mut out),
+                Value::Escaped(e) => out.extend_from_slice(e.as_bytes()),
+            }
         }
-        out
+        // Escaped output is ASCII by construction.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+enum Value<'a> {
+    Raw(&'a [u8]),
+    Escaped(&'a str),
+}
+
+impl Value<'_> {
+    fn max_len(&self) -> usize {
+        match self {
+            Value::Raw(b) => b.len() * 3,
+            Value::Escaped(e) => e.len(),
+        }
     }
 }
 
 // === escaping ===
 
-/// Bytes Go's `QueryEscape` keeps as they are: RFC 3986 unreserved characters.
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
-}
-
-/// Length of [`escape_bytes`]'s output, so encoding allocates once.
-fn escaped_len(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .map(|&b| if is_unreserved(b) || b == b' ' { 1 } else { 3 })
-        .sum()
-}
-
 /// Go `url.QueryEscape`, appended to `out`: unreserved `A-Z a-z 0-9 - _ . ~` kept, space → `+`,
 /// every other byte `%XX` with upper-case hex.
 pub fn query_escape(s: &str, out: &mut String) {
-    escape_bytes(s.as_bytes(), out);
+    let mut v = Vec::with_capacity(s.len() * 3);
+    escape_into(s.as_bytes(), &mut v);
+    out.push_str(&String::from_utf8_lossy(&v));
 }
 
-fn escape_bytes(bytes: &[u8], out: &mut String) {
-    for &b in bytes {
-        if is_unreserved(b) {
-            out.push(char::from(b));
-        } else if b == b' ' {
-            out.push('+');
-        } else {
-            out.push('%');
-            out.push(char::from(UPPER_HEX[usize::from(b >> 4)]));
-            out.push(char::from(UPPER_HEX[usize::from(b & 0x0F)]));
-        }
+/// Bytes kept as they are, as a table (the escape loop runs over every byte of every
+/// forwarded query).
+const UNRESERVED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'~';
+        i += 1;
     }
+    t
+};
+
+/// Escapes `bytes` into `out`, copying runs of unreserved bytes in one go.
+fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if UNRESERVED[usize::from(b)] {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if b == b' ' {
+            out.push(b'+');
+        } else {
+            out.extend_from_slice(&[
+                b'%',
+                UPPER_HEX[usize::from(b >> 4)],
+                UPPER_HEX[usize::from(b & 0x0F)],
+            ]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 // === unescaping ===
@@ -496,8 +543,18 @@ mod tests {
         }
 
         #[test]
-        fn escaped_len_is_exact(s in any::<String>()) {
-            prop_assert_eq!(escaped_len(s.as_bytes()), escape(&s).len());
+        fn encode_with_escaped_equals_set_then_encode(
+            kv in proptest::collection::vec((any::<String>(), any::<String>()), 0..8),
+            key in "[a-z]{1,4}",
+            value in any::<String>(),
+        ) {
+            let mut q = Query::default();
+            for (k, v) in &kv {
+                q.add(k, v);
+            }
+            let fast = q.encode_with_escaped(&key, &escape(&value));
+            q.set(&key, &value);
+            prop_assert_eq!(fast, q.encode());
         }
 
         #[test]
@@ -524,9 +581,11 @@ mod tests {
                 if !raw.is_empty() {
                     raw.push('&');
                 }
-                escape_bytes(k, &mut raw);
-                raw.push('=');
-                escape_bytes(v, &mut raw);
+                let mut b = Vec::new();
+                escape_into(k, &mut b);
+                b.push(b'=');
+                escape_into(v, &mut b);
+                raw.push_str(&String::from_utf8_lossy(&b));
             }
             let q = parse(&raw);
             prop_assert_eq!(q.len(), kv.len());

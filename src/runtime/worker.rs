@@ -162,17 +162,28 @@ async fn worker_main(spec: WorkerSpec) {
     let deadline = drain_deadline
         .get()
         .unwrap_or_else(|| Instant::now() + cfg.server.graceful_shutdown_timeout);
-    while shard.active.get() > 0 {
+    // In-flight requests finish; deliveries running on this worker (dispatch = "worker")
+    // finish too, or the profiles a caller was already told about would be lost.
+    loop {
+        let deliveries = crate::forward::local_deliveries();
+        if shard.active.get() == 0 && deliveries == 0 {
+            break;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             tracing::warn!(
                 worker = index,
                 open = shard.active.get(),
+                deliveries,
                 "graceful shutdown timeout reached; closing remaining connections"
             );
             break;
         }
-        let _ = monoio::time::timeout(remaining, shard.released.notified()).await;
+        let _ = monoio::time::timeout(
+            remaining.min(Duration::from_millis(50)),
+            shard.released.notified(),
+        )
+        .await;
     }
 }
 
