@@ -206,7 +206,18 @@ impl Conn {
 }
 
 /// Serves one connection until the client closes it, a timeout fires, or the worker drains.
-pub async fn serve_conn<S: Service>(stream: TcpStream, svc: Rc<S>, env: Rc<ConnEnv>) {
+/// `guard` (e.g. the connection-quota permit) is dropped when the connection ends; taking it
+/// here, rather than in a wrapping task, keeps one connection one small future.
+pub async fn serve_conn<S: Service, G: 'static>(
+    stream: TcpStream,
+    svc: Rc<S>,
+    env: Rc<ConnEnv>,
+    guard: G,
+) {
+    let _guard = guard;
+    if prepare_stream(&stream).is_err() {
+        return;
+    }
     let mut c = Conn {
         stream,
         buf: BytesMut::new(),
@@ -658,7 +669,7 @@ mod tests {
                 },
                 Rc::new(LocalSignal::new()),
             );
-            let fut = serve_conn(stream, Rc::new(Nop), env);
+            let fut = serve_conn(stream, Rc::new(Nop), env, ());
             std::mem::size_of_val(&fut)
         });
         assert!(size <= 600, "serve_conn future is {size} bytes");

@@ -20,8 +20,8 @@ use monoio::net::{TcpListener, TcpStream};
 use super::{Control, Shared};
 use crate::config::{Config, OnConnLimit};
 use crate::gateway::Gateway;
+use crate::http::Response;
 use crate::http::server::{ConnEnv, ConnLimits, reject_connection, serve_conn};
-use crate::http::{Response, server::prepare_stream};
 use crate::metrics::CoreMetrics;
 use crate::util::mailbox::Mailbox;
 use crate::util::notify::{LocalNotify, LocalSignal};
@@ -239,12 +239,7 @@ async fn accept_loop(
         shard.metrics.conn_opened();
         let permit = Permit(shard.clone());
         let (svc, env) = (svc.clone(), env.clone());
-        monoio::spawn(async move {
-            let _permit = permit;
-            if prepare_stream(&stream).is_ok() {
-                serve_conn(stream, svc, env).await;
-            }
-        });
+        monoio::spawn(serve_conn(stream, svc, env, permit));
     }
 }
 

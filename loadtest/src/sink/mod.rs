@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use monoio::net::TcpListener;
 use pyrogate::config::DriverChoice;
-use pyrogate::http::server::{ConnEnv, ConnLimits, prepare_stream, serve_conn};
+use pyrogate::http::server::{ConnEnv, ConnLimits, serve_conn};
 use pyrogate::runtime::driver::{self, DriverKind};
 use pyrogate::runtime::listener::bind_shards;
 use pyrogate::util::notify::{LocalNotify, LocalSignal};
@@ -257,12 +257,7 @@ async fn worker(
         active.set(active.get() + 1);
         let slot = Slot(active.clone(), released.clone());
         let (svc, env) = (svc.clone(), env.clone());
-        monoio::spawn(async move {
-            let _slot = slot;
-            if prepare_stream(&stream).is_ok() {
-                serve_conn(stream, svc, env).await;
-            }
-        });
+        monoio::spawn(serve_conn(stream, svc, env, slot));
     }
 }
 
