@@ -236,9 +236,12 @@ pub fn push_rewrite<S: AsRef<str>>(pairs: &[(S, S)], external: &Labels) -> Vec<(
 /// True iff a reserved label would be dropped, a value is empty, a name repeats, or an external
 /// label is missing, different, or (for an empty external value) present.
 pub fn push_needs_rewrite<S: AsRef<str>>(pairs: &[(S, S)], external: &Labels) -> bool {
-    let rewrites_a_pair = pairs
-        .iter()
-        .any(|(name, value)| value.as_ref().is_empty() || is_dropped_on_push(name.as_ref()));
+    // A reserved label is dropped, unless an external label puts the very same pair back.
+    let rewrites_a_pair = pairs.iter().any(|(name, value)| {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        value.is_empty()
+            || (is_dropped_on_push(name) && external.get(name).map(String::as_str) != Some(value))
+    });
     rewrites_a_pair || has_duplicate_name(pairs) || !external_already_applied(pairs, external)
 }
 
