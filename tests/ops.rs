@@ -497,6 +497,9 @@ fn a_second_gateway_on_the_same_port_is_refused() {
     let out = common::run(&["--listen", &first.addr.to_string()], WAIT);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server.listen_port") && err.contains("in use"), "{err}");
+    assert!(
+        err.contains("server.listen_port") && err.contains("in use"),
+        "{err}"
+    );
     assert!(ready(first.addr.port()), "the first one keeps serving");
 }
