@@ -115,10 +115,19 @@ where
 {
     match kind {
         DriverKind::IoUring => {
-            let mut rt = RuntimeBuilder::<IoUringDriver>::new()
+            let tuned = RuntimeBuilder::<IoUringDriver>::new()
                 .with_entries(entries)
+                .uring_builder(tuned_ring())
                 .enable_timer()
-                .build()?;
+                .build();
+            // Kernels before 5.19 reject the setup flags with EINVAL: plain ring then.
+            let mut rt = match tuned {
+                Ok(rt) => rt,
+                Err(_) => RuntimeBuilder::<IoUringDriver>::new()
+                    .with_entries(entries)
+                    .enable_timer()
+                    .build()?,
+            };
             Ok(rt.block_on(make()))
         }
         DriverKind::Legacy => {
@@ -129,4 +138,19 @@ where
             Ok(rt.block_on(make()))
         }
     }
+}
+
+/// Ring setup flags for a ring driven by one thread.
+///
+/// Without them the kernel interrupts a running worker with an IPI every time a completion
+/// (a peer's data on a loopback or LAN socket) arrives from another CPU, so that the task work
+/// runs at once; on a VM each IPI is an exit, and under load they cost more CPU than the
+/// requests themselves. `COOP_TASKRUN` lets the pending work run at the worker's next kernel
+/// entry instead (monoio enters the kernel at least once per loop turn). Measured with
+/// fan-out 2 and 16 KiB bodies: +20 % requests per CPU-second. `DEFER_TASKRUN` gained
+/// nothing more and would starve completions behind a task that keeps yielding.
+fn tuned_ring() -> io_uring::Builder {
+    let mut b = io_uring::IoUring::builder();
+    b.setup_coop_taskrun();
+    b
 }
