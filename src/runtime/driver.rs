@@ -115,18 +115,19 @@ where
 {
     match kind {
         DriverKind::IoUring => {
-            let tuned = RuntimeBuilder::<IoUringDriver>::new()
-                .with_entries(entries)
-                .uring_builder(tuned_ring())
-                .enable_timer()
-                .build();
+            let build = |tuned: bool| {
+                let b = RuntimeBuilder::<IoUringDriver>::new().with_entries(entries);
+                let b = if tuned {
+                    b.uring_builder(tuned_ring())
+                } else {
+                    b
+                };
+                b.enable_timer().build()
+            };
             // Kernels before 5.19 reject the setup flags with EINVAL: plain ring then.
-            let mut rt = match tuned {
-                Ok(rt) => rt,
-                Err(_) => RuntimeBuilder::<IoUringDriver>::new()
-                    .with_entries(entries)
-                    .enable_timer()
-                    .build()?,
+            let mut rt = match build(true) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => build(false)?,
+                r => r?,
             };
             Ok(rt.block_on(make()))
         }
