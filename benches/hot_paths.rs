@@ -3,7 +3,7 @@
 //! envelope fan-out through the destination queues.
 //!
 //! Run: `cargo bench --bench hot_paths`. Compare runs side by side on the same machine; the
-//! absolute numbers move with CPU steal (BENCHMARKING.md).
+//! absolute numbers move with CPU steal (docs/benchmarking.md).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -22,9 +22,9 @@ use pyrogate::http::head::{RequestHead, find_head_end};
 use pyrogate::protocol::push_decode::{self, Codec, Encoding};
 use pyrogate::protocol::{labels, labelset, push_encode, query};
 
-fn fixture(path: &str) -> Vec<u8> {
-    let p = format!("{}/../shared/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {p}: {e}"))
+/// A pyroscope-io style Push body (gzip'd, one series, a small plain pprof), generated.
+fn python_push_gzip() -> Vec<u8> {
+    pyrogate_testdata::sdk::python_push(1).body
 }
 
 const NODE_QUERY: &str = "format=pprof&from=1795312298&name=feas.node.app%7Botel.scope.name%3Dcom.grafana.pyroscope%2Fnodejs%2Cotel.scope.version%3D0.6.4%2Cprocess.runtime.name%3Dnodejs%2Cprocess.runtime.version%3D20.20.2%2Cenv%3Dfeas%2Cregion%3Dlocal%7D&spyName=nodespy&until=1795312309&sampleRate=17";
@@ -67,7 +67,7 @@ fn bench_head(c: &mut Criterion) {
 }
 
 fn bench_push(c: &mut Criterion) {
-    let gz = Bytes::from(fixture("clients/pyroscope-io-1.4.0-push.bin"));
+    let gz = Bytes::from(python_push_gzip());
     let plain = pyrogate::protocol::gzip::inflate_bounded(&gz, 1 << 20).unwrap_or_default();
     let req = pyrogate::protocol::proto::PushRequest::decode(plain.clone()).unwrap_or_default();
     let json = push_json(&req);

@@ -2,7 +2,8 @@
 # The project's test command (README "Quick start"). On a fresh machine it first installs
 # what the tests need — the real Pyroscope SDKs the client tests drive (pyroscope-io from
 # PyPI, @pyroscope/nodejs from npm) and systemd-analyze — then runs formatting, lints and
-# every test of the workspace (integration tests start the real binaries on 127.0.0.1).
+# every test of the workspace (integration tests start the real binaries on 127.0.0.1), and
+# last the fresh-clone check (scripts/fresh-clone.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,3 +25,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --release --bins
 cargo test --workspace --release
+# The repository stands on its own: the demo and the unit tests on a clone of the committed
+# tree, with no ../shared next to it.
+scripts/fresh-clone.sh

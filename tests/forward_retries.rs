@@ -1,4 +1,4 @@
-//! Forwarding, when destinations misbehave: Alloy's retry matrix (ALLOY-COMPAT.md §10, §15),
+//! Forwarding, when destinations misbehave: Alloy's retry matrix (docs/alloy-compat.md §9–§11, §15),
 //! `Retry-After`, ack policies with a failing or slow destination, the timeout chain
 //! (pyrogate → pyrogate → a destination that hangs), answering before the caller's deadline,
 //! and bounded memory while a destination is down under load.
@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Conn, Gateway, fixture};
+use common::{Conn, Gateway};
 use sinks::Sink;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -18,11 +18,11 @@ const PUSH: &str = "/push.v1.PusherService/Push";
 const INGEST: &str = "/ingest?name=retry.app.cpu&format=pprof";
 
 fn pprof() -> Vec<u8> {
-    fixture("pprof/cpu.pb.gz")
+    common::cpu_pprof_gz()
 }
 
 fn push_body() -> Vec<u8> {
-    fixture("clients/pyroscope-io-1.4.0-push.bin")
+    common::push_gzip()
 }
 
 const PUSH_HEADERS: [(&str, &str); 2] = [

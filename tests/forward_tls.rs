@@ -127,7 +127,7 @@ fn https_endpoint_trusted_via_ca_file() {
         &format!("https://127.0.0.1:{}/base", server.addr.port()),
         &format!("tls_config = {{ ca_file = \"{}\" }}", ca.display()),
     );
-    let body = common::fixture("pprof/cpu.pb.gz");
+    let body = common::cpu_pprof_gz();
     for _ in 0..3 {
         let r = gw.request("POST", INGEST, &[], &body);
         assert_eq!(r.status, 200, "{}\n{}", r.body_str(), gw.stderr());

@@ -88,7 +88,7 @@ fn sighup_reloads_endpoints_labels_and_listen_address_keeping_connections() {
     let cfg = write_temp("ops-reload.toml", &config_for(port, &a, ""));
     let p = Proc::start(&["-c", cfg.to_str().unwrap_or_default()], &[], Some(port));
     let mut kept = Conn::connect(([127, 0, 0, 1], port).into()).expect("connect");
-    let body = common::fixture("pprof/cpu.pb.gz");
+    let body = common::cpu_pprof_gz();
     let send = |c: &mut Conn| c.request("POST", "/ingest?name=r.app&format=pprof", &[], &body);
     assert_eq!(send(&mut kept).expect("before").status, 200);
     assert_eq!(a.wait_records(1, WAIT).len(), 1);
@@ -366,7 +366,13 @@ fn io_uring_denied_by_seccomp_falls_back_or_fails_clearly() {
     deny_io_uring(&mut cmd);
     let mut child = cmd.spawn().expect("spawn under seccomp");
     let up = poll_until(WAIT, || ready(port).then_some(()));
-    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    // Workers answer before the main thread has logged its start-up lines (the fallback
+    // warning comes first, then "pyrogate listening"): wait for the last one.
+    let log = poll_until(WAIT, || {
+        let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+        log.contains("pyrogate listening").then_some(log)
+    })
+    .unwrap_or_else(|| std::fs::read_to_string(&stderr).unwrap_or_default());
     let _ = child.kill();
     let _ = child.wait();
     assert!(up.is_some(), "did not serve under seccomp:\n{log}");

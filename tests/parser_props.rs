@@ -467,7 +467,7 @@ proptest! {
 
 // === label-set grammar ===
 
-/// A literal transcription of the state-machine table in PROTOCOL.md §2.2 (Pyroscope's
+/// A literal transcription of the state-machine table in docs/ingest.md §3.1 (Pyroscope's
 /// `labelset.Parse`), with separate key/value buffers as the Go code has. The production
 /// parser slices the input instead; both must agree on every input.
 fn reference_labelset(name: &str) -> Result<BTreeMap<String, String>, LabelSetError> {
@@ -532,7 +532,7 @@ proptest! {
 
 #[test]
 fn labelset_reference_agrees_with_the_spec_table() {
-    // A few rows of PROTOCOL.md §2.2, to make sure the reference itself is right.
+    // A few rows of docs/ingest.md §3.3, to make sure the reference itself is right.
     let ok = |s: &str, want: &[(&str, &str)]| {
         let want: BTreeMap<String, String> = want
             .iter()

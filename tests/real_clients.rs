@@ -163,3 +163,88 @@ fn nodejs_sdk_ingest_reaches_both_destinations_intact() {
         assert!(target.contains("spyName=nodespy"), "{target}");
     }
 }
+
+/// The generated imitations of these two agents (`pyrogate_testdata::sdk`) are only as good
+/// as their likeness: capture what the real SDKs send (straight to a sink, no gateway) and
+/// compare the shape that matters to a gateway — route, content headers, query parameters,
+/// label names, body compression.
+#[test]
+fn generated_imitations_match_what_the_real_sdks_send() {
+    use common::td::{corpus, pprof::Kind, sdk};
+    let query_keys = |target: &str| -> BTreeSet<String> {
+        target
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split('=').next())
+            .map(str::to_string)
+            .collect()
+    };
+    // Python: Connect Push.
+    let s = Sink::start(&[]);
+    run_client(
+        "python3",
+        &["python/client.py", &s.url(), "3", "team-py"],
+        Path::new(CLIENTS),
+        Duration::from_secs(60),
+    );
+    let real = common::poll_until(Duration::from_secs(10), || accepted(&s, "push").pop())
+        .expect("the Python SDK pushed");
+    let fake = sdk::python_push(1);
+    for h in ["content-type", "content-encoding"] {
+        assert_eq!(
+            sinks::header(&real, h),
+            vec![fake.header(h).unwrap_or_default()],
+            "{h}"
+        );
+    }
+    assert!(sinks::header(&real, "connect-protocol-version").is_empty());
+    let ua = sinks::header(&real, "user-agent").join("");
+    assert!(ua.starts_with("pyroscope-rs/pyspy/"), "{ua}");
+    assert!(
+        fake.header("user-agent")
+            .unwrap_or_default()
+            .starts_with("pyroscope-rs/pyspy/")
+    );
+    let real_names: BTreeSet<String> = sinks::series_labels(&real)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for (k, _) in &fake.series[0].labels {
+        if k != "env" && k != "region" {
+            assert!(
+                real_names.contains(k),
+                "{k} not sent by the real SDK: {real_names:?}"
+            );
+        }
+    }
+    assert_eq!(
+        real["series"][0]["samples"][0]["raw_gzip"], false,
+        "plain pprof inside"
+    );
+    assert_eq!(real["target"], fake.target.as_str());
+    // Node.js: /ingest with a raw gzip pprof and no Content-Encoding.
+    let node_dir = Path::new(CLIENTS).join("node");
+    let s = Sink::start(&[]);
+    run_client(
+        "node",
+        &["client.js", &s.url(), "3"],
+        &node_dir,
+        Duration::from_secs(60),
+    );
+    let real = common::poll_until(Duration::from_secs(10), || accepted(&s, "ingest").pop())
+        .expect("the Node.js SDK uploaded");
+    let fake = sdk::node_ingest(1, corpus::FIXED_NOW_S, Kind::Wall);
+    assert_eq!(
+        sinks::header(&real, "content-type"),
+        vec![fake.header("content-type").unwrap_or_default()]
+    );
+    assert!(sinks::header(&real, "content-encoding").is_empty());
+    assert!(fake.header("content-encoding").is_none());
+    let target = real["target"].as_str().unwrap_or_default();
+    assert_eq!(query_keys(target), query_keys(&fake.target), "{target}");
+    assert!(target.starts_with("/ingest?format=pprof&from="), "{target}");
+    assert_eq!(real["format"], "pprof");
+    assert!(common::td::gz::is_gzip(&fake.body));
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Conn, Gateway, IO_TIMEOUT, build_request, chunked, push_fixture_gzip};
+use common::{Conn, Gateway, IO_TIMEOUT, build_request, chunked, push_gzip};
 
 const PUSH: &str = "/push.v1.PusherService/Push";
 
@@ -137,7 +137,7 @@ fn keep_alive_reuses_one_connection(driver: &str) {
 fn pipelined_requests_are_answered_in_order(driver: &str) {
     let gw = Gateway::on(driver, &[]);
     let mut c = gw.connect();
-    let push = push_fixture_gzip();
+    let push = push_gzip();
     let mut all = Vec::new();
     all.extend(build_request("GET", "/-/healthy", &[], b""));
     all.extend(build_request("HEAD", "/-/ready", &[], b""));
@@ -244,11 +244,11 @@ fn connection_close_is_honoured(driver: &str) {
     );
 }
 
-/// The gzip'd Push fixture sent chunked: a 200 proves the body was reassembled byte-exactly
+/// The gzip'd Push body sent chunked: a 200 proves the body was reassembled byte-exactly
 /// (the gzip CRC and the protobuf both check it), whatever the read boundaries.
 fn chunked_bodies_split_at_awkward_boundaries(driver: &str) {
     let gw = Gateway::on(driver, &[]);
-    let body = push_fixture_gzip();
+    let body = push_gzip();
     let head = "POST /push.v1.PusherService/Push HTTP/1.1\r\nHost: x\r\n\
                 Content-Type: application/proto\r\nContent-Encoding: gzip\r\n\
                 Transfer-Encoding: chunked\r\n\r\n";
@@ -287,7 +287,7 @@ fn chunked_bodies_split_at_awkward_boundaries(driver: &str) {
 
 fn chunked_body_with_extensions_and_trailers(driver: &str) {
     let gw = Gateway::on(driver, &[]);
-    let body = push_fixture_gzip();
+    let body = push_gzip();
     let mut enc = Vec::new();
     let (a, b) = body.split_at(100);
     enc.extend_from_slice(format!("{:X};name=value;flag\r\n", a.len()).as_bytes());
@@ -328,8 +328,12 @@ fn chunked_body_with_extensions_and_trailers(driver: &str) {
     .unwrap();
     let cont = c.read_response(IO_TIMEOUT).unwrap();
     assert_eq!(cont.status, 100, "{cont:?}");
-    c.send(&chunked(&common::fixture("jfr/dump1.jfr.gz"), 4096, &[]))
-        .unwrap();
+    c.send(&chunked(
+        &common::td::formats::java_gzip(&common::td::formats::jfr(300_000, 1)),
+        4096,
+        &[],
+    ))
+    .unwrap();
     assert_eq!(c.read_response(IO_TIMEOUT).unwrap().status, 200);
 }
 
@@ -527,7 +531,7 @@ fn half_closed_client_still_gets_its_response(driver: &str) {
         "POST",
         PUSH,
         &[("Content-Type", "application/proto")],
-        &common::push_fixture_proto(),
+        &common::push_proto(),
     )
     .unwrap();
     c.shutdown_write();

@@ -1,6 +1,6 @@
-//! The Pyroscope endpoints on the real binary, driven with captured client traffic:
-//! Connect Push (proto, JSON, gzip, gRPC-Web) with its error cases, and `/ingest` (the
-//! Node.js capture, multipart, chunked). No endpoint is configured, so an accepted profile
+//! The Pyroscope endpoints on the real binary, driven with agent-shaped traffic from the
+//! test-data crate: Connect Push (proto, JSON, gzip, gRPC-Web) with its error cases, and
+//! `/ingest` (the Node.js agent's request, multipart, chunked). No endpoint is configured, so an accepted profile
 //! is answered 200 and discarded, as Alloy does with an empty `forward_to`; Push bodies are
 //! still decoded, so a 200 proves they parsed.
 
@@ -9,19 +9,19 @@ mod common;
 use base64::Engine as _;
 use prost::Message as _;
 
-use common::{Gateway, IO_TIMEOUT, Response, fixture, gzip, push_fixture_gzip, push_fixture_proto};
+use common::{Gateway, IO_TIMEOUT, Response, gzip, push_gzip, push_proto, td};
 use pyrogate::protocol::proto::PushRequest;
 
 const PUSH: &str = "/push.v1.PusherService/Push";
 
 on_both_drivers!(
-    push_connect_proto_gzip_as_captured,
+    push_connect_proto_gzip_as_sent,
     push_connect_proto_plain,
     push_connect_json,
     push_grpc_web,
     push_errors,
     push_decompressed_size_is_bounded,
-    ingest_nodejs_capture,
+    ingest_nodejs_request,
     ingest_multipart_and_chunked,
 );
 
@@ -43,22 +43,14 @@ fn connect_error(r: &Response, status: u16, code: &str) -> String {
     j["message"].as_str().unwrap_or("").to_string()
 }
 
-/// The capture replayed with its exact request line and headers (from the `.txt`).
-fn push_connect_proto_gzip_as_captured(driver: &str) {
+/// A pyroscope-io request with the agent's exact request line and headers.
+fn push_connect_proto_gzip_as_sent(driver: &str) {
     let gw = Gateway::on(driver, &[]);
-    let txt = String::from_utf8(fixture("clients/pyroscope-io-1.4.0-push.txt")).unwrap();
-    let (line, headers) = request_from_capture(&txt);
-    assert_eq!(line, "POST /push.v1.PusherService/Push HTTP/1.1");
-    let body = push_fixture_gzip();
-    assert_eq!(body.len(), 569);
-    let mut req = format!("{line}\r\n");
-    for h in &headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    let mut req = req.into_bytes();
-    req.extend_from_slice(&body);
+    let sent = common::python_push();
+    assert_eq!(sent.header("content-encoding"), Some("gzip"));
+    assert!(sent.header("connect-protocol-version").is_none());
+    let body = sent.body.clone();
+    let req = sent.render(&gw.addr.to_string());
     let mut c = gw.connect();
     c.send(&req).unwrap();
     let r = c.read_response(IO_TIMEOUT).unwrap();
@@ -79,14 +71,17 @@ fn push_connect_proto_gzip_as_captured(driver: &str) {
             "pyrogate_received_bytes_total",
             &[("route", "push_v1_pusherservice")]
         ),
-        569.0
+        body.len() as f64
     );
 }
 
 fn push_connect_proto_plain(driver: &str) {
     let gw = Gateway::on(driver, &[]);
-    let proto = push_fixture_proto();
-    assert_eq!(proto.len(), 1012);
+    let proto = push_proto();
+    assert_eq!(
+        proto[0], 0x0a,
+        "a non-empty PushRequest starts with field 1"
+    );
     for headers in [
         vec![("Content-Type", "application/proto")],
         vec![("Content-Type", "Application/Proto")],
@@ -103,13 +98,17 @@ fn push_connect_proto_plain(driver: &str) {
     }
 }
 
-/// protojson built from the capture: labels as sent, `rawProfile` base64, `ID`.
+/// protojson built from the generated request: labels as sent, `rawProfile` base64, `ID`.
 fn push_json_body() -> Vec<u8> {
-    let req = PushRequest::decode(push_fixture_proto().as_slice()).expect("fixture decodes");
+    let req = PushRequest::decode(push_proto().as_slice()).expect("body decodes");
     assert_eq!(req.series.len(), 1);
     let s = &req.series[0];
-    assert_eq!(s.labels.len(), 8);
-    assert_eq!(s.samples[0].raw_profile.len(), 731);
+    let sent = &common::python_push().series[0];
+    assert_eq!(s.labels.len(), sent.labels.len());
+    assert_eq!(
+        s.samples[0].raw_profile[..],
+        sent.samples[0].raw_profile[..]
+    );
     let b64 = base64::engine::general_purpose::STANDARD;
     let json = serde_json::json!({
         "series": req.series.iter().map(|s| serde_json::json!({
@@ -173,7 +172,7 @@ fn grpc_web_frame(flag: u8, msg: &[u8]) -> Vec<u8> {
 
 fn push_grpc_web(driver: &str) {
     let gw = Gateway::on(driver, &[]);
-    let proto = push_fixture_proto();
+    let proto = push_proto();
     let ok_body = b"\x00\x00\x00\x00\x00\x80\x00\x00\x00\x10grpc-status: 0\r\n";
     for ct in ["application/grpc-web", "application/grpc-web+proto"] {
         let r = push(&gw, &[("Content-Type", ct)], &grpc_web_frame(0, &proto));
@@ -188,7 +187,7 @@ fn push_grpc_web(driver: &str) {
             ("Content-Type", "application/grpc-web+proto"),
             ("Grpc-Encoding", "gzip"),
         ],
-        &grpc_web_frame(1, &push_fixture_gzip()),
+        &grpc_web_frame(1, &push_gzip()),
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.body, ok_body);
@@ -209,7 +208,7 @@ fn push_grpc_web(driver: &str) {
         ),
         (b"\x00\x00\x00".to_vec(), "3"),
         // Compressed flag without grpc-encoding.
-        (grpc_web_frame(1, &push_fixture_gzip()), "13"),
+        (grpc_web_frame(1, &push_gzip()), "13"),
     ];
     for (body, status) in cases {
         let r = push(
@@ -231,14 +230,18 @@ fn push_grpc_web(driver: &str) {
 }
 
 fn push_errors(driver: &str) {
-    let gw = Gateway::on(driver, &["--max-request-body", "600"]);
+    // A limit between the gzip'd and the plain size of the same message.
+    let (gz_len, plain_len) = (push_gzip().len(), push_proto().len());
+    assert!(gz_len < plain_len, "{gz_len} {plain_len}");
+    let limit = ((gz_len + plain_len) / 2).to_string();
+    let gw = Gateway::on(driver, &["--max-request-body", &limit]);
     let proto_ct = ("Content-Type", "application/proto");
     // Undecodable protobuf.
     let r = push(&gw, &[proto_ct], b"\x0a\xff\xff\xff\xff\x0f");
     let msg = connect_error(&r, 400, "invalid_argument");
     assert!(msg.starts_with("unmarshal message"), "{msg}");
     // Corrupt gzip.
-    let mut bad = push_fixture_gzip();
+    let mut bad = push_gzip();
     let n = bad.len();
     bad[n / 2] ^= 0xff;
     let r = push(&gw, &[proto_ct, ("Content-Encoding", "gzip")], &bad);
@@ -265,16 +268,12 @@ fn push_errors(driver: &str) {
     connect_error(&r, 400, "invalid_argument");
     let r = push(&gw, &[proto_ct, ("Connect-Timeout-Ms", "12345678901")], b"");
     connect_error(&r, 400, "invalid_argument");
-    // Body over max_request_body (the plain message is 1012 bytes, the limit 600).
-    let r = push(&gw, &[proto_ct], &push_fixture_proto());
+    // Body over max_request_body (the plain message is over the limit).
+    let r = push(&gw, &[proto_ct], &push_proto());
     connect_error(&r, 413, "resource_exhausted");
     assert!(r.closes());
-    // Under the limit after all (the gzip'd form is 569 bytes).
-    let r = push(
-        &gw,
-        &[proto_ct, ("Content-Encoding", "gzip")],
-        &push_fixture_gzip(),
-    );
+    // Under the limit after all (the gzip'd form is smaller).
+    let r = push(&gw, &[proto_ct, ("Content-Encoding", "gzip")], &push_gzip());
     assert_eq!(r.status, 200, "{r:?}");
     // The errors were counted per route and status.
     let m = gw.metrics();
@@ -292,9 +291,11 @@ fn push_errors(driver: &str) {
 
 /// The inflated size of a gzip'd Push is bounded by `server.max_decompressed_body`.
 fn push_decompressed_size_is_bounded(driver: &str) {
+    // One byte less than the inflated message.
+    let limit = push_proto().len() - 1;
     let cfg = common::write_temp(
         "decompressed.toml",
-        "[server]\nmax_decompressed_body = \"1000\"\n",
+        &format!("[server]\nmax_decompressed_body = \"{limit}\"\n"),
     );
     let gw = Gateway::on(driver, &["-c", cfg.to_str().unwrap()]);
     let r = push(
@@ -303,10 +304,10 @@ fn push_decompressed_size_is_bounded(driver: &str) {
             ("Content-Type", "application/proto"),
             ("Content-Encoding", "gzip"),
         ],
-        &push_fixture_gzip(),
+        &push_gzip(),
     );
     let msg = connect_error(&r, 429, "resource_exhausted");
-    assert!(msg.contains("1000"), "{msg}");
+    assert!(msg.contains(&limit.to_string()), "{msg}");
     // A gzip bomb (64 MiB of zeros in ~64 KiB) is refused the same way, quickly.
     let bomb = gzip(&vec![0u8; 64 << 20]);
     let t = std::time::Instant::now();
@@ -323,35 +324,18 @@ fn push_decompressed_size_is_bounded(driver: &str) {
     let _ = std::fs::remove_file(cfg);
 }
 
-/// Request line and header lines of a capture `.txt` (comment lines skipped).
-fn request_from_capture(txt: &str) -> (String, Vec<String>) {
-    let mut lines = txt.lines().filter(|l| !l.starts_with('#'));
-    let line = lines
-        .find(|l| l.starts_with("POST "))
-        .expect("request line")
-        .to_string();
-    let headers = lines
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect();
-    (line, headers)
-}
-
-fn ingest_nodejs_capture(driver: &str) {
+fn ingest_nodejs_request(driver: &str) {
     let gw = Gateway::on(driver, &[]);
-    let txt = String::from_utf8(fixture("clients/pyroscope-nodejs-0.6.4-ingest-wall.txt")).unwrap();
-    let (line, headers) = request_from_capture(&txt);
-    assert!(line.starts_with("POST /ingest?format=pprof&from=1795312298&name=feas.node.app%7B"));
+    let sent = td::sdk::node_ingest(1, td::corpus::FIXED_NOW_S, td::pprof::Kind::Wall);
     assert!(
-        headers.iter().any(|h| h == "content-length: 1879"),
-        "{headers:?}"
+        sent.target
+            .starts_with("/ingest?format=pprof&from=1795312290&name=feas.node.app%7B")
     );
-    let body = fixture("clients/pyroscope-nodejs-0.6.4-ingest-wall.bin");
-    assert_eq!(body.len(), 1879);
-    let mut req = format!("{line}\r\n{}\r\n\r\n", headers.join("\r\n")).into_bytes();
-    req.extend_from_slice(&body);
+    assert_eq!(sent.header("connection"), Some("keep-alive"));
+    let body = sent.body.clone();
+    let req = sent.render(&gw.addr.to_string());
     let mut c = gw.connect();
-    // Twice on one connection: the capture says `connection: keep-alive`.
+    // Twice on one connection: the agent sends `connection: keep-alive`.
     for _ in 0..2 {
         c.send(&req).unwrap();
         let r = c.read_response(IO_TIMEOUT).unwrap();
@@ -363,7 +347,7 @@ fn ingest_nodejs_capture(driver: &str) {
     let m = c.metrics();
     assert_eq!(
         m.value("pyrogate_received_bytes_total", &[("route", "ingest")]),
-        2.0 * 1879.0
+        2.0 * body.len() as f64
     );
     // The alias path and an unparsable name are accepted the same way (Alloy continues
     // with empty labels).
@@ -382,11 +366,17 @@ fn ingest_multipart_and_chunked(driver: &str) {
     let boundary = "------------------------b7c1a3d2e4f5";
     let mut body = Vec::new();
     for (name, file, data) in [
-        ("profile", "profile.pprof", fixture("pprof/req_2.pprof")),
+        (
+            "profile",
+            "profile.pprof",
+            td::pprof::Spec::new(2, td::pprof::Kind::Goroutine).gzip(),
+        ),
         (
             "sample_type_config",
             "sample_type_config.json",
-            fixture("pprof/req_2.st.json"),
+            td::formats::sample_type_config(td::pprof::Kind::Goroutine)
+                .as_bytes()
+                .to_vec(),
         ),
     ] {
         body.extend_from_slice(
@@ -405,7 +395,7 @@ fn ingest_multipart_and_chunked(driver: &str) {
     let r = gw.request("POST", path, &[("Content-Type", &ct)], &body);
     assert_eq!(r.status, 200, "{r:?}");
     // The same multipart body chunked (OkHttp of the Java agent does this), with a JFR part.
-    let jfr = fixture("jfr/dump1.jfr.gz");
+    let jfr = td::formats::java_gzip(&td::formats::jfr(300_000, 1));
     let r = gw.request(
         "POST",
         "/ingest?name=java.app&format=jfr",

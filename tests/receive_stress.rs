@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Conn, Gateway, build_request, chunked, poll_until, push_fixture_gzip};
+use common::{Conn, Gateway, build_request, chunked, poll_until, push_gzip};
 
 on_both_drivers!(many_clients_through_a_small_conn_limit);
 
@@ -28,7 +28,7 @@ fn many_clients_through_a_small_conn_limit(driver: &str) {
         ],
     );
     let addr = gw.addr;
-    let push = Arc::new(push_fixture_gzip());
+    let push = Arc::new(push_gzip());
     let t = Instant::now();
     let handles: Vec<_> = (0..CLIENTS)
         .map(|i| {

@@ -1,4 +1,4 @@
-//! The `/ingest` `name` label-set grammar (PROTOCOL.md 2.2) and the canonical rendering.
+//! The `/ingest` `name` label-set grammar (docs/ingest.md §3, §4) and the canonical rendering.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

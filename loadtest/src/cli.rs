@@ -74,7 +74,9 @@ impl From<Driver> for DriverChoice {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PayloadKind {
-    Fixtures,
+    /// The project's own agent-shaped requests, sized like the agents' (default).
+    Generated,
+    /// A generated pprof of `--profile-size` bytes in every profile body.
     Synthetic,
 }
 
@@ -198,7 +200,7 @@ pub struct RunArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = duration)]
     pub timeout: Duration,
-    #[arg(long, value_enum, default_value_t = PayloadKind::Fixtures)]
+    #[arg(long, value_enum, default_value_t = PayloadKind::Generated)]
     pub payload: PayloadKind,
     /// Size of the synthetic gzip'd pprof (implies --payload synthetic).
     #[arg(long, value_parser = size)]
@@ -209,8 +211,9 @@ pub struct RunArgs {
     /// X-Scope-OrgID to send.
     #[arg(long)]
     pub tenant: Option<String>,
-    /// Fixture directory (default: $PYROGATE_FIXTURES or ../shared/fixtures).
-    #[arg(long)]
+    /// Send captured requests from this directory (`clients/`, `pprof/`, `jfr/`) instead
+    /// of generated ones.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["payload", "profile_size"])]
     pub fixtures: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Driver::Auto)]
     pub driver: Driver,
@@ -230,12 +233,15 @@ pub const DEFAULT_PROFILE_SIZE: u64 = 16 * 1024;
 
 impl RunArgs {
     pub fn config(&self) -> Result<RunConfig, String> {
-        let source = match (self.payload, self.profile_size) {
-            (PayloadKind::Fixtures, None) => Source::Fixtures(self.fixtures.clone()),
-            (_, size) => Source::Synthetic {
+        let source = match (&self.fixtures, self.payload, self.profile_size) {
+            (Some(dir), _, _) => {
+                crate::fixtures::check_dir(dir)?;
+                Source::Captured(dir.clone())
+            }
+            (None, PayloadKind::Generated, None) => Source::Generated,
+            (None, _, size) => Source::Synthetic {
                 size: usize::try_from(size.unwrap_or(DEFAULT_PROFILE_SIZE))
                     .map_err(|e| e.to_string())?,
-                fixtures: self.fixtures.clone(),
             },
         };
         let cfg = RunConfig {
@@ -267,8 +273,9 @@ impl RunArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Fixture directory (default: ../shared/fixtures next to the repository).
-    #[arg(long)]
+    /// Also send the captured requests of this directory (`clients/`, `pprof/`, `jfr/`),
+    /// after the project's own generated corpus.
+    #[arg(long, value_name = "DIR")]
     pub fixtures: Option<PathBuf>,
     /// The gateway binary (default: `pyrogate` next to this executable).
     #[arg(long)]
@@ -505,13 +512,7 @@ mod tests {
         };
         let cfg = a.config().expect("valid");
         assert_eq!(cfg.protocol, Protocol::IngestJfr);
-        assert_eq!(
-            cfg.source,
-            Source::Synthetic {
-                size: 16384,
-                fixtures: None
-            }
-        );
+        assert_eq!(cfg.source, Source::Synthetic { size: 16384 });
         assert_eq!(cfg.rate, Some(100.0));
         // Unbounded runs are refused.
         let cli = parse(&["run", "--target", "http://127.0.0.1:1"]).expect("parses");

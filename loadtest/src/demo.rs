@@ -2,13 +2,14 @@
 //!
 //! 1. Starts Pyroscope-compatible sinks (in this process, full framing checks) and the
 //!    workspace's `pyrogate` binary in front of them (fan-out to every sink, `ack = all`).
-//! 2. Sends every kind of real SDK request the generator knows ([`Protocol::SINGLE`]: Push
-//!    gzip'd protobuf, Push JSON, `/ingest` pprof from the Node.js capture, Go multipart,
-//!    Java JFR multipart chunked, folded text) once with a tenant and once without.
+//! 2. Sends the project's own corpus ([`corpus::every_route_and_format`]: every route and
+//!    format the gateway serves, shaped like each real agent's requests, tenants rotating),
+//!    then, with `--fixtures DIR`, the captured requests of that directory.
 //! 3. Reads what each sink recorded and checks that every request arrived at every sink
 //!    intact: the `/ingest` body byte for byte (FNV-1a checksum), and for Push the
-//!    `raw_profile` bytes (a JSON Push is re-encoded as protobuf on the way).
-//! 4. Runs a short closed-loop load of all six kinds straight to a sink and through the
+//!    `raw_profile` bytes (a gRPC-Web Push is re-encoded as Connect on the way). A request
+//!    Pyroscope refuses (a multipart with `prev_profile`) must be refused the same way.
+//! 4. Runs a short closed-loop load of the six load kinds straight to a sink and through the
 //!    gateway, and prints throughput, latency and the gateway's CPU per request.
 //! 5. Stops the gateway (SIGTERM: it must drain and exit 0).
 //!
@@ -18,31 +19,32 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine as _;
-use prost::Message as _;
-use pyrogate::protocol::gzip::inflate_bounded;
-use pyrogate::protocol::proto::PushRequest;
 use pyrogate::protocol::query;
+use pyrogate_testdata::corpus::{self, Route};
 
 use crate::bench::table::{self, Table};
 use crate::fnv;
-use crate::load::payload::{self, Options, Prepared, Protocol, Source};
+use crate::load::payload::{self, Options, Protocol, Source};
 use crate::load::{self, RunConfig};
 use crate::probe::Client;
 use crate::process::children::{Gateway, GatewayOpts};
 use crate::process::{self, SpawnOpts, procfs};
 use crate::sink::{Sink, SinkConfig};
 
-/// Tenants of the fixture phase: one named, one anonymous (no `X-Scope-OrgID`).
+/// The tenant whose requests are shown decoded; the corpus rotates through it, another
+/// tenant and none.
 const TENANT: &str = "team-a";
 const ANONYMOUS: &str = "anonymous";
-/// Bound of one fixture request.
+/// Seed of the generated corpus.
+const SEED: u64 = 1;
+/// Bound of one request of the first phase.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The two load runs together stay well inside the demo's minute.
 pub const MAX_LOAD_DURATION: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
+    /// A directory of captured requests to send after the generated corpus.
     pub fixtures: Option<PathBuf>,
     pub gateway: Option<PathBuf>,
     /// pyrogate `--driver`.
@@ -66,16 +68,39 @@ impl DemoConfig {
         if !(1..=1000).contains(&self.connections) {
             return Err("--connections must be within 1..=1000".into());
         }
+        if let Some(d) = &self.fixtures {
+            crate::fixtures::check_dir(d)?;
+        }
         Ok(())
     }
 }
 
-/// What was sent in the fixture phase, and what to look for at the sinks.
+/// One request of the first phase.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// What it imitates (`push-python`, `ingest-go-multipart-goroutines`, …).
+    pub kind: String,
+    /// `generated` or `captured`.
+    pub corpus: &'static str,
+    pub route: &'static str,
+    pub tenant: Option<String>,
+    /// The status Pyroscope answers (and the gateway relays).
+    pub expect: u16,
+    pub bytes: Vec<u8>,
+    pub body: Vec<u8>,
+    /// Push: the `raw_profile` bytes of every sample, in order.
+    pub raw_profiles: Vec<Vec<u8>>,
+}
+
+/// What was sent in the first phase, and what to look for at the sinks.
 #[derive(Debug, Clone)]
 pub struct Sent {
-    pub protocol: Protocol,
+    pub kind: String,
+    pub corpus: &'static str,
+    pub route: &'static str,
     pub tenant: String,
     pub status: u16,
+    pub expect: u16,
     /// The request line's target.
     pub target: String,
     /// FNV-1a of the body before transfer framing.
@@ -91,6 +116,8 @@ pub enum Match {
     Body,
     /// Push re-encoded on the way; every `raw_profile` arrived byte for byte.
     RawProfile,
+    /// Refused by the sink with the status Pyroscope gives, as expected.
+    Refused,
     Missing,
 }
 
@@ -99,72 +126,133 @@ impl Match {
         match self {
             Match::Body => "✓ body identical",
             Match::RawProfile => "✓ raw_profile identical",
+            Match::Refused => "✓ refused as by Pyroscope",
             Match::Missing => "✗ MISSING",
         }
     }
 }
 
 /// How each kind is sent, for the table.
-fn described(p: Protocol) -> &'static str {
-    match p {
-        Protocol::IngestPprof => "/ingest pprof, gzip (Node.js SDK capture)",
-        Protocol::IngestMultipart => "/ingest multipart pprof (Go SDK style)",
-        Protocol::IngestFolded => "/ingest folded text (pyroscope-rs style)",
-        Protocol::IngestJfr => "/ingest JFR multipart, chunked (Java SDK style)",
-        Protocol::Push => "Push protobuf, gzip (pyroscope-io capture)",
-        Protocol::PushJson => "Push JSON (Connect protojson)",
-        Protocol::Mix => "mix",
+fn described(kind: &str) -> String {
+    let (base, suffix) = match kind.strip_prefix("captured ") {
+        Some(k) => (k, " (captured)"),
+        None => (kind, ""),
+    };
+    let text = match base {
+        "push-python" | "push" => "Push protobuf, gzip (pyroscope-io)",
+        "push-rust" => "Push protobuf, gzip (pyroscope-rs)",
+        "push-proto" => "Push protobuf, 4 series",
+        "push-proto-gzip" => "Push protobuf gzip, 4 series",
+        "push-json" => "Push JSON (Connect protojson)",
+        "push-json-gzip" => "Push JSON, gzip",
+        "push-grpc-web" => "Push gRPC-Web, 4 series",
+        "push-grpc-web-gzip" => "Push gRPC-Web, gzip'd message",
+        "ingest-node-pprof-wall" | "ingest-pprof" => "/ingest pprof gzip, wall (Node.js)",
+        "ingest-node-pprof-memory" => "/ingest pprof gzip, heap (Node.js)",
+        "ingest-go-multipart-process_cpu" => "/ingest multipart, CPU (Go)",
+        "ingest-go-multipart-goroutines" | "ingest-multipart" => {
+            "/ingest multipart + sample_type_config (Go)"
+        }
+        "ingest-go-multipart-memory-prev" => "/ingest multipart + prev_profile (old Go)",
+        "ingest-java-jfr" | "ingest-jfr" => "/ingest JFR multipart, chunked (Java)",
+        "ingest-jfr-raw" => "/ingest raw JFR",
+        "ingest-rs05-pprof" => "/ingest pprof, Content-Encoding gzip (rs ≤ 0.5)",
+        "ingest-folded" => "/ingest folded text",
+        "ingest-lines" => "/ingest lines text",
+        "ingest-trie" => "/ingest trie",
+        "ingest-tree" => "/ingest tree",
+        "ingest-speedscope" => "/ingest speedscope JSON",
+        _ => "",
+    };
+    format!("{text}{suffix}")
+}
+
+fn route_name(r: Route) -> &'static str {
+    match r {
+        Route::Ingest => "ingest",
+        Route::Push => "push",
     }
 }
 
-/// The expectations of one prepared request.
-pub fn expected(p: &Prepared, tenant: &str, status: u16) -> Sent {
-    let line_end = p.bytes.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
-    let target = std::str::from_utf8(&p.bytes[..line_end])
+/// The project's corpus, every route and format, rendered for `host`.
+pub fn generated(host: &str, now_s: u64) -> Vec<Outgoing> {
+    corpus::every_route_and_format(SEED, now_s)
+        .into_iter()
+        .map(|c| Outgoing {
+            kind: c.request.name.clone(),
+            corpus: "generated",
+            route: route_name(c.route),
+            tenant: c.tenant.map(str::to_owned),
+            expect: c.pyroscope_status,
+            bytes: c.request.render(host),
+            body: c.request.body.clone(),
+            raw_profiles: c
+                .request
+                .series
+                .iter()
+                .flat_map(|s| s.samples.iter().map(|p| p.raw_profile.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The captured requests of `dir`, as the load kinds send them.
+pub fn captured(
+    target: &payload::Target,
+    dir: &std::path::Path,
+    now_s: u64,
+) -> Result<Vec<Outgoing>, String> {
+    let prepared = payload::prepare(
+        Protocol::Mix,
+        target,
+        &Options {
+            source: Source::Captured(dir.to_path_buf()),
+            seed: SEED,
+            tenant: Some(TENANT.to_owned()),
+            now_s,
+        },
+    )?;
+    Ok(prepared
+        .into_iter()
+        .map(|p| Outgoing {
+            kind: format!("captured {}", p.protocol.name()),
+            corpus: "captured",
+            route: match p.protocol {
+                Protocol::Push | Protocol::PushJson => "push",
+                _ => "ingest",
+            },
+            tenant: Some(TENANT.to_owned()),
+            expect: 200,
+            bytes: p.bytes.to_vec(),
+            body: p.body.to_vec(),
+            raw_profiles: p
+                .series
+                .iter()
+                .flat_map(|s| s.samples.iter().map(|x| x.raw_profile.clone()))
+                .collect(),
+        })
+        .collect())
+}
+
+/// The expectations of one sent request.
+pub fn expected(o: &Outgoing, status: u16) -> Sent {
+    let line_end = o.bytes.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+    let target = std::str::from_utf8(&o.bytes[..line_end])
         .ok()
         .and_then(|l| l.split(' ').nth(1))
         .unwrap_or("")
         .to_owned();
-    let raw_fnvs = match p.protocol {
-        Protocol::Push => inflate_bounded(&p.body, 64 << 20)
-            .ok()
-            .and_then(|raw| PushRequest::decode(raw).ok())
-            .map(|req| raw_fnvs(&req))
-            .unwrap_or_default(),
-        Protocol::PushJson => json_raw_fnvs(&p.body),
-        _ => Vec::new(),
-    };
     Sent {
-        protocol: p.protocol,
-        tenant: tenant.to_owned(),
+        kind: o.kind.clone(),
+        corpus: o.corpus,
+        route: o.route,
+        tenant: o.tenant.clone().unwrap_or_else(|| ANONYMOUS.to_owned()),
         status,
+        expect: o.expect,
         target,
-        body_fnv: fnv::fnv1a64(&p.body),
-        raw_fnvs,
+        body_fnv: fnv::fnv1a64(&o.body),
+        raw_fnvs: o.raw_profiles.iter().map(|r| fnv::fnv1a64(r)).collect(),
     }
-}
-
-fn raw_fnvs(req: &PushRequest) -> Vec<u64> {
-    req.series
-        .iter()
-        .flat_map(|s| s.samples.iter().map(|x| fnv::fnv1a64(&x.raw_profile)))
-        .collect()
-}
-
-/// `raw_profile` checksums of a protojson Push body.
-fn json_raw_fnvs(body: &[u8]) -> Vec<u64> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    v["series"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s["samples"].as_array().cloned().unwrap_or_default())
-        .filter_map(|x| b64.decode(x["rawProfile"].as_str()?).ok())
-        .map(|raw| fnv::fnv1a64(&raw))
-        .collect()
 }
 
 fn record_raw_fnvs(r: &serde_json::Value) -> Vec<String> {
@@ -179,19 +267,14 @@ fn record_raw_fnvs(r: &serde_json::Value) -> Vec<String> {
 
 /// Finds each sent request among a sink's records (each record used at most once; exact
 /// body matches are preferred, so a verbatim Push is not mistaken for a re-encoded one).
-/// Only records answered 200 count.
+/// A request Pyroscope accepts counts only in a record answered 200; one it refuses must
+/// be found refused with the same status.
 pub fn match_records(sent: &[Sent], records: &[serde_json::Value]) -> Vec<(Match, Option<usize>)> {
     let mut used = vec![false; records.len()];
     let mut out = Vec::with_capacity(sent.len());
-    let route_of = |p: Protocol| match p {
-        Protocol::Push | Protocol::PushJson => "push",
-        _ => "ingest",
-    };
     for s in sent {
         let candidate = |r: &serde_json::Value| {
-            r["route"] == route_of(s.protocol)
-                && r["tenant"] == s.tenant.as_str()
-                && r["status"] == 200
+            r["route"] == s.route && r["tenant"] == s.tenant.as_str() && r["status"] == s.expect
         };
         let body_hex = fnv::hex(s.body_fnv);
         let exact = records
@@ -199,6 +282,7 @@ pub fn match_records(sent: &[Sent], records: &[serde_json::Value]) -> Vec<(Match
             .enumerate()
             .find(|(i, r)| !used[*i] && candidate(r) && r["body_fnv"] == body_hex.as_str());
         let found = match exact {
+            Some((i, _)) if s.expect != 200 => Some((Match::Refused, i)),
             Some((i, _)) => Some((Match::Body, i)),
             None if !s.raw_fnvs.is_empty() => {
                 let want: Vec<String> = s.raw_fnvs.iter().map(|f| fnv::hex(*f)).collect();
@@ -257,7 +341,6 @@ fn accepted(sink: &Sink) -> u64 {
 pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
     cfg.validate()?;
     let mut ok = true;
-    let fixtures = crate::fixtures::dir(cfg.fixtures.as_deref())?;
     let gateway_bin = process::sibling_binary("pyrogate", cfg.gateway.as_deref())?;
 
     // --- 1. sinks and gateway ---
@@ -283,7 +366,7 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
     })?;
     let _ = writeln!(
         out,
-        "pyrogate demo: real Pyroscope SDK traffic through the gateway, on loopback\n"
+        "pyrogate demo: Pyroscope agent traffic through the gateway, on loopback\n"
     );
     for (i, s) in sinks.iter().enumerate() {
         let _ = writeln!(
@@ -305,45 +388,55 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(" and ")
     );
-    let _ = writeln!(out, "  fixtures   {}", fixtures.display());
-    let _ = out.flush();
 
-    // --- 2. every kind of fixture request, with and without a tenant ---
+    // --- 2. the generated corpus, then the captured one if given ---
     let target = payload::parse_target(&gw.url())?;
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut sent = Vec::new();
-    let mut prepared_all = Vec::new();
-    for tenant in [Some(TENANT), None] {
-        let prepared = payload::prepare(
-            Protocol::Mix,
-            &target,
-            &Options {
-                source: Source::Fixtures(Some(fixtures.clone())),
-                seed: 1,
-                tenant: tenant.map(str::to_owned),
-                now_s,
-            },
-        )?;
-        let mut client = Client::connect(gw.addr, IO_TIMEOUT)?;
-        for p in &prepared {
-            let status = match client.send(&p.bytes) {
-                Ok(a) => {
-                    if a.close {
-                        client = Client::connect(gw.addr, IO_TIMEOUT)?;
-                    }
-                    a.status
-                }
-                Err(e) => {
-                    let _ = writeln!(out, "  {}: request failed: {e}", p.protocol.name());
-                    client = Client::connect(gw.addr, IO_TIMEOUT)?;
-                    0
-                }
-            };
-            sent.push(expected(p, tenant.unwrap_or(ANONYMOUS), status));
-            prepared_all.push(p.clone());
+    let mut outgoing = generated(&target.host, now_s);
+    let n_generated = outgoing.len();
+    let _ = writeln!(
+        out,
+        "  corpus     generated by the project (seed {SEED}): {n_generated} requests, every route \
+         and format, tenants {TENANT:?}, \"team-b\" and none"
+    );
+    match &cfg.fixtures {
+        Some(dir) => {
+            let more = captured(&target, dir, now_s)?;
+            let _ = writeln!(
+                out,
+                "  captured   {} ({} requests)",
+                dir.display(),
+                more.len()
+            );
+            outgoing.extend(more);
         }
+        None => {
+            let _ = writeln!(
+                out,
+                "  captured   none (--fixtures DIR adds a directory of captured requests)"
+            );
+        }
+    }
+    let _ = out.flush();
+    let mut sent = Vec::with_capacity(outgoing.len());
+    let mut client = Client::connect(gw.addr, IO_TIMEOUT)?;
+    for o in &outgoing {
+        let status = match client.send(&o.bytes) {
+            Ok(a) => {
+                if a.close {
+                    client = Client::connect(gw.addr, IO_TIMEOUT)?;
+                }
+                a.status
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  {}: request failed: {e}", o.kind);
+                client = Client::connect(gw.addr, IO_TIMEOUT)?;
+                0
+            }
+        };
+        sent.push(expected(o, status));
     }
 
     // --- 3. what arrived ---
@@ -356,8 +449,8 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
         records.iter().map(|r| match_records(&sent, r)).collect();
     let _ = writeln!(
         out,
-        "\n1. Real SDK requests sent through the gateway ({} kinds × tenant {TENANT:?} and no tenant)",
-        Protocol::SINGLE.len()
+        "\n1. Agent requests sent through the gateway ({} kinds)",
+        sent.len()
     );
     let mut cols: Vec<(String, bool)> = vec![
         ("kind".into(), true),
@@ -371,14 +464,18 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
     let col_refs: Vec<(&str, bool)> = cols.iter().map(|(t, l)| (t.as_str(), *l)).collect();
     let mut t = Table::new(&col_refs);
     for (k, s) in sent.iter().enumerate() {
-        if s.status != 200 {
+        if s.status != s.expect {
             ok = false;
         }
         let mut row = vec![
-            s.protocol.name().to_owned(),
-            described(s.protocol).to_owned(),
+            s.kind.clone(),
+            described(&s.kind),
             s.tenant.clone(),
-            s.status.to_string(),
+            if s.status == s.expect {
+                s.status.to_string()
+            } else {
+                format!("✗ {} (want {})", s.status, s.expect)
+            },
         ];
         for m in &matches {
             let (what, _) = m[k];
@@ -429,85 +526,82 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
         "\n3. Decoded at sink A (tenant {TENANT:?}): labels, the rebuilt `name`, checksums"
     );
     for (k, s) in sent.iter().enumerate().filter(|(_, s)| s.tenant == TENANT) {
-        let _ = writeln!(out, "  [{}] {}", s.protocol.name(), described(s.protocol));
+        let _ = writeln!(out, "  [{}] {}", s.kind, described(&s.kind));
         let Some(r) = matches[0][k].1.and_then(|i| records[0].get(i)) else {
             let _ = writeln!(out, "      ✗ not found at sink A");
             continue;
         };
-        match s.protocol {
-            Protocol::Push | Protocol::PushJson => {
-                let _ = writeln!(
-                    out,
-                    "      arrived as  {} {} ({} protocol, {} codec), X-Scope-OrgID {}",
-                    r["method"].as_str().unwrap_or(""),
-                    r["target"].as_str().unwrap_or(""),
-                    r["protocol"].as_str().unwrap_or("?"),
-                    r["codec"].as_str().unwrap_or("?"),
-                    r["tenant"].as_str().unwrap_or("?")
-                );
-                for series in r["series"].as_array().into_iter().flatten() {
-                    let _ = writeln!(out, "      labels      {}", labels_text(&series["labels"]));
-                    for x in series["samples"].as_array().into_iter().flatten() {
-                        let _ = writeln!(
-                            out,
-                            "      sample      ID {} raw_profile {} B{} fnv {}",
-                            x["id"].as_str().unwrap_or(""),
-                            x["raw_len"],
-                            if x["raw_gzip"] == true { " (gzip)" } else { "" },
-                            x["raw_fnv"].as_str().unwrap_or("")
-                        );
-                    }
-                }
-                let sent_raw: Vec<String> = s.raw_fnvs.iter().map(|f| fnv::hex(*f)).collect();
-                let _ = writeln!(
-                    out,
-                    "      checksum    body {} (sent {}); raw_profile sent {} → {}",
-                    r["body_fnv"].as_str().unwrap_or("-"),
-                    fnv::hex(s.body_fnv),
-                    sent_raw.join(","),
-                    matches[0][k].0.text()
-                );
-            }
-            _ => {
-                let target = r["target"].as_str().unwrap_or("");
-                let _ = writeln!(
-                    out,
-                    "      arrived as  POST {} format={} ({} body), X-Scope-OrgID {}",
-                    target.split('?').next().unwrap_or(""),
-                    r["format"].as_str().unwrap_or("?"),
-                    r["framing"].as_str().unwrap_or("?"),
-                    r["tenant"].as_str().unwrap_or("?")
-                );
-                let _ = writeln!(
-                    out,
-                    "      name sent   {}",
-                    name_param(&s.target).unwrap_or_else(|| "-".into())
-                );
-                let _ = writeln!(
-                    out,
-                    "      name now    {}  (rebuilt by the gateway)",
-                    name_param(target).unwrap_or_else(|| "-".into())
-                );
-                let _ = writeln!(out, "      labels      {}", labels_text(&r["name"]));
-                for p in r["parts"].as_array().into_iter().flatten() {
+        if s.route == "push" {
+            let _ = writeln!(
+                out,
+                "      arrived as  {} {} ({} protocol, {} codec), X-Scope-OrgID {}",
+                r["method"].as_str().unwrap_or(""),
+                r["target"].as_str().unwrap_or(""),
+                r["protocol"].as_str().unwrap_or("?"),
+                r["codec"].as_str().unwrap_or("?"),
+                r["tenant"].as_str().unwrap_or("?")
+            );
+            for series in r["series"].as_array().into_iter().flatten() {
+                let _ = writeln!(out, "      labels      {}", labels_text(&series["labels"]));
+                for x in series["samples"].as_array().into_iter().flatten() {
                     let _ = writeln!(
                         out,
-                        "      part        {} ({}) {} B fnv {}",
-                        p["name"].as_str().unwrap_or(""),
-                        p["content_type"].as_str().unwrap_or("no content type"),
-                        p["len"],
-                        p["fnv"].as_str().unwrap_or("")
+                        "      sample      ID {} raw_profile {} B{} fnv {}",
+                        x["id"].as_str().unwrap_or(""),
+                        x["raw_len"],
+                        if x["raw_gzip"] == true { " (gzip)" } else { "" },
+                        x["raw_fnv"].as_str().unwrap_or("")
                     );
                 }
+            }
+            let sent_raw: Vec<String> = s.raw_fnvs.iter().map(|f| fnv::hex(*f)).collect();
+            let _ = writeln!(
+                out,
+                "      checksum    body {} (sent {}); raw_profile sent {} → {}",
+                r["body_fnv"].as_str().unwrap_or("-"),
+                fnv::hex(s.body_fnv),
+                sent_raw.join(","),
+                matches[0][k].0.text()
+            );
+        } else {
+            let target = r["target"].as_str().unwrap_or("");
+            let _ = writeln!(
+                out,
+                "      arrived as  POST {} format={} ({} body), X-Scope-OrgID {}",
+                target.split('?').next().unwrap_or(""),
+                r["format"].as_str().unwrap_or("?"),
+                r["framing"].as_str().unwrap_or("?"),
+                r["tenant"].as_str().unwrap_or("?")
+            );
+            let _ = writeln!(
+                out,
+                "      name sent   {}",
+                name_param(&s.target).unwrap_or_else(|| "-".into())
+            );
+            let _ = writeln!(
+                out,
+                "      name now    {}  (rebuilt by the gateway)",
+                name_param(target).unwrap_or_else(|| "-".into())
+            );
+            let _ = writeln!(out, "      labels      {}", labels_text(&r["name"]));
+            for p in r["parts"].as_array().into_iter().flatten() {
                 let _ = writeln!(
                     out,
-                    "      checksum    body {} B fnv {} (sent {}) {}",
-                    r["body_len"],
-                    r["body_fnv"].as_str().unwrap_or("-"),
-                    fnv::hex(s.body_fnv),
-                    matches[0][k].0.text()
+                    "      part        {} ({}) {} B fnv {}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["content_type"].as_str().unwrap_or("no content type"),
+                    p["len"],
+                    p["fnv"].as_str().unwrap_or("")
                 );
             }
+            let _ = writeln!(
+                out,
+                "      checksum    body {} B fnv {} (sent {}) {}",
+                r["body_len"],
+                r["body_fnv"].as_str().unwrap_or("-"),
+                fnv::hex(s.body_fnv),
+                matches[0][k].0.text()
+            );
         }
     }
     let _ = out.flush();
@@ -528,8 +622,8 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
         duration: Some(cfg.duration),
         requests: None,
         timeout: IO_TIMEOUT,
-        source: Source::Fixtures(Some(fixtures.clone())),
-        seed: 1,
+        source: Source::Generated,
+        seed: SEED,
         tenant: Some("demo-load".into()),
         driver: pyrogate::config::DriverChoice::Auto,
         threads: None,
@@ -630,13 +724,12 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
         out,
         "\nresult: {}",
         if ok {
-            "OK — every request was answered 200 and arrived intact at every sink"
+            "OK — every request got Pyroscope's answer and every accepted profile arrived intact at every sink"
         } else {
             "FAILED (see ✗ above)"
         }
     );
     let _ = out.flush();
-    drop(prepared_all);
     Ok(ok)
 }
 
@@ -649,54 +742,30 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn push_json_body(raw: &[u8]) -> Vec<u8> {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-        serde_json::to_vec(
-            &json!({"series": [{"labels": [], "samples": [{"ID": "x", "rawProfile": b64}]}]}),
-        )
-        .expect("json")
-    }
-
-    #[test]
-    fn json_raw_profiles_are_decoded() {
-        assert_eq!(
-            json_raw_fnvs(&push_json_body(b"abc")),
-            vec![fnv::fnv1a64(b"abc")]
-        );
-        assert!(json_raw_fnvs(b"not json").is_empty());
+    fn sent(kind: &str, route: &'static str, body_fnv: u64, raw_fnvs: Vec<u64>) -> Sent {
+        Sent {
+            kind: kind.into(),
+            corpus: "generated",
+            route,
+            tenant: "t".into(),
+            status: 200,
+            expect: 200,
+            target: "/x".into(),
+            body_fnv,
+            raw_fnvs,
+        }
     }
 
     #[test]
     fn records_are_matched_once_preferring_exact_bodies() {
         let raw = fnv::fnv1a64(b"raw");
         let sent = vec![
-            Sent {
-                protocol: Protocol::Push,
-                tenant: "t".into(),
-                status: 200,
-                target: "/push.v1.PusherService/Push".into(),
-                body_fnv: 1,
-                raw_fnvs: vec![raw],
-            },
-            Sent {
-                protocol: Protocol::PushJson,
-                tenant: "t".into(),
-                status: 200,
-                target: "/push.v1.PusherService/Push".into(),
-                body_fnv: 2,
-                raw_fnvs: vec![raw],
-            },
-            Sent {
-                protocol: Protocol::IngestPprof,
-                tenant: "t".into(),
-                status: 200,
-                target: "/ingest?name=a".into(),
-                body_fnv: 3,
-                raw_fnvs: vec![],
-            },
+            sent("push-python", "push", 1, vec![raw]),
+            sent("push-grpc-web", "push", 2, vec![raw]),
+            sent("ingest-node-pprof-wall", "ingest", 3, vec![]),
         ];
         let sample = json!([{"raw_fnv": fnv::hex(raw)}]);
-        // Sink order: the re-encoded JSON push first, then the verbatim one.
+        // Sink order: the re-encoded gRPC-Web push first, then the verbatim one.
         let records = vec![
             json!({"route": "push", "tenant": "t", "status": 200, "body_fnv": fnv::hex(9), "series": [{"samples": sample}]}),
             json!({"route": "push", "tenant": "t", "status": 200, "body_fnv": fnv::hex(1), "series": [{"samples": sample}]}),
@@ -707,10 +776,14 @@ mod tests {
         assert_eq!(m[1], (Match::RawProfile, Some(0)));
         // Wrong tenant: not found.
         assert_eq!(m[2], (Match::Missing, None));
-        // A rejected copy does not count.
+        // A rejected copy does not count for a request Pyroscope accepts…
         let rejected =
-            vec![json!({"route": "ingest", "tenant": "t", "status": 400, "body_fnv": fnv::hex(3)})];
+            vec![json!({"route": "ingest", "tenant": "t", "status": 422, "body_fnv": fnv::hex(3)})];
         assert_eq!(match_records(&sent[2..], &rejected)[0].0, Match::Missing);
+        // …and is what a request Pyroscope refuses must find.
+        let mut refused = sent[2].clone();
+        refused.expect = 422;
+        assert_eq!(match_records(&[refused], &rejected)[0].0, Match::Refused);
     }
 
     #[test]
@@ -723,31 +796,16 @@ mod tests {
     }
 
     #[test]
-    fn expectations_of_the_fixture_requests() {
-        let target = payload::parse_target("http://127.0.0.1:4040").expect("target");
-        let prepared = payload::prepare(
-            Protocol::Mix,
-            &target,
-            &Options {
-                source: Source::Fixtures(None),
-                seed: 1,
-                tenant: None,
-                now_s: 1_795_312_305,
-            },
-        )
-        .expect("fixtures");
-        let all: Vec<Sent> = prepared
-            .iter()
-            .map(|p| expected(p, "anonymous", 200))
-            .collect();
-        assert!(
-            all[0].target.starts_with("/ingest?format=pprof"),
-            "{}",
-            all[0].target
-        );
-        // Both Push kinds carry the same captured raw profile (731 B plain pprof).
-        assert_eq!(all[4].raw_fnvs.len(), 1);
-        assert_eq!(all[4].raw_fnvs, all[5].raw_fnvs);
-        assert!(all[..4].iter().all(|s| s.raw_fnvs.is_empty()));
+    fn generated_phase_covers_every_kind_with_expectations() {
+        let all = generated("127.0.0.1:1", 1_795_312_305);
+        assert!(all.len() >= 20);
+        for o in &all {
+            assert!(!described(&o.kind).is_empty(), "{}: no description", o.kind);
+            let s = expected(o, o.expect);
+            assert!(s.target.starts_with('/'), "{}", s.target);
+            assert_eq!(s.route == "push", !s.raw_fnvs.is_empty(), "{}", o.kind);
+        }
+        assert!(all.iter().any(|o| o.expect == 422));
+        assert!(all.iter().any(|o| o.tenant.is_none()));
     }
 }

@@ -7,22 +7,21 @@
 //! * run: [`load::payload`] (what real SDKs send) → [`load::client`] (keep-alive HTTP/1.1) →
 //!   [`load::schedule`] (open/closed loop, coordinated omission) → [`load::report`].
 //!
-//! * demo: [`demo`] (sinks + the `pyrogate` binary + fixture traffic + a short load);
+//! * demo: [`demo`] (sinks + the `pyrogate` binary + the generated corpus, and captured
+//!   traffic when given, + a short load);
 //! * bench: [`bench`] (suites → [`bench::runner`] (one measured run) → [`bench::stats`] →
 //!   [`bench::table`]), with [`process`] (child processes, `/proc`) and [`probe`] (a
 //!   blocking control-plane client).
 //!
-//! Shared helpers: [`fnv`] (body checksums), [`multipart`], [`synth`] (synthetic pprof),
-//! [`rng`] (repeatable randomness), [`fixtures`].
+//! Shared helpers: [`fnv`] (body checksums), [`multipart`] (the parser of the sink's
+//! checks), [`fixtures`] (reading a directory of captured requests). Payloads come from the
+//! `pyrogate-testdata` crate.
 pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod fixtures;
 pub mod fnv;
 pub mod load;
-pub mod multipart;
 pub mod probe;
 pub mod process;
-pub mod rng;
 pub mod sink;
-pub mod synth;

@@ -115,7 +115,7 @@ fn every_protocol_succeeds_against_the_sink() {
         assert_eq!(r["protocol"], p.as_str());
         assert_eq!(r["mode"], "closed");
         assert!(r["schedule_lag"].is_null());
-        assert_eq!(r["payload"], "fixtures");
+        assert_eq!(r["payload"], "generated");
         total += r["ok"].as_u64().unwrap_or(0);
         reports.push((p, r));
     }

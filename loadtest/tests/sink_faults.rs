@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Sink, fixture, post, records};
+use common::{Sink, post, records};
+use pyrogate_testdata::pprof::{Kind, Spec};
+use pyrogate_testdata::sdk;
 
 const PUSH: &str = "/push.v1.PusherService/Push";
 
@@ -16,7 +18,7 @@ fn push_request() -> Vec<u8> {
             ("Content-Type", "application/proto"),
             ("Content-Encoding", "gzip"),
         ],
-        &fixture("clients/pyroscope-io-1.4.0-push.bin"),
+        &sdk::python_push(1).body,
     )
 }
 
@@ -24,7 +26,7 @@ fn ingest_request() -> Vec<u8> {
     post(
         "/ingest?format=pprof&name=app",
         &[("Content-Type", "application/octet-stream")],
-        &fixture("pprof/cpu.pb.gz"),
+        &Spec::new(1, Kind::Cpu).gzip(),
     )
 }
 

@@ -5,42 +5,42 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Sink, fixture, post, post_chunked, records};
+use common::{Sink, post, post_chunked, records};
 use prost::Message as _;
 use pyrogate::protocol::gzip::inflate_bounded;
 use pyrogate::protocol::proto::PushRequest;
 use pyrogate_load::fnv::{fnv1a64, fnv1a64_hex};
-use pyrogate_load::multipart::{self, NewPart, Style};
+use pyrogate_testdata::formats::{self, Part as NewPart, Style};
+use pyrogate_testdata::pprof::{Kind, Spec};
+use pyrogate_testdata::{gz, push, sdk};
 
 const PUSH: &str = "/push.v1.PusherService/Push";
 
+/// A pyroscope-io style Push (generated).
+fn python() -> sdk::Request {
+    sdk::python_push(1)
+}
+
 fn push_fixture() -> Vec<u8> {
-    fixture("clients/pyroscope-io-1.4.0-push.bin")
+    python().body
 }
 
 fn push_fixture_decoded() -> PushRequest {
-    let raw = inflate_bounded(&push_fixture(), 1 << 20).expect("fixture inflates");
-    PushRequest::decode(raw).expect("fixture decodes")
+    let raw = inflate_bounded(&push_fixture(), 1 << 20).expect("body inflates");
+    PushRequest::decode(raw).expect("body decodes")
 }
 
-/// The exact request captured from @pyroscope/nodejs (request line and headers from the
-/// `.txt`, body from the `.bin`).
+/// A request shaped like @pyroscope/nodejs 0.6.4's.
+fn node() -> sdk::Request {
+    sdk::node_ingest(1, 1_795_312_305, Kind::Wall)
+}
+
 fn node_request() -> Vec<u8> {
-    let txt = String::from_utf8(fixture("clients/pyroscope-nodejs-0.6.4-ingest-wall.txt"))
-        .expect("utf-8");
-    let head: Vec<&str> = txt
-        .lines()
-        .skip_while(|l| !l.starts_with("POST "))
-        .take_while(|l| !l.is_empty())
-        .collect();
-    let mut out = head.join("\r\n").into_bytes();
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(&fixture("clients/pyroscope-nodejs-0.6.4-ingest-wall.bin"));
-    out
+    node().render("127.0.0.1:4040")
 }
 
 #[test]
-fn push_proto_gzip_fixture_is_accepted_and_recorded() {
+fn push_proto_gzip_is_accepted_and_recorded() {
     let sink = Sink::start(&[]);
     let body = push_fixture();
     let mut c = sink.connect();
@@ -69,7 +69,7 @@ fn push_proto_gzip_fixture_is_accepted_and_recorded() {
     assert_eq!(push["requests"], 1);
     assert_eq!(push["accepted"], 1);
     assert_eq!(push["profiles"], 1);
-    assert_eq!(push["bytes"], 569);
+    assert_eq!(push["bytes"], body.len());
     assert_eq!(push["checksum_sum"], fnv1a64_hex(&body));
     assert_eq!(stats["tenants"]["tenant-a"]["push"]["accepted"], 1);
     assert_eq!(stats["status"]["200"], 1);
@@ -83,7 +83,7 @@ fn push_proto_gzip_fixture_is_accepted_and_recorded() {
     assert_eq!(rec["protocol"], "connect");
     assert_eq!(rec["codec"], "proto");
     assert_eq!(rec["framing"], "length");
-    assert_eq!(rec["body_len"], 569);
+    assert_eq!(rec["body_len"], body.len());
     assert_eq!(rec["body_fnv"], fnv1a64_hex(&body));
     let headers: Vec<(String, String)> =
         serde_json::from_value(rec["headers"].clone()).expect("pairs");
@@ -114,8 +114,9 @@ fn push_proto_gzip_fixture_is_accepted_and_recorded() {
     assert_eq!(labels, want);
     assert_eq!(labels[0], ("__name__".into(), "process_cpu".into()));
     let sample = &series["samples"][0];
-    assert_eq!(sample["id"], "cc6eb922-fbf0-4dbf-91e1-ed16428f51ca");
-    assert_eq!(sample["raw_len"], 731);
+    let want = &python().series[0].samples[0];
+    assert_eq!(sample["id"], want.id.as_str());
+    assert_eq!(sample["raw_len"], want.raw_profile.len());
     assert_eq!(
         sample["raw_fnv"],
         fnv1a64_hex(&decoded.series[0].samples[0].raw_profile)
@@ -128,7 +129,7 @@ fn push_json_identity_and_grpc_web_are_accepted() {
     let sink = Sink::start(&[]);
     let mut c = sink.connect();
     let req = push_fixture_decoded();
-    let json = pyrogate_load::load::payload::push_json(&req);
+    let json = push::json(&python().series);
     let r = c.request(&post(PUSH, &[("Content-Type", "application/json")], &json));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"{}");
@@ -137,7 +138,7 @@ fn push_json_identity_and_grpc_web_are_accepted() {
         Some("application/json")
     );
     // JSON gzip'd, with charset.
-    let gz = pyrogate_load::synth::gzip(&json);
+    let gz = gz::gzip(&json);
     let r = c.request(&post(
         PUSH,
         &[
@@ -183,7 +184,7 @@ fn push_json_identity_and_grpc_web_are_accepted() {
     for r in &recs {
         assert_eq!(
             r["series"][0]["samples"][0]["id"],
-            "cc6eb922-fbf0-4dbf-91e1-ed16428f51ca"
+            python().series[0].samples[0].id.as_str()
         );
     }
     assert_eq!(recs[1]["body_fnv"], fnv1a64_hex(&gz));
@@ -291,16 +292,16 @@ fn push_errors_use_connect_codes() {
 }
 
 #[test]
-fn ingest_node_fixture_is_accepted_and_recorded() {
+fn ingest_node_request_is_accepted_and_recorded() {
     let sink = Sink::start(&[]);
     let mut c = sink.connect();
     let r = c.request(&node_request());
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
     let stats = sink.stats(true);
-    let body = fixture("clients/pyroscope-nodejs-0.6.4-ingest-wall.bin");
+    let body = node().body;
     assert_eq!(stats["routes"]["ingest"]["accepted"], 1);
-    assert_eq!(stats["routes"]["ingest"]["bytes"], 1879);
+    assert_eq!(stats["routes"]["ingest"]["bytes"], body.len());
     assert_eq!(
         stats["routes"]["ingest"]["checksum_sum"],
         fnv1a64_hex(&body)
@@ -314,7 +315,7 @@ fn ingest_node_fixture_is_accepted_and_recorded() {
         rec["target"]
             .as_str()
             .unwrap_or("")
-            .starts_with("/ingest?format=pprof&from=1795312298&name=feas.node.app%7Botel")
+            .starts_with("/ingest?format=pprof&from=1795312290&name=feas.node.app%7Botel")
     );
     assert_eq!(rec["name"]["__name__"], "feas.node.app");
     assert_eq!(rec["name"]["region"], "local");
@@ -337,9 +338,11 @@ fn ingest_node_fixture_is_accepted_and_recorded() {
 #[test]
 fn ingest_go_multipart_is_accepted() {
     let sink = Sink::start(&[]);
-    let profile = fixture("pprof/req_2.pprof");
-    let config = fixture("pprof/req_2.st.json");
-    let body = multipart::build(
+    let profile = Spec::new(2, Kind::Goroutine).gzip();
+    let config = formats::sample_type_config(Kind::Goroutine)
+        .as_bytes()
+        .to_vec();
+    let body = formats::multipart(
         "4e2b8c0d5f3a",
         &[
             NewPart {
@@ -389,10 +392,10 @@ fn ingest_go_multipart_is_accepted() {
 #[test]
 fn ingest_java_jfr_multipart_chunked_is_accepted() {
     let sink = Sink::start(&[]);
-    let jfr = fixture("jfr/dump1.jfr.gz");
-    let labels = fixture("jfr/dump1.labels.pb.gz");
+    let jfr = formats::java_gzip(&formats::jfr(200_000, 1));
+    let labels = formats::java_gzip(&formats::labels_snapshot(4, 1));
     let boundary = "6f1c3a52-9d0e-4b7a-8c1f-2e3d4c5b6a79";
-    let body = multipart::build(
+    let body = formats::multipart(
         boundary,
         &[
             NewPart {
@@ -410,7 +413,7 @@ fn ingest_java_jfr_multipart_chunked_is_accepted() {
         ],
         Style::OkHttp,
     );
-    let ct = multipart::content_type(boundary);
+    let ct = formats::multipart_content_type(boundary);
     let path = "/ingest?name=app.java.cpu%7Benv%3Dprod%7D&units=samples&aggregationType=sum\
                 &from=1795312290&until=1795312300&spyName=javaspy&sampleRate=100&format=jfr";
     let mut c = sink.connect();
@@ -449,7 +452,7 @@ fn ingest_java_jfr_multipart_chunked_is_accepted() {
 fn ingest_malformed_bodies_get_pyroscopes_statuses() {
     let sink = Sink::start(&[]);
     let mut c = sink.connect();
-    let pprof = fixture("pprof/cpu.pb.gz");
+    let pprof = Spec::new(1, Kind::Cpu).gzip();
     let oct = [("Content-Type", "application/octet-stream")];
     // `name` missing or invalid: 400 invalid_argument with Go's json.Encoder newline.
     let r = c.request(&post("/ingest?format=pprof", &oct, &pprof));
@@ -489,7 +492,7 @@ fn ingest_malformed_bodies_get_pyroscopes_statuses() {
         r.json()["message"],
         "malformed multipart content type header"
     );
-    let body = multipart::build(
+    let body = formats::multipart(
         "b",
         &[NewPart {
             name: "profile",
@@ -505,7 +508,7 @@ fn ingest_malformed_bodies_get_pyroscopes_statuses() {
         &body[..body.len() - 10],
     ));
     assert_eq!(r.status, 422);
-    let labels_only = multipart::build(
+    let labels_only = formats::multipart(
         "b",
         &[NewPart {
             name: "labels",

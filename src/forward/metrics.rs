@@ -1,4 +1,4 @@
-//! Forwarding metrics under Alloy's `pyroscope.write` names (ALLOY-COMPAT.md §13.2), so
+//! Forwarding metrics under Alloy's `pyroscope.write` names (docs/alloy-compat.md §14.2), so
 //! dashboards built for Alloy keep working, plus queue and in-flight gauges of our own.
 //!
 //! These are written by writer threads (a handful of updates per delivery), not by the

@@ -1,5 +1,5 @@
 //! Retry classification and backoff, as Alloy's `pyroscope.write` does them
-//! (ALLOY-COMPAT.md §10), with two fixes for its known weaknesses: `Retry-After` is honoured
+//! (docs/alloy-compat.md §9–§11), with two fixes for its known weaknesses: `Retry-After` is honoured
 //! (bounded by the backoff window) and a plain 400/429 from a Push downstream keeps its
 //! meaning instead of being inferred as a retryable `internal`/`unavailable`.
 //!

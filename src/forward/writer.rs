@@ -211,7 +211,7 @@ fn log_failure(d: &Destination, o: &Outcome) {
     });
 }
 
-/// The retry loop of one delivery (ALLOY-COMPAT.md §10), bounded by the job's deadline.
+/// The retry loop of one delivery (docs/alloy-compat.md §9), bounded by the job's deadline.
 async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Delivery {
     let cfg = &d.cfg;
     let reserve = core.snapshot().deadline_reserve;
@@ -237,7 +237,7 @@ async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Del
         let mut budget = cfg.remote_timeout.min(remaining);
         if job.caller_waiting && more_allowed {
             // Leave half of the caller's remaining budget for a retry: a first attempt that
-            // hangs must not eat the whole budget (the timeout chain of ALLOY-COMPAT.md §14).
+            // hangs must not eat the whole budget (the timeout chain of docs/timeout-chain.md §2, §6).
             budget = budget.min((remaining / 2).max(MIN_ATTEMPT));
         }
         let t0 = Instant::now();

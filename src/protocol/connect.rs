@@ -1,6 +1,6 @@
 //! Connect protocol vocabulary: error codes and their HTTP/gRPC mappings, error bodies,
-//! Alloy's retry classification and the deadline headers (PROTOCOL.md §3–§4,
-//! ALLOY-COMPAT.md §10.1).
+//! Alloy's retry classification and the deadline headers (docs/push.md §2–§9,
+//! docs/alloy-compat.md §11).
 //!
 //! Everything here mirrors connect-go byte for byte where a client could observe the
 //! difference (code names, status table, JSON escaping), because SDKs and Alloy are built on
@@ -83,7 +83,7 @@ impl Code {
         ALL.into_iter().find(|c| c.name() == name)
     }
 
-    /// The HTTP status a server answers with for this code (PROTOCOL.md §3.3).
+    /// The HTTP status a server answers with for this code (docs/push.md §6).
     pub const fn http_status(self) -> u16 {
         match self {
             Code::Canceled => 499,
@@ -101,7 +101,7 @@ impl Code {
     }
 
     /// The code a connect-go (or gRPC) client infers from a non-200 response that carries no
-    /// parsable Connect error body, e.g. a proxy's plain-text error (PROTOCOL.md §3.3).
+    /// parsable Connect error body, e.g. a proxy's plain-text error (docs/push.md §7.1).
     /// Note the asymmetry with [`Code::http_status`]: 400 becomes `internal`, and 429 becomes
     /// `unavailable` (which Alloy retries regardless of `retry_on_http_429`).
     pub const fn from_http_status_inferred(status: u16) -> Code {
@@ -217,7 +217,7 @@ pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
 pub const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Reads a downstream Connect error body the way connect-go's client does, so pyrogate's
-/// retry decisions match Alloy's (ALLOY-COMPAT.md §10.1).
+/// retry decisions match Alloy's (docs/push.md §7.2, docs/alloy-compat.md §11).
 ///
 /// Returns `None` when connect-go would fall back to inferring the code from the HTTP status
 /// ([`Code::from_http_status_inferred`]): not JSON, not an object, `code` or `message` of the
@@ -266,7 +266,7 @@ fn parse_wire_code(name: &str) -> Option<Code> {
 
 // === retries ===
 
-/// Alloy's `shouldRetry` for a Connect error code (ALLOY-COMPAT.md §10.1): transient codes
+/// Alloy's `shouldRetry` for a Connect error code (docs/alloy-compat.md §11): transient codes
 /// are retried, `resource_exhausted` only when `retry_on_http_429` is set, the rest never.
 /// Errors that never reached a Connect layer (connection refused, EOF, …) count as `unknown`
 /// and are therefore retried.
@@ -315,7 +315,7 @@ impl TimeoutError {
     }
 }
 
-/// Parses `Connect-Timeout-Ms`: 1–10 ASCII digits, in milliseconds (PROTOCOL.md §3.1).
+/// Parses `Connect-Timeout-Ms`: 1–10 ASCII digits, in milliseconds (docs/push.md §2).
 /// `0` is valid and means the deadline has already passed.
 ///
 /// # Errors
@@ -328,7 +328,7 @@ pub fn parse_timeout_ms(v: &[u8]) -> Result<u64, TimeoutError> {
     parse_digits(v).ok_or_else(|| TimeoutError::Invalid(shown()))
 }
 
-/// Parses `grpc-timeout` (PROTOCOL.md §4): 1–8 ASCII digits and a unit (`H` `M` `S` `m` `u`
+/// Parses `grpc-timeout` (docs/push.md §9): 1–8 ASCII digits and a unit (`H` `M` `S` `m` `u`
 /// `n`). `None` means "no usable deadline": malformed, or too large for Go's `time.Duration`
 /// (≈ 292 years), which grpc-go and connect-go also treat as no deadline.
 pub fn parse_grpc_timeout(v: &[u8]) -> Option<Duration> {

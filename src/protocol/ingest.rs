@@ -1,7 +1,7 @@
 //! `POST /ingest`: the legacy SDK endpoint. The body, the raw query parameters and every
 //! `Content-Type` value are forwarded untouched; only `name` is rebuilt (canonical form,
 //! `service_name` rule, external labels), exactly as Alloy's `receive_http` +
-//! `pyroscope.write` do (ALLOY-COMPAT.md §3, §5.5, §11).
+//! `pyroscope.write` do (docs/alloy-compat.md §4, §12.1; docs/ingest.md §5.5–§5.6).
 
 use bytes::Bytes;
 

@@ -1,14 +1,14 @@
-//! Alloy's label rules (`ALLOY-COMPAT.md` §5) as pure functions over [`Labels`].
+//! Alloy's label rules (`docs/ingest.md` §5 and `docs/alloy-compat.md` §7) as pure functions over [`Labels`].
 //!
 //! Alloy rewrites labels in two components: `pyroscope.receive_http` adds `service_name`
-//! (§5.2) and `pyroscope.write` makes `__name__` follow `service_name`, validates, drops empty
-//! values, applies `external_labels` and renders the forwarded `name` (§5.3–§5.5). Users compare
+//! (`docs/ingest.md` §5.2) and `pyroscope.write` makes `__name__` follow `service_name`, validates, drops empty
+//! values, applies `external_labels` and renders the forwarded `name` (`docs/ingest.md` §5.3–§5.5). Users compare
 //! what reaches Pyroscope through pyrogate with what reached it through Alloy, so `/ingest`
 //! follows those steps exactly, including their quirks.
 //!
-//! Push is where pyrogate deliberately differs (§16 #8): it forwards the request as received
+//! Push is where pyrogate deliberately differs (`docs/alloy-compat.md` §16): it forwards the request as received
 //! whenever the label rule would not change a series ([`push_needs_rewrite`]), and it never runs
-//! `ensureServiceName` on Push, so the `app_name=<profile type>` quirk of §5.2 does not leak
+//! `ensureServiceName` on Push, so the `app_name=<profile type>` quirk of `docs/ingest.md` §5.2 does not leak
 //! into users' data.
 //!
 //! Alloy's label edits go through a Prometheus `labels.Builder`, whose semantics show up here:
@@ -29,7 +29,7 @@ pub const DELTA_LABEL: &str = "__delta__";
 /// Prefix of reserved (internal) label names.
 const RESERVED_PREFIX: &str = "__";
 
-/// Why `validateLabels` rejected a label set (`ALLOY-COMPAT.md` §5.4). The `Display` texts are
+/// Why `validateLabels` rejected a label set (`docs/ingest.md` §5.4). The `Display` texts are
 /// Alloy's reasons verbatim; callers prefix them with `invalid labels in profile: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelsError {
@@ -76,7 +76,7 @@ pub fn drop_empty(labels: &mut Labels) {
 
 // === receive_http / write steps ===
 
-/// `ensureServiceName` (§5.2): without `service_name`, set it to the `__name__` value; with
+/// `ensureServiceName` (`docs/ingest.md` §5.2): without `service_name`, set it to the `__name__` value; with
 /// one, copy the `__name__` value into `app_name` (overwriting it).
 ///
 /// Builder semantics: an empty `__name__` value deletes the target label instead of setting
@@ -94,7 +94,7 @@ pub fn ensure_service_name(labels: &mut Labels) {
     builder_set(labels, target, &app);
 }
 
-/// `ensureNameMatchesService` (§5.3, `/ingest` only): a non-empty `service_name` becomes the
+/// `ensureNameMatchesService` (`docs/ingest.md` §5.3, `/ingest` only): a non-empty `service_name` becomes the
 /// `__name__` value, so relabelled service names become the prefix of the rebuilt `name`.
 pub fn ensure_name_matches_service(labels: &mut Labels) {
     let Some(service) = labels.get(SERVICE_NAME_LABEL).filter(|s| !s.is_empty()) else {
@@ -105,14 +105,14 @@ pub fn ensure_name_matches_service(labels: &mut Labels) {
     builder_set(labels, NAME_LABEL, &service);
 }
 
-/// `validateLabels` (§5.4) over a map. A map cannot hold duplicates or non-UTF-8 values, so
+/// `validateLabels` (`docs/ingest.md` §5.4) over a map. A map cannot hold duplicates or non-UTF-8 values, so
 /// only the empty set, an empty name and invalid names can fail here; use [`validate_pairs`]
 /// for labels as they arrive in a Push series.
 pub fn validate(labels: &Labels) -> Result<(), LabelsError> {
     validate_sorted(labels.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
 }
 
-/// `validateLabels` (§5.4) over unsorted byte pairs: sorts them by name (stable, byte-wise, as
+/// `validateLabels` (`docs/ingest.md` §5.4) over unsorted byte pairs: sorts them by name (stable, byte-wise, as
 /// Prometheus sorts labels) and reports the first error of: empty set, adjacent duplicate name,
 /// non-UTF-8 value, invalid name (`__name__` is exempt).
 pub fn validate_pairs(pairs: &[(impl AsRef<[u8]>, impl AsRef<[u8]>)]) -> Result<(), LabelsError> {
@@ -168,12 +168,12 @@ pub fn apply_external(labels: &mut Labels, external: &Labels) {
 
 // === /ingest ===
 
-/// `pyroscope.write`'s `AppendIngest` label steps (§3 steps 1–2, §5.5) on labels that already
+/// `pyroscope.write`'s `AppendIngest` label steps (`docs/alloy-compat.md` §4, `docs/ingest.md` §5.5) on labels that already
 /// went through `receive_http`: `ensureNameMatchesService` → `validateLabels` → drop empty →
 /// `external_labels` → canonical `name`.
 ///
 /// The prefix is `__name__` as it stands *after* `external_labels`: an external `service_name`
-/// therefore changes the braces but not the prefix, exactly as in Alloy (§5.5).
+/// therefore changes the braces but not the prefix, exactly as in Alloy (`docs/ingest.md` §5.5).
 pub fn append_ingest_name(mut labels: Labels, external: &Labels) -> Result<String, LabelsError> {
     ensure_name_matches_service(&mut labels);
     validate(&labels)?;
@@ -183,7 +183,7 @@ pub fn append_ingest_name(mut labels: Labels, external: &Labels) -> Result<Strin
 }
 
 /// The whole `/ingest` label pipeline from parsed `name` labels to the forwarded `name`:
-/// `ensureServiceName` (receive side, §3 step 3) then [`append_ingest_name`].
+/// `ensureServiceName` (receive side, `docs/alloy-compat.md` §4) then [`append_ingest_name`].
 ///
 /// The caller passes an empty map when `name` was missing, empty or failed to parse (Alloy
 /// logs a warning and continues); the result is then [`LabelsError::ServiceNameRequired`].
@@ -297,14 +297,14 @@ mod tests {
             .collect()
     }
 
-    /// Labels as receive_http derives them from a `name` value (§3 steps 2–3).
+    /// Labels as receive_http derives them from a `name` value (`docs/alloy-compat.md` §4).
     fn received(name: &str) -> Labels {
         let mut l = labelset::parse(name).unwrap_or_default();
         ensure_service_name(&mut l);
         l
     }
 
-    /// Alloy's forwarded query for an incoming raw query (§3, §5.5, §11).
+    /// Alloy's forwarded query for an incoming raw query (`docs/alloy-compat.md` §4, §12.1; `docs/ingest.md` §5.5).
     fn forward_query(raw: &str, external: &Labels) -> Result<String, LabelsError> {
         let mut q = query::parse(raw);
         let parsed = q
@@ -323,7 +323,7 @@ mod tests {
         }
     }
 
-    // --- §5.2 ensureServiceName ---
+    // --- ensureServiceName (docs/ingest.md §5.2) ---
 
     #[test]
     fn service_name_from_app_name() {
@@ -406,7 +406,7 @@ mod tests {
         assert_eq!(received("app{__name__=}"), Labels::new());
     }
 
-    // --- §5.3 ensureNameMatchesService ---
+    // --- ensureNameMatchesService (docs/ingest.md §5.3) ---
 
     #[test]
     fn name_follows_service_name() {
@@ -436,7 +436,7 @@ mod tests {
         assert_eq!(l, before);
     }
 
-    // --- §5.4 validateLabels ---
+    // --- validateLabels (docs/ingest.md §5.4) ---
 
     #[test]
     fn validate_reasons() {
@@ -539,7 +539,7 @@ mod tests {
         assert_eq!(l, labels(&[("b", "2")]));
     }
 
-    // --- /ingest name (§5.5, §15) ---
+    // --- /ingest name (docs/ingest.md §5.5, docs/alloy-compat.md §15) ---
 
     #[test]
     fn ingest_checklist_names() {
@@ -608,7 +608,7 @@ mod tests {
         labelset::parse(name).unwrap_or_default()
     }
 
-    // --- §5.7 worked examples ---
+    // --- worked examples (docs/ingest.md §5.7) ---
 
     #[test]
     fn worked_example_node_ingest() {

@@ -1,4 +1,4 @@
-//! The `/ingest` `name` label-set grammar (`PROTOCOL.md` §2.2), bug for bug.
+//! The `/ingest` `name` label-set grammar (`docs/ingest.md` §3), bug for bug.
 //!
 //! SDKs put the app name and their tags into one query parameter, e.g.
 //! `my.app.cpu{env=prod,region=eu}`. Pyroscope and Alloy read it with a small character state
@@ -56,7 +56,7 @@ pub enum LabelSetError {
 
 // === parsing ===
 
-/// Parser states of `PROTOCOL.md` §2.2. Instead of Go's growing buffers we remember where the
+/// Parser states of `docs/ingest.md` §3.1. Instead of Go's growing buffers we remember where the
 /// current token started: every buffer of the Go machine only ever holds one contiguous run of
 /// input characters (the app name up to the first `{`, a key up to `=`, a value up to `,`/`}`),
 /// so slicing the input is equivalent and allocation-free.
@@ -78,7 +78,7 @@ enum State {
 ///
 /// The machine runs over `name + "{"`: the appended `{` is what ends the app name when there
 /// are no braces, and it is also why an unterminated value (`app{a=1`) is silently dropped
-/// instead of reported. See the consequences table in `PROTOCOL.md` §2.2.
+/// instead of reported. See the consequences table in `docs/ingest.md` §3.3.
 pub fn parse(name: &str) -> Result<Labels, LabelSetError> {
     let mut labels = Labels::new();
     let mut state = State::App;
@@ -327,7 +327,7 @@ mod tests {
         }
     }
 
-    // --- the consequences table of PROTOCOL.md §2.2, row by row ---
+    // --- the consequences table of docs/ingest.md §3.3, row by row ---
 
     #[test]
     fn bare_app_name() {

@@ -5,6 +5,7 @@ pub mod gzip;
 pub mod ingest;
 pub mod labels;
 pub mod labelset;
+pub mod multipart;
 pub mod proto;
 pub mod push;
 pub mod push_decode;

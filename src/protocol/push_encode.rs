@@ -4,7 +4,7 @@
 //! bytes. When a feature must change labels (external labels, relabeling, ring splitting),
 //! [`encode_chunks`] writes only the small framing and label parts into one fresh buffer and
 //! interleaves them with refcounted handles to the original `raw_profile` bytes. The chunks
-//! go out with a vectored write (DESIGN.md principle 2).
+//! go out with a vectored write (docs/architecture.md §2.2).
 //!
 //! The output is a *fresh* encoding of the prost structs: unknown fields of the original
 //! body are not carried over. A request that needs no change must be forwarded as its
@@ -18,7 +18,7 @@ use super::proto::{PushRequest, RawProfileSeries, RawSample};
 /// Wire type of every field written here: strings, bytes and messages are length-delimited.
 const LEN: u8 = 2;
 
-// Field numbers (PROTOCOL.md §6.1–§6.2).
+// Field numbers (docs/push.md §12.2–§12.3).
 const PUSH_REQUEST_SERIES: u8 = 1;
 const SERIES_LABELS: u8 = 1;
 const SERIES_SAMPLES: u8 = 2;
@@ -156,11 +156,6 @@ mod tests {
     use crate::protocol::push_decode::{self, Codec, Encoding};
     use proptest::prelude::*;
 
-    const FIXTURE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/clients/pyroscope-io-1.4.0-push.bin"
-    );
-
     fn concat(chunks: &[Bytes]) -> Vec<u8> {
         chunks.iter().flat_map(|c| c.iter().copied()).collect()
     }
@@ -196,8 +191,9 @@ mod tests {
     }
 
     #[test]
-    fn rewritten_fixture_reencodes_without_copying_profiles() {
-        let body = Bytes::from(std::fs::read(FIXTURE).unwrap_or_else(|e| panic!("{FIXTURE}: {e}")));
+    fn rewritten_request_reencodes_without_copying_profiles() {
+        let sdk = pyrogate_testdata::sdk::python_push(5);
+        let body = Bytes::from(sdk.body);
         let mut req =
             push_decode::decode(body, Codec::Proto, Encoding::Gzip, 1 << 20).expect("decodes");
         req.series[0].labels.push(label("cluster", "eu-west-1"));
@@ -208,7 +204,7 @@ mod tests {
             chunks[1].as_ptr(),
             req.series[0].samples[0].raw_profile.as_ptr()
         );
-        assert_eq!(chunks[1].len(), 731);
+        assert_eq!(chunks[1][..], sdk.series[0].samples[0].raw_profile[..]);
         // The result decodes back to the rewritten request.
         let again = Bytes::from(concat(&chunks));
         assert_eq!(

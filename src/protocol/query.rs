@@ -2,7 +2,7 @@
 //! `QueryEscape` and `QueryUnescape`.
 //!
 //! Alloy forwards `/ingest` with the incoming query parsed by Go and re-encoded with the keys
-//! sorted (`ALLOY-COMPAT.md` §11), and Pyroscope reads `name` the same way (`PROTOCOL.md` §2.1).
+//! sorted (`docs/ingest.md` §5.6), and Pyroscope reads `name` the same way (`docs/ingest.md` §2.1).
 //! Matching the forwarded bytes therefore means matching Go's quirks: only `&` separates pairs, a
 //! pair containing `;` or a malformed `%` escape is silently dropped, `+` decodes to a space.
 //!
@@ -496,7 +496,7 @@ mod tests {
 
     // --- captured client traffic ---
 
-    /// The query string of the Node.js 0.6.4 capture (PROTOCOL.md §7.2).
+    /// The query string of the Node.js 0.6.4 capture (docs/sdks.md §4).
     const NODE_QUERY: &str = "format=pprof&from=1795312298&name=feas.node.app%7Botel.scope.name%3Dcom.grafana.pyroscope%2Fnodejs%2Cotel.scope.version%3D0.6.4%2Cprocess.runtime.name%3Dnodejs%2Cprocess.runtime.version%3D20.20.2%2Cenv%3Dfeas%2Cregion%3Dlocal%7D&spyName=nodespy&until=1795312309&sampleRate=17";
 
     const NODE_NAME: &str = "feas.node.app{otel.scope.name=com.grafana.pyroscope/nodejs,otel.scope.version=0.6.4,process.runtime.name=nodejs,process.runtime.version=20.20.2,env=feas,region=local}";
@@ -513,17 +513,41 @@ mod tests {
         assert_eq!(q.len(), 6);
     }
 
-    /// Reads the query straight from the capture file, so the test follows the fixture.
+    /// Queries of every generated agent request parse back to what the agent encoded:
+    /// `name` round-trips through Go's and OkHttp's escaping.
     #[test]
-    fn node_fixture_query_parses() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/clients/pyroscope-nodejs-0.6.4-ingest-wall.txt"
-        );
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => panic!("fixture {path}: {e}"),
+    fn agent_queries_parse() {
+        use pyrogate_testdata::corpus;
+        for case in corpus::every_route_and_format(1, corpus::FIXED_NOW_S) {
+            let Some(raw) = case.request.query() else {
+                continue;
+            };
+            let q = parse(raw);
+            let name = q
+                .get("name")
+                .unwrap_or_else(|| panic!("{}: no name", case.name()));
+            assert!(name.starts_with("feas."), "{}: {name}", case.name());
+            assert!(
+                q.get("from")
+                    .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+            );
+            if name.contains('{') {
+                assert!(name.ends_with('}'), "{}: {name}", case.name());
+            }
+        }
+    }
+
+    /// Reads the query straight from the captured Node.js request, when the captured corpus
+    /// is present.
+    #[test]
+    fn captured_node_query_parses() {
+        let Some(text) = pyrogate_testdata::corpus::fixture(
+            "clients/pyroscope-nodejs-0.6.4-ingest-wall.txt",
+            "query: captured Node.js request line",
+        ) else {
+            return;
         };
+        let text = String::from_utf8_lossy(&text);
         let request_line = text.lines().find(|l| l.starts_with("POST /ingest?"));
         let query = request_line
             .and_then(|l| l.strip_prefix("POST /ingest?"))

@@ -1,6 +1,6 @@
 //! A crossbeam channel whose receiver is an async task on a monoio runtime.
 //!
-//! Threads meet only at such queues (DESIGN.md). The sender wakes the receiving runtime only
+//! Threads meet only at such queues (docs/architecture.md §2.1). The sender wakes the receiving runtime only
 //! when its task is actually parked, so a busy receiver costs no cross-thread wake-ups.
 
 use std::future::Future;

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,12 +100,6 @@ pub fn driver_available(driver: &str) -> bool {
             false
         }
     }
-}
-
-/// Reads a file of `../shared/fixtures/`.
-pub fn fixture(path: &str) -> Vec<u8> {
-    let full = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/")).join(path);
-    std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display()))
 }
 
 /// A unique path in the temp dir for this test process.
@@ -813,15 +807,27 @@ fn normalise_key(key: &str) -> String {
 
 // === payloads ===
 
-/// The captured pyroscope-io Push body (gzip'd `PushRequest`, sent with
-/// `Content-Encoding: gzip`).
-pub fn push_fixture_gzip() -> Vec<u8> {
-    fixture("clients/pyroscope-io-1.4.0-push.bin")
+pub use pyrogate_testdata as td;
+
+/// A pyroscope-io 1.4.0 style Push (gzip'd `PushRequest` of one series with eight unsorted
+/// labels and a plain pprof, sent with `Content-Encoding: gzip`), generated.
+pub fn python_push() -> td::sdk::Request {
+    td::sdk::python_push(1)
+}
+
+/// Its body.
+pub fn push_gzip() -> Vec<u8> {
+    python_push().body
 }
 
 /// The same Push body, gunzipped: plain protobuf.
-pub fn push_fixture_proto() -> Vec<u8> {
-    gunzip(&push_fixture_gzip())
+pub fn push_proto() -> Vec<u8> {
+    gunzip(&push_gzip())
+}
+
+/// A gzip'd Go CPU profile (two sample types, deep stacks, labels).
+pub fn cpu_pprof_gz() -> Vec<u8> {
+    td::pprof::Spec::new(1, td::pprof::Kind::Cpu).gzip()
 }
 
 pub fn gunzip(data: &[u8]) -> Vec<u8> {

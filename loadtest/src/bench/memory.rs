@@ -182,10 +182,7 @@ fn measure_into(
         Protocol::IngestPprof,
         &target,
         &Options {
-            source: Source::Synthetic {
-                size: REQUEST_SIZE,
-                fixtures: None,
-            },
+            source: Source::Synthetic { size: REQUEST_SIZE },
             seed: 1,
             tenant: None,
             now_s: 1_795_312_305,

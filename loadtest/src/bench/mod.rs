@@ -11,7 +11,7 @@
 //!   16 KiB); p50/p99 added over the direct path.
 //! * `memory` (issue 4): RSS with 10,000 idle keep-alive connections, bytes per connection.
 //!
-//! Method (see `../shared/BENCHMARKING.md`): every server under test runs in a fresh process
+//! Method (see `docs/benchmarking.md`): every server under test runs in a fresh process
 //! per run; runs are interleaved (A B C, A B C, …) and each figure is the median over the
 //! rounds; ratios are taken within a round, then the median ([`stats::round_ratio`]). The
 //! server's cost is its own CPU time (`utime + stime` of all its threads/processes from

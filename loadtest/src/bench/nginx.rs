@@ -1,7 +1,7 @@
 //! nginx as the reference peer: its configuration, rendered into a temporary directory,
 //! and the running server.
 //!
-//! Three shapes (see `../shared/BENCHMARKING.md`):
+//! Three shapes (see `docs/benchmarking.md`):
 //! * [`Mode::Proxy`]: `proxy_pass` to the first upstream plus one `mirror` per further
 //!   upstream, HTTP/1.1 with keep-alive upstream pools. Cheaper semantics than pyrogate's
 //!   `ack = all`: the client's answer waits only for the first upstream, a mirror's status

@@ -308,10 +308,7 @@ pub fn load_config(
         duration: Some(duration),
         requests: None,
         timeout: REQUEST_TIMEOUT,
-        source: Source::Synthetic {
-            size,
-            fixtures: None,
-        },
+        source: Source::Synthetic { size },
         seed: 1,
         tenant: None,
         driver: cfg.load_driver,

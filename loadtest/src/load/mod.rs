@@ -220,8 +220,8 @@ pub fn run(cfg: &RunConfig, progress: &mut dyn Write) -> Result<Report, String> 
     }
     let secs = total.end_ns as f64 / 1e9;
     let (payload_name, profile_size) = match &cfg.source {
-        Source::Fixtures(_) => ("fixtures", None),
-        Source::Synthetic { size, .. } => ("synthetic", Some(*size as u64)),
+        Source::Synthetic { size } => ("synthetic", Some(*size as u64)),
+        other => (other.name(), None),
     };
     Ok(Report {
         target: cfg.target.clone(),

@@ -1,5 +1,6 @@
-//! What real SDKs send (PROTOCOL.md §7), rendered once per run into complete HTTP/1.1
-//! requests (head plus framed body) that the client writes with a single write.
+//! What real agents send (`docs/sdks.md`), rendered once per run into complete HTTP/1.1
+//! requests (head plus framed body) that the client writes with a single write. The shapes
+//! come from the test-data crate's agent imitations ([`pyrogate_testdata::sdk`]).
 //!
 //! | protocol | imitates | shape |
 //! |---|---|---|
@@ -10,23 +11,20 @@
 //! | `push` | pyroscope-io 1.4.0 | Connect Push, `application/proto`, `Content-Encoding: gzip` |
 //! | `push-json` | curl / tests | Connect Push, `application/json` (protojson, base64 `rawProfile`) |
 //!
+//! Bodies come from one of three sources: the generated agent-sized ones (default), a
+//! generated pprof of a chosen size, or a directory of captured requests (`--fixtures`).
 //! `from`/`until` are taken once at start-up (the current 10-second bucket), so every
 //! request of a run carries the same bytes.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use bytes::Bytes;
-use prost::Message as _;
-use pyrogate::protocol::gzip::inflate_bounded;
-use pyrogate::protocol::labelset::{self, Labels};
-use pyrogate::protocol::proto::{LabelPair, PushRequest, RawProfileSeries, RawSample};
-use pyrogate::protocol::query::query_escape;
-
-use crate::multipart::{self, NewPart, Style};
-use crate::rng::Rng;
-use crate::{fixtures, synth};
+use pyrogate_testdata::formats;
+use pyrogate_testdata::gz::{gunzip, gzip};
+use pyrogate_testdata::pprof::{self, Kind};
+use pyrogate_testdata::push::{self, Series};
+use pyrogate_testdata::sdk::{self, Request};
 
 /// Wire protocols the generator can speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -67,13 +65,23 @@ impl Protocol {
 /// Where request bodies come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// The captured SDK requests and real profiles in `../shared/fixtures`.
-    Fixtures(Option<PathBuf>),
-    /// Synthetic gzip'd pprof of about `size` bytes (JFR still comes from the fixtures).
-    Synthetic {
-        size: usize,
-        fixtures: Option<PathBuf>,
-    },
+    /// The project's own agent-shaped requests, sized like the agents' (default).
+    Generated,
+    /// A generated gzip'd pprof of about `size` bytes in every profile body.
+    Synthetic { size: usize },
+    /// Captured requests and real profiles from a directory laid out like the project's
+    /// optional captured corpus (`clients/`, `pprof/`, `jfr/`).
+    Captured(PathBuf),
+}
+
+impl Source {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Generated => "generated",
+            Source::Synthetic { .. } => "synthetic",
+            Source::Captured(_) => "captured",
+        }
+    }
 }
 
 /// A parsed `--target`.
@@ -140,6 +148,8 @@ pub struct Prepared {
     pub bytes: Bytes,
     /// Body bytes before transfer framing (what a sink checksums).
     pub body: Bytes,
+    /// The Push series in the body (Push protocols), for checks on what arrived.
+    pub series: Vec<Series>,
 }
 
 /// Renders the request(s) of `protocol` (six for `mix`, in [`Protocol::SINGLE`] order).
@@ -148,387 +158,142 @@ pub fn prepare(
     target: &Target,
     opts: &Options,
 ) -> Result<Vec<Prepared>, String> {
-    let mut inputs = Inputs::new(opts)?;
+    let synthetic = match &opts.source {
+        Source::Synthetic { size } => {
+            Some(pprof::sized(*size, opts.seed, Kind::Cpu).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
     let list: Vec<Protocol> = if protocol == Protocol::Mix {
         Protocol::SINGLE.to_vec()
     } else {
         vec![protocol]
     };
     list.into_iter()
-        .map(|p| render(p, target, opts, &mut inputs))
+        .map(|p| {
+            let req = match (&opts.source, &synthetic) {
+                (Source::Captured(dir), _) => captured(p, opts, dir)?,
+                (_, Some(s)) => sized(p, opts, s),
+                _ => generated(p, opts),
+            };
+            Ok(finish(p, req, target, opts))
+        })
         .collect()
 }
 
-/// Bodies, loaded lazily (synthetic generation and fixture reads happen at most once).
-struct Inputs {
-    source: Source,
-    seed: u64,
-    synthetic: Option<synth::Synthetic>,
-}
+/// Size of the generated JFR recordings (uncompressed); real 10 s recordings are larger,
+/// but this keeps a mixed run's bodies comparable.
+const JFR_SIZE: usize = 64 * 1024;
 
-impl Inputs {
-    fn new(opts: &Options) -> Result<Self, String> {
-        let synthetic = match &opts.source {
-            Source::Synthetic { size, .. } => {
-                Some(synth::generate(*size, opts.seed).map_err(|e| e.to_string())?)
-            }
-            Source::Fixtures(_) => None,
-        };
-        Ok(Self {
-            source: opts.source.clone(),
-            seed: opts.seed,
-            synthetic,
-        })
-    }
-
-    fn fixture(&self, rel: &str) -> Result<Vec<u8>, String> {
-        let explicit = match &self.source {
-            Source::Fixtures(p) | Source::Synthetic { fixtures: p, .. } => p.as_deref(),
-        };
-        let dir = fixtures::dir(explicit)?;
-        fixtures::read(&dir, rel)
+fn generated(p: Protocol, o: &Options) -> Request {
+    let (seed, now) = (o.seed, o.now_s);
+    match p {
+        Protocol::IngestPprof => sdk::node_ingest(seed, now, Kind::Wall),
+        Protocol::IngestMultipart => sdk::go_ingest(seed, now, Kind::Goroutine, false),
+        Protocol::IngestFolded => sdk::stack_ingest(seed, now, "folded"),
+        Protocol::IngestJfr => sdk::java_jfr(seed, now, JFR_SIZE),
+        Protocol::Push | Protocol::Mix => sdk::python_push(seed),
+        Protocol::PushJson => sdk::push_json(
+            vec![push::python_series(seed, "loadtest.python.app")],
+            false,
+        ),
     }
 }
 
-fn render(p: Protocol, t: &Target, o: &Options, inp: &mut Inputs) -> Result<Prepared, String> {
-    let mut rng = Rng::stream(o.seed, 0x5eed + p as u64);
-    let until = o.now_s - o.now_s % 10;
-    let from = until.saturating_sub(10);
-    let tenant = o.tenant.as_deref();
+/// The agents' requests with a generated profile of the chosen size in every body.
+fn sized(p: Protocol, o: &Options, s: &pprof::Sized) -> Request {
+    let (seed, now) = (o.seed, o.now_s);
+    let series = |raw: &[u8]| {
+        let mut x = push::python_series(seed, "loadtest.python.app");
+        x.samples[0].raw_profile = raw.to_vec();
+        vec![x]
+    };
     match p {
         Protocol::IngestPprof => {
-            let body = match &inp.synthetic {
-                Some(s) => s.gzip.clone(),
-                None => inp.fixture("clients/pyroscope-nodejs-0.6.4-ingest-wall.bin")?,
-            };
-            let name = "loadtest.node.app{otel.scope.name=com.grafana.pyroscope/nodejs,\
-                        otel.scope.version=0.6.4,process.runtime.name=nodejs,\
-                        process.runtime.version=20.20.2,env=load}";
-            let path = format!(
-                "{}/ingest?format=pprof&from={from}&name={}&spyName=nodespy&until={until}&sampleRate=100",
-                t.base_path,
-                escape(name)
-            );
-            let mut h = vec![
-                ("host", t.host.clone()),
-                ("connection", "keep-alive".into()),
-                ("content-type", "application/octet-stream".into()),
-                ("accept", "*/*".into()),
-                ("accept-language", "*".into()),
-                ("sec-fetch-mode", "cors".into()),
-                ("user-agent", "node".into()),
-                ("accept-encoding", "gzip, deflate".into()),
-            ];
-            if let Some(tn) = tenant {
-                h.push(("x-scope-orgid", tn.into()));
-            }
-            h.push(("content-length", body.len().to_string()));
-            Ok(sized(p, &path, &h, body))
+            let mut r = sdk::node_ingest(seed, now, Kind::Wall);
+            r.body = s.gzip.clone();
+            r
+        }
+        Protocol::IngestMultipart => sdk::go_multipart(
+            seed,
+            now,
+            Kind::Cpu,
+            &s.gzip,
+            None,
+            Some(formats::sample_type_config(Kind::Cpu)),
+        ),
+        Protocol::IngestFolded => {
+            let mut r = sdk::stack_ingest(seed, now, "folded");
+            r.body = formats::folded(s.gzip.len(), seed).into_bytes();
+            r
+        }
+        Protocol::IngestJfr => sdk::java_jfr(seed, now, s.plain.len().max(1024)),
+        Protocol::Push | Protocol::Mix => {
+            let series = series(&s.plain);
+            let mut r = sdk::python_push(seed);
+            r.body = gzip(&push::encode(&series));
+            r.series = series;
+            r
+        }
+        Protocol::PushJson => sdk::push_json(series(&s.gzip), false),
+    }
+}
+
+/// The agents' requests with captured bodies from `dir` (folded text has no capture and
+/// stays generated).
+fn captured(p: Protocol, o: &Options, dir: &Path) -> Result<Request, String> {
+    let (seed, now) = (o.seed, o.now_s);
+    let read = |rel: &str| crate::fixtures::read(dir, rel);
+    let push_series = || -> Result<Vec<Series>, String> {
+        let gz = read("clients/pyroscope-io-1.4.0-push.bin")?;
+        let raw = gunzip(&gz).ok_or("push capture: not gzip")?;
+        push::decode(&raw).ok_or_else(|| "push capture: not a PushRequest".into())
+    };
+    Ok(match p {
+        Protocol::IngestPprof => {
+            let mut r = sdk::node_ingest(seed, now, Kind::Wall);
+            r.body = read("clients/pyroscope-nodejs-0.6.4-ingest-wall.bin")?;
+            r
         }
         Protocol::IngestMultipart => {
-            let (profile, config, units, aggregation, rate) = match &inp.synthetic {
-                Some(s) => (
-                    s.gzip.clone(),
-                    br#"{"cpu":{"units":"nanoseconds","aggregation":"sum","display-name":"cpu"}}"#
-                        .to_vec(),
-                    "samples",
-                    "sum",
-                    "100",
-                ),
-                None => (
-                    inp.fixture("pprof/req_2.pprof")?,
-                    inp.fixture("pprof/req_2.st.json")?,
-                    "goroutines",
-                    "average",
-                    "0",
-                ),
-            };
-            let mut labels = Labels::new();
-            labels.insert("__name__".into(), "loadtest.go.app".into());
-            labels.insert("__session_id__".into(), format!("{:016x}", rng.next_u64()));
-            labels.insert("env".into(), "load".into());
-            labels.insert("otel.scope.name".into(), "com.grafana.pyroscope/go".into());
-            labels.insert("otel.scope.version".into(), "1.2.7".into());
-            labels.insert("process.runtime.name".into(), "go".into());
-            labels.insert("process.runtime.version".into(), "go1.24.4".into());
-            let name = labelset::render_canonical(&labels);
-            // Go's url.Values.Encode: keys sorted; pyroscope-go sends ns timestamps.
-            let path = format!(
-                "{}/ingest?aggregationType={aggregation}&from={}&name={}&sampleRate={rate}\
-                 &spyName=gospy&units={units}&until={}",
-                t.base_path,
-                from * 1_000_000_000,
-                escape(&name),
-                until * 1_000_000_000
-            );
-            let boundary: String = (0..4)
-                .map(|_| format!("{:016x}", rng.next_u64()))
-                .collect::<String>()[..60]
-                .to_owned();
-            let body = multipart::build(
-                &boundary,
-                &[
-                    NewPart {
-                        name: "profile",
-                        filename: Some("profile.pprof"),
-                        content_type: Some("application/octet-stream"),
-                        data: &profile,
-                    },
-                    NewPart {
-                        name: "sample_type_config",
-                        filename: Some("sample_type_config.json"),
-                        content_type: Some("application/octet-stream"),
-                        data: &config,
-                    },
-                ],
-                Style::Go,
-            );
-            // Go's Request.Write: Host, User-Agent, Content-Length, then sorted headers.
-            let mut h = vec![
-                ("Host", t.host.clone()),
-                ("User-Agent", "Go-http-client/1.1".into()),
-                ("Content-Length", body.len().to_string()),
-                ("Accept-Encoding", "gzip".into()),
-                ("Content-Type", multipart::content_type(&boundary)),
-            ];
-            if let Some(tn) = tenant {
-                h.push(("X-Scope-Orgid", tn.into()));
-            }
-            Ok(sized(p, &path, &h, body))
+            let config = read("pprof/req_2.st.json")?;
+            sdk::go_multipart(
+                seed,
+                now,
+                Kind::Goroutine,
+                &read("pprof/req_2.pprof")?,
+                None,
+                Some(&String::from_utf8_lossy(&config)),
+            )
         }
-        Protocol::IngestFolded => {
-            let size = match &inp.source {
-                Source::Synthetic { size, .. } => *size,
-                Source::Fixtures(_) => 4096,
-            };
-            let body = synth::folded(size, inp.seed).into_bytes();
-            let path = format!(
-                "{}/ingest?name={}&from={from}&until={until}&format=folded&sampleRate=100&spyName=pyspy",
-                t.base_path,
-                escape("loadtest.python.app.cpu{env=load}")
-            );
-            let mut h = vec![
-                ("host", t.host.clone()),
-                ("content-type", "binary/octet-stream".into()),
-                ("accept", "*/*".into()),
-            ];
-            if let Some(tn) = tenant {
-                h.push(("x-scope-orgid", tn.into()));
-            }
-            h.push(("content-length", body.len().to_string()));
-            Ok(sized(p, &path, &h, body))
+        Protocol::IngestFolded => sdk::stack_ingest(seed, now, "folded"),
+        Protocol::IngestJfr => sdk::java_multipart(
+            seed,
+            now,
+            &read("jfr/dump1.jfr.gz")?,
+            &read("jfr/dump1.labels.pb.gz")?,
+        ),
+        Protocol::Push | Protocol::Mix => {
+            let mut r = sdk::python_push(seed);
+            r.body = read("clients/pyroscope-io-1.4.0-push.bin")?;
+            r.series = push_series()?;
+            r
         }
-        Protocol::IngestJfr => {
-            let jfr = inp.fixture("jfr/dump1.jfr.gz")?;
-            let labels = inp.fixture("jfr/dump1.labels.pb.gz")?;
-            let name = "loadtest.java.app.cpu{env=load,otel.scope.name=com.grafana.pyroscope/java,\
-                        otel.scope.version=2.1.2,process.runtime.name=OpenJDK Runtime Environment,\
-                        process.runtime.version=21.0.7+6-LTS}";
-            let path = format!(
-                "{}/ingest?name={}&units=samples&aggregationType=sum&from={from}&until={until}\
-                 &spyName=javaspy&sampleRate=100&format=jfr",
-                t.base_path,
-                escape_okhttp(name)
-            );
-            let boundary = rng.uuid();
-            let body = multipart::build(
-                &boundary,
-                &[
-                    NewPart {
-                        name: "jfr",
-                        filename: Some("jfr"),
-                        content_type: None,
-                        data: &jfr,
-                    },
-                    NewPart {
-                        name: "labels",
-                        filename: Some("labels"),
-                        content_type: Some("application/x-protobuf"),
-                        data: &labels,
-                    },
-                ],
-                Style::OkHttp,
-            );
-            let mut h = Vec::new();
-            if let Some(tn) = tenant {
-                h.push(("X-Scope-OrgID", tn.to_owned()));
-            }
-            h.extend([
-                ("Content-Type", multipart::content_type(&boundary)),
-                ("Transfer-Encoding", "chunked".to_owned()),
-                ("Host", t.host.clone()),
-                ("Connection", "Keep-Alive".into()),
-                ("Accept-Encoding", "gzip".into()),
-                ("User-Agent", "okhttp/4.12.0".into()),
-            ]);
-            Ok(chunked(p, &path, &h, body, OKIO_SEGMENT))
-        }
-        Protocol::Push => {
-            let body = match &inp.synthetic {
-                Some(s) => synth::gzip(&push_request(s.plain.clone(), &mut rng).encode_to_vec()),
-                None => inp.fixture("clients/pyroscope-io-1.4.0-push.bin")?,
-            };
-            let path = format!("{}/push.v1.PusherService/Push", t.base_path);
-            let mut h = vec![
-                ("user-agent", "pyroscope-rs/pyspy/1.4.0 reqwest".to_owned()),
-                ("content-type", "application/proto".into()),
-                ("content-encoding", "gzip".into()),
-            ];
-            if let Some(tn) = tenant {
-                h.push(("x-scope-orgid", tn.into()));
-            }
-            h.extend([
-                ("content-length", body.len().to_string()),
-                ("accept", "*/*".into()),
-                ("host", t.host.clone()),
-            ]);
-            Ok(sized(p, &path, &h, body))
-        }
-        Protocol::PushJson => {
-            let req = match &inp.synthetic {
-                Some(s) => push_request(s.gzip.clone(), &mut rng),
-                None => {
-                    let gz = inp.fixture("clients/pyroscope-io-1.4.0-push.bin")?;
-                    let raw =
-                        inflate_bounded(&gz, 16 << 20).map_err(|e| format!("push fixture: {e}"))?;
-                    PushRequest::decode(raw).map_err(|e| format!("push fixture: {e}"))?
-                }
-            };
-            let body = push_json(&req);
-            let path = format!("{}/push.v1.PusherService/Push", t.base_path);
-            let mut h = vec![
-                ("Host", t.host.clone()),
-                (
-                    "User-Agent",
-                    format!("pyrogate-load/{}", env!("CARGO_PKG_VERSION")),
-                ),
-                ("Content-Type", "application/json".into()),
-                ("Connect-Protocol-Version", "1".into()),
-                ("Connect-Timeout-Ms", "10000".into()),
-            ];
-            if let Some(tn) = tenant {
-                h.push(("X-Scope-OrgID", tn.into()));
-            }
-            h.push(("Content-Length", body.len().to_string()));
-            Ok(sized(p, &path, &h, body))
-        }
-        Protocol::Mix => Err("mix is not a single protocol".into()),
+        Protocol::PushJson => sdk::push_json(push_series()?, false),
+    })
+}
+
+/// Applies the tenant and the target's base path and renders the bytes.
+fn finish(p: Protocol, mut req: Request, t: &Target, o: &Options) -> Prepared {
+    if let Some(tn) = &o.tenant {
+        req = req.with_tenant(tn);
     }
-}
-
-/// Okio's segment size: OkHttp streams a body of unknown length in chunks of this size.
-const OKIO_SEGMENT: usize = 8192;
-
-/// The labels pyroscope-io 1.4.0 sends, in its order, with one sample.
-fn push_request(raw_profile: Vec<u8>, rng: &mut Rng) -> PushRequest {
-    let labels = [
-        ("__name__", "process_cpu"),
-        ("env", "load"),
-        ("service_name", "loadtest.python.app"),
-        ("otel.scope.name", "com.grafana.pyroscope/python"),
-        ("otel.scope.version", "1.4.0"),
-        ("process.runtime.name", "cpython"),
-        ("process.runtime.version", "3.11.7"),
-    ];
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| LabelPair {
-                    name: (*n).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
-            samples: vec![RawSample {
-                raw_profile: Bytes::from(raw_profile),
-                id: rng.uuid(),
-            }],
-            annotations: vec![],
-        }],
-    }
-}
-
-/// protojson of a `PushRequest` (JSON field names, standard base64).
-pub fn push_json(req: &PushRequest) -> Vec<u8> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let series: Vec<serde_json::Value> = req
-        .series
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "labels": s.labels.iter().map(|l| serde_json::json!({"name": l.name, "value": l.value})).collect::<Vec<_>>(),
-                "samples": s.samples.iter().map(|x| serde_json::json!({"ID": x.id, "rawProfile": b64.encode(&x.raw_profile)})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({ "series": series })).unwrap_or_default()
-}
-
-/// Go `QueryEscape` / `URLSearchParams` style (space → `+`).
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2);
-    query_escape(s, &mut out);
-    out
-}
-
-/// OkHttp's query-component encoding: space → `%20`, the reserved characters that would
-/// change the query's meaning percent-encoded, most others kept.
-fn escape_okhttp(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/:,;@!$()*[]{}".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn head(path: &str, headers: &[(&str, String)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + path.len());
-    out.extend_from_slice(b"POST ");
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (k, v) in headers {
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-fn sized(p: Protocol, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> Prepared {
-    let mut out = head(path, headers);
-    out.extend_from_slice(&body);
+    req.target = format!("{}{}", t.base_path, req.target);
     Prepared {
         protocol: p,
-        bytes: Bytes::from(out),
-        body: Bytes::from(body),
-    }
-}
-
-/// Frames `body` as `Transfer-Encoding: chunked` in chunks of `chunk` bytes.
-fn chunked(
-    p: Protocol,
-    path: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-    chunk: usize,
-) -> Prepared {
-    let mut out = head(path, headers);
-    for c in body.chunks(chunk.max(1)) {
-        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-        out.extend_from_slice(c);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"0\r\n\r\n");
-    Prepared {
-        protocol: p,
-        bytes: Bytes::from(out),
-        body: Bytes::from(body),
+        bytes: Bytes::from(req.render(&t.host)),
+        body: Bytes::from(req.body),
+        series: req.series,
     }
 }
 
@@ -563,56 +328,72 @@ mod tests {
 
     #[test]
     fn every_protocol_renders_a_parsable_request() {
-        let all =
-            prepare(Protocol::Mix, &target(), &opts(Source::Fixtures(None))).expect("fixtures");
-        assert_eq!(all.len(), 6);
-        for p in &all {
-            let mut slots = [httparse::EMPTY_HEADER; 32];
-            let mut req = httparse::Request::new(&mut slots);
-            let n = match req.parse(&p.bytes) {
-                Ok(httparse::Status::Complete(n)) => n,
-                other => panic!("{:?}: {other:?}", p.protocol),
-            };
-            let chunked = req
-                .headers
-                .iter()
-                .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
-            assert_eq!(chunked, p.protocol == Protocol::IngestJfr);
-            if !chunked {
-                assert_eq!(&p.bytes[n..], &p.body[..], "{:?}", p.protocol);
-            }
-            assert!(
-                req.headers
+        for source in [Source::Generated, Source::Synthetic { size: 4096 }] {
+            let all = prepare(Protocol::Mix, &target(), &opts(source.clone())).expect("renders");
+            assert_eq!(all.len(), 6);
+            for p in &all {
+                let mut slots = [httparse::EMPTY_HEADER; 32];
+                let mut req = httparse::Request::new(&mut slots);
+                let n = match req.parse(&p.bytes) {
+                    Ok(httparse::Status::Complete(n)) => n,
+                    other => panic!("{:?}: {other:?}", p.protocol),
+                };
+                let chunked = req
+                    .headers
                     .iter()
-                    .any(|h| h.name.eq_ignore_ascii_case("x-scope-orgid") && h.value == b"t1")
+                    .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+                assert_eq!(chunked, p.protocol == Protocol::IngestJfr);
+                if !chunked {
+                    assert_eq!(&p.bytes[n..], &p.body[..], "{:?}", p.protocol);
+                }
+                assert!(
+                    req.headers
+                        .iter()
+                        .any(|h| h.name.eq_ignore_ascii_case("x-scope-orgid") && h.value == b"t1")
+                );
+            }
+            let push = &all[4];
+            assert_eq!(push.series.len(), 1, "{source:?}");
+            let path = std::str::from_utf8(&all[0].bytes[..200]).unwrap_or("");
+            assert!(
+                path.starts_with("POST /ingest?format=pprof&from=1795312290&name=feas.node.app%7B"),
+                "{path}"
             );
         }
-        // The push request is the captured body, byte for byte.
-        let push = &all[4];
-        assert_eq!(push.body.len(), 569);
-        let path = std::str::from_utf8(&all[0].bytes[..200]).unwrap_or("");
-        assert!(
-            path.starts_with("POST /ingest?format=pprof&from=1795312290&name=loadtest.node.app%7B"),
-            "{path}"
-        );
     }
 
     #[test]
-    fn synthetic_payloads_are_deterministic() {
-        let src = Source::Synthetic {
-            size: 4096,
-            fixtures: None,
-        };
-        let a = prepare(Protocol::Push, &target(), &opts(src.clone())).expect("synthetic");
-        let b = prepare(Protocol::Push, &target(), &opts(src)).expect("synthetic");
+    fn synthetic_payloads_are_deterministic_and_sized() {
+        let src = Source::Synthetic { size: 4096 };
+        let a = prepare(Protocol::IngestPprof, &target(), &opts(src.clone())).expect("synthetic");
+        let b = prepare(Protocol::IngestPprof, &target(), &opts(src)).expect("synthetic");
         assert_eq!(a[0].bytes, b[0].bytes);
         let len = a[0].body.len();
         assert!((3500..4700).contains(&len), "{len}");
     }
 
     #[test]
-    fn okhttp_escaping() {
-        assert_eq!(escape_okhttp("a b{c=d,e}"), "a%20b{c%3Dd,e}");
-        assert_eq!(escape("a b{c=d}"), "a+b%7Bc%3Dd%7D");
+    fn captured_source_reads_the_directory() {
+        let dir = std::env::temp_dir().join(format!("pyrogate-captured-{}", std::process::id()));
+        let err = prepare(
+            Protocol::Push,
+            &target(),
+            &opts(Source::Captured(dir.clone())),
+        )
+        .expect_err("missing files are an error");
+        assert!(err.contains("pyroscope-io-1.4.0-push.bin"), "{err}");
+        // A directory holding a Push body in the captured layout.
+        std::fs::create_dir_all(dir.join("clients")).expect("mkdir");
+        let sent = sdk::python_push(9);
+        std::fs::write(dir.join("clients/pyroscope-io-1.4.0-push.bin"), &sent.body).expect("write");
+        let got = prepare(
+            Protocol::Push,
+            &target(),
+            &opts(Source::Captured(dir.clone())),
+        )
+        .expect("reads");
+        assert_eq!(got[0].body[..], sent.body[..]);
+        assert_eq!(got[0].series, sent.series);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

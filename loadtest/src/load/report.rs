@@ -163,7 +163,7 @@ pub struct Report {
     pub connections: usize,
     pub threads: usize,
     pub driver: String,
-    /// `fixtures` or `synthetic`.
+    /// `generated`, `synthetic` or `captured`.
     pub payload: String,
     pub profile_size: Option<u64>,
     pub seed: u64,

@@ -1,10 +1,10 @@
-//! The framing checks Pyroscope applies to `/ingest` and Push bodies (PROTOCOL.md §2–§3),
+//! The framing checks Pyroscope applies to `/ingest` and Push bodies (docs/ingest.md §8–§12, docs/push.md §2–§8),
 //! as pure functions from a request to a verdict.
 //!
 //! The sink answers what Pyroscope would answer for *framing* problems: undecodable gzip,
 //! protobuf, multipart or JSON, a bad `name`, an unknown profile type. It does not apply the
 //! distributor's validation (label limits, ingestion window, …): a test sink must accept
-//! the fixtures, whose timestamps are years old.
+//! captured traffic, whose timestamps are years old, and agents' replayed requests.
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -17,7 +17,7 @@ use pyrogate::protocol::push_decode::{self, Codec, Protocol};
 use pyrogate::protocol::query;
 
 use crate::fnv;
-use crate::multipart::{self, Limits};
+use pyrogate::protocol::multipart::{self, Limits};
 
 /// How much of each body the sink checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,7 +50,7 @@ pub struct CheckLimits {
 }
 
 /// Go's gzip reader needs its 10-byte header before it can say anything, so shorter pprof
-/// input fails with EOF whatever it holds (PROTOCOL.md §2.6).
+/// input fails with EOF whatever it holds (docs/ingest.md §10).
 const MIN_PPROF: usize = 10;
 /// JFR recordings start with this magic.
 const JFR_MAGIC: &[u8] = b"FLR\0";
@@ -88,7 +88,7 @@ impl Rejection {
         }
     }
 
-    /// A Connect error: the status follows from the code (PROTOCOL.md §3.3).
+    /// A Connect error: the status follows from the code (docs/push.md §6).
     fn connect(code: Code, message: impl Into<String>) -> Self {
         Self::new(code.http_status(), code, message)
     }
@@ -239,7 +239,7 @@ fn push_inner(
                         format!("uncompressed profile payload size exceeds limit of {max} bytes"),
                     ),
                     // Pyroscope answers an undecodable raw_profile with a plain error, which
-                    // connect-go sends as `unknown` (500) (PROTOCOL.md §3.4).
+                    // connect-go sends as `unknown` (500) (docs/push.md §8).
                     PprofError::Invalid(why) => Rejection::connect(
                         Code::Unknown,
                         format!("failed to parse profile of series {si}: {why}"),
@@ -337,7 +337,7 @@ fn check_labels_snapshot(raw: &[u8], max: usize) -> Result<(), PprofError> {
 
 // === /ingest ===
 
-/// The `/ingest` error status → JSON `code` table (PROTOCOL.md §2.8).
+/// The `/ingest` error status → JSON `code` table (docs/ingest.md §12.1).
 pub fn ingest_code(status: u16) -> Code {
     match status {
         400 | 413 => Code::InvalidArgument,
@@ -377,7 +377,7 @@ pub fn ingest(head: &RequestHead, body: &Bytes, limits: CheckLimits) -> Verdict 
     }
 }
 
-/// The body format chosen by PROTOCOL.md §2.4 (first match wins).
+/// The body format chosen by docs/ingest.md §8 (first match wins).
 pub fn select_format(format: Option<&str>, content_type: &str) -> &'static str {
     let multipart = content_type.contains("multipart/form-data");
     match format {
@@ -586,7 +586,7 @@ fn check_lines(body: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The profile-type suffix table of PROTOCOL.md §2.7 (folded/lines/trie/tree/speedscope).
+/// The profile-type suffix table of docs/ingest.md §11 (folded/lines/trie/tree/speedscope).
 /// Returns the `__name__` the series gets.
 pub fn profile_type(app: &str) -> Result<&'static str, String> {
     let suffix = match app.rsplit_once('.') {
@@ -622,10 +622,9 @@ mod tests {
         max_profile: 4 << 20,
     };
 
-    fn fixture(rel: &str) -> Vec<u8> {
-        let p = format!("{}/../../shared/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-    }
+    use pyrogate_testdata::formats::{self, Part, Style};
+    use pyrogate_testdata::pprof::{Kind, Spec};
+    use pyrogate_testdata::sdk;
 
     fn head(s: &str) -> RequestHead {
         let end = find_head_end(s.as_bytes(), 0).expect("complete head");
@@ -646,8 +645,9 @@ mod tests {
     }
 
     #[test]
-    fn push_fixture_is_accepted_with_details() {
-        let body = Bytes::from(fixture("clients/pyroscope-io-1.4.0-push.bin"));
+    fn python_push_is_accepted_with_details() {
+        let sent = sdk::python_push(1);
+        let body = Bytes::from(sent.body.clone());
         let v = push(&push_head("application/proto", Some("gzip")), body, LIMITS);
         assert_eq!(v.error, None);
         assert_eq!(v.profiles, 1);
@@ -660,11 +660,9 @@ mod tests {
             ("__name__".into(), "process_cpu".into())
         );
         assert_eq!(d.series[0].labels[3].0, "service_name");
-        assert_eq!(
-            d.series[0].samples[0].id,
-            "cc6eb922-fbf0-4dbf-91e1-ed16428f51ca"
-        );
-        assert_eq!(d.series[0].samples[0].raw_len, 731);
+        let want = &sent.series[0].samples[0];
+        assert_eq!(d.series[0].samples[0].id, want.id);
+        assert_eq!(d.series[0].samples[0].raw_len, want.raw_profile.len());
         assert!(!d.series[0].samples[0].raw_gzip);
     }
 
@@ -729,7 +727,7 @@ mod tests {
 
     #[test]
     fn ingest_pprof_raw_and_name() {
-        let body = Bytes::from(fixture("clients/pyroscope-nodejs-0.6.4-ingest-wall.bin"));
+        let body = Bytes::from(sdk::node_ingest(1, 1_795_312_305, Kind::Wall).body);
         let q = "format=pprof&name=feas.node.app%7Benv%3Dfeas%7D&spyName=nodespy";
         let v = ingest(&ingest_head(q, "application/octet-stream"), &body, LIMITS);
         assert_eq!(v.error, None);
@@ -775,12 +773,10 @@ mod tests {
 
     #[test]
     fn ingest_multipart_go_style() {
-        let profile = fixture("pprof/req_2.pprof");
-        let cfg = fixture("pprof/req_2.st.json");
-        let mk = |parts: &[multipart::NewPart<'_>]| {
-            Bytes::from(multipart::build("bnd", parts, multipart::Style::Go))
-        };
-        let p = |name, data| multipart::NewPart {
+        let profile = Spec::new(2, Kind::Goroutine).gzip();
+        let cfg = formats::sample_type_config(Kind::Goroutine).as_bytes();
+        let mk = |parts: &[Part<'_>]| Bytes::from(formats::multipart("bnd", parts, Style::Go));
+        let p = |name, data| Part {
             name,
             filename: Some(if name == "profile" {
                 "profile.pprof"
@@ -796,7 +792,7 @@ mod tests {
         );
         let v = ingest(
             &h,
-            &mk(&[p("profile", &profile), p("sample_type_config", &cfg)]),
+            &mk(&[p("profile", &profile), p("sample_type_config", cfg)]),
             LIMITS,
         );
         assert_eq!(v.error, None);
@@ -808,7 +804,7 @@ mod tests {
         assert_eq!(d.parts.len(), 2);
         assert_eq!(d.parts[0].fnv, fnv::fnv1a64(&profile));
         // Missing profile → 200, nothing stored.
-        let v = ingest(&h, &mk(&[p("sample_type_config", &cfg)]), LIMITS);
+        let v = ingest(&h, &mk(&[p("sample_type_config", cfg)]), LIMITS);
         assert_eq!((status(&v), v.profiles), (200, 0));
         // Bad sample_type_config, prev_profile, corrupt profile → 422.
         for parts in [
@@ -836,38 +832,38 @@ mod tests {
 
     #[test]
     fn ingest_jfr() {
-        let jfr = fixture("jfr/dump1.jfr.gz");
-        let labels = fixture("jfr/dump1.labels.pb.gz");
-        let body = Bytes::from(multipart::build(
+        let jfr = formats::java_gzip(&formats::jfr(100_000, 1));
+        let labels = formats::java_gzip(&formats::labels_snapshot(4, 1));
+        let body = Bytes::from(formats::multipart(
             "u",
             &[
-                multipart::NewPart {
+                Part {
                     name: "jfr",
                     filename: Some("jfr"),
                     content_type: None,
                     data: &jfr,
                 },
-                multipart::NewPart {
+                Part {
                     name: "labels",
                     filename: Some("labels"),
                     content_type: Some("application/x-protobuf"),
                     data: &labels,
                 },
             ],
-            multipart::Style::OkHttp,
+            Style::OkHttp,
         ));
         let h = ingest_head("name=app.cpu&format=jfr", "multipart/form-data; boundary=u");
         let v = ingest(&h, &body, LIMITS);
         assert_eq!(v.error, None);
-        let no_jfr = Bytes::from(multipart::build(
+        let no_jfr = Bytes::from(formats::multipart(
             "u",
-            &[multipart::NewPart {
+            &[Part {
                 name: "labels",
                 filename: Some("labels"),
                 content_type: None,
                 data: &labels,
             }],
-            multipart::Style::OkHttp,
+            Style::OkHttp,
         ));
         let v = ingest(&h, &no_jfr, LIMITS);
         assert_eq!(
@@ -903,7 +899,7 @@ mod tests {
             status(&ingest(&h("name=app.cpu&format=speedscope"), &body, LIMITS)),
             422
         );
-        let ss = Bytes::from(fixture("speedscope/simple.speedscope.json"));
+        let ss = Bytes::from(formats::speedscope(10, 1));
         assert_eq!(
             status(&ingest(&h("name=app.cpu&format=speedscope"), &ss, LIMITS)),
             200

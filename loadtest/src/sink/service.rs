@@ -212,7 +212,7 @@ fn route_of(id: u8) -> Option<Route> {
 }
 
 /// The Connect code an error status carries on each route: Push inverts the Connect table
-/// (PROTOCOL.md §3.3), `/ingest` uses Pyroscope's HTTP→code table (§2.8).
+/// (docs/push.md §6), `/ingest` uses Pyroscope's HTTP→code table (docs/ingest.md §12.1).
 fn status_code(route: Route, status: u16) -> Code {
     match route {
         Route::Ingest => check::ingest_code(status),

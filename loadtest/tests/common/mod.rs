@@ -13,11 +13,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pyrogate-load");
 /// Every socket operation in a test is bounded by this.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn fixture(rel: &str) -> Vec<u8> {
-    let p = format!("{}/../../shared/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-}
-
 /// A running sink process; killed (and reaped) on drop.
 pub struct Sink {
     child: Child,

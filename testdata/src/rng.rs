@@ -1,4 +1,4 @@
-//! A small deterministic generator (SplitMix64) for repeatable payloads and traffic mixes.
+//! A small deterministic generator (SplitMix64) for repeatable test data and traffic mixes.
 //!
 //! `--seed` must reproduce the same bytes on every machine and Rust version, so this is
 //! written out rather than taken from a crate whose algorithm may change.

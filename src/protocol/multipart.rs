@@ -1,5 +1,4 @@
-//! `multipart/form-data`: a builder for the load generator's Go- and OkHttp-style uploads and
-//! a bounded parser for the sink.
+//! `multipart/form-data`: a bounded parser (`docs/ingest.md` §9.1).
 //!
 //! The parser follows Go's `mime/multipart` reader, which is what Pyroscope uses: a preamble
 //! before the first delimiter is skipped, the line ending (`\r\n`, or bare `\n` when the first
@@ -328,84 +327,11 @@ fn unquote(v: &str) -> String {
     out
 }
 
-// === building ===
-
-/// One part to write.
-#[derive(Debug, Clone, Copy)]
-pub struct NewPart<'a> {
-    pub name: &'a str,
-    pub filename: Option<&'a str>,
-    pub content_type: Option<&'a str>,
-    pub data: &'a [u8],
-}
-
-/// Which client's byte layout to reproduce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    /// Go `mime/multipart.Writer` (pyroscope-go): `Content-Disposition`, `Content-Type`.
-    Go,
-    /// OkHttp `MultipartBody` (pyroscope-java): `Content-Disposition`, `Content-Type` when
-    /// set, then `Content-Length`.
-    OkHttp,
-}
-
-/// The request `Content-Type` for `boundary`.
-pub fn content_type(boundary: &str) -> String {
-    format!("multipart/form-data; boundary={boundary}")
-}
-
-/// Writes a complete multipart body.
-pub fn build(boundary: &str, parts: &[NewPart<'_>], style: Style) -> Vec<u8> {
-    let size: usize = parts.iter().map(|p| p.data.len() + 200).sum();
-    let mut out = Vec::with_capacity(size + boundary.len() + 8);
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"--");
-        out.extend_from_slice(boundary.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Disposition: form-data; name=\"");
-        push_escaped(&mut out, p.name);
-        out.push(b'"');
-        if let Some(f) = p.filename {
-            out.extend_from_slice(b"; filename=\"");
-            push_escaped(&mut out, f);
-            out.push(b'"');
-        }
-        out.extend_from_slice(b"\r\n");
-        if let Some(ct) = p.content_type {
-            out.extend_from_slice(b"Content-Type: ");
-            out.extend_from_slice(ct.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        if style == Style::OkHttp {
-            out.extend_from_slice(format!("Content-Length: {}\r\n", p.data.len()).as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(p.data);
-    }
-    if !parts.is_empty() {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"--");
-    out.extend_from_slice(boundary.as_bytes());
-    out.extend_from_slice(b"--\r\n");
-    out
-}
-
-/// Go's `escapeQuotes`.
-fn push_escaped(out: &mut Vec<u8>, s: &str) {
-    for b in s.bytes() {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use pyrogate_testdata::formats::{Part as NewPart, Style, multipart as build};
 
     fn part<'a>(name: &'a str, filename: Option<&'a str>, data: &'a [u8]) -> NewPart<'a> {
         NewPart {

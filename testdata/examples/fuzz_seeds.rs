@@ -1,0 +1,114 @@
+//! Writes the fuzz targets' seed inputs, made from the project's generated requests:
+//! `cargo run -p pyrogate-testdata --example fuzz_seeds -- fuzz/seeds`.
+//!
+//! Each seed starts with its target's control byte, as described at the top of each target
+//! in `fuzz/fuzz_targets/`.
+
+use std::path::Path;
+
+use pyrogate_testdata::corpus::{self, FIXED_NOW_S};
+use pyrogate_testdata::gz::gzip;
+use pyrogate_testdata::pprof::Kind;
+use pyrogate_testdata::{push, sdk};
+
+fn write(dir: &Path, target: &str, name: &str, control: u8, data: &[u8]) -> std::io::Result<()> {
+    let d = dir.join(target);
+    std::fs::create_dir_all(&d)?;
+    let mut bytes = Vec::with_capacity(data.len() + 1);
+    bytes.push(control);
+    bytes.extend_from_slice(data);
+    std::fs::write(d.join(name), bytes)
+}
+
+fn main() -> std::io::Result<()> {
+    let Some(dir) = std::env::args().nth(1) else {
+        eprintln!("usage: fuzz_seeds DIR");
+        std::process::exit(2);
+    };
+    let dir = Path::new(&dir);
+    // Push decode: byte 0 = mode (bit 0 JSON, bit 1 gzip body, bit 2 gRPC-Web, bit 3
+    // grpc-encoding gzip).
+    let series = vec![push::python_series(1, "seed.app")];
+    let proto = push::encode(&series);
+    let json = push::json(&series);
+    write(dir, "push_decode", "proto", 0, &proto)?;
+    write(dir, "push_decode", "proto_gzip", 2, &gzip(&proto))?;
+    write(dir, "push_decode", "json", 1, &json)?;
+    write(
+        dir,
+        "push_decode",
+        "grpc_web",
+        4,
+        &push::grpc_frame(0, &proto),
+    )?;
+    write(
+        dir,
+        "push_decode",
+        "grpc_web_gzip",
+        4 | 8,
+        &push::grpc_frame(1, &gzip(&proto)),
+    )?;
+    // HTTP head: byte 0 = read step; the head of an agent's request (body cut off).
+    let head = |r: &sdk::Request| {
+        let bytes = r.render("127.0.0.1:4040");
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(bytes.len(), |i| i + 4);
+        bytes[..end].to_vec()
+    };
+    write(
+        dir,
+        "http_head",
+        "python_push",
+        64,
+        &head(&sdk::python_push(1)),
+    )?;
+    write(
+        dir,
+        "http_head",
+        "node_ingest",
+        17,
+        &head(&sdk::node_ingest(1, FIXED_NOW_S, Kind::Wall)),
+    )?;
+    write(
+        dir,
+        "http_head",
+        "java_jfr_chunked",
+        5,
+        &head(&sdk::java_jfr(1, FIXED_NOW_S, 4096)),
+    )?;
+    // Label sets: the `name` of every generated /ingest request (no control byte).
+    let d = dir.join("labelset");
+    std::fs::create_dir_all(&d)?;
+    for case in corpus::every_route_and_format(1, FIXED_NOW_S) {
+        let Some(q) = case.request.query() else {
+            continue;
+        };
+        let Some(name) = q.split('&').find_map(|kv| kv.strip_prefix("name=")) else {
+            continue;
+        };
+        std::fs::write(d.join(case.name()), unescape(name))?;
+    }
+    Ok(())
+}
+
+/// `%XX` and `+` decoding of a query value (enough for the generated names).
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
