@@ -152,7 +152,6 @@ fn bench_fanout(c: &mut Criterion) {
                 body_len: body.len(),
                 tenant: None,
                 deadline: now + Duration::from_secs(10),
-                caller_deadline: false,
                 received_at: now,
                 profiles: 1,
                 profile_bytes: body.len() as u64,

@@ -5,11 +5,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use std::sync::Arc;
+
 use pyrogate::config::{Cli, Config, LogFormat};
 use pyrogate::forward::Forwarder;
+use pyrogate::gateway::{self, Route};
 use pyrogate::metrics::Metrics;
 use pyrogate::runtime::signals::{self, Signal};
-use pyrogate::runtime::{Server, driver, listener};
+use pyrogate::runtime::{Server, Settings, driver, listener};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,7 +43,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let metrics = Metrics::new(config.runtime.workers, config.server.conn_limit);
+    let metrics = Metrics::new(
+        config.runtime.workers,
+        config.server.conn_limit,
+        &Route::LABELS,
+    );
     let forwarder = match pyrogate::forward::start(&config, &metrics.registry, driver.kind) {
         Ok(f) => f,
         Err(e) => {
@@ -48,7 +55,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let server = match Server::start(config.clone(), forwarder.clone(), metrics, driver) {
+    let factory = gateway::Factory {
+        forwarder: forwarder.clone(),
+        config: Arc::new(config.clone()),
+    };
+    let server = match Server::start(Settings::from_config(&config), factory, metrics, driver) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pyrogate: {e}");
@@ -76,10 +87,11 @@ fn main() -> ExitCode {
     );
     spawn_watchdog(server.shared().clone());
     pyrogate::runtime::notify::ready();
+    let mut running = config;
     loop {
         match signals::wait() {
             Ok(Signal::Terminate) | Ok(Signal::Interrupt) => break,
-            Ok(Signal::Hangup) => reload(&cli, &server, &forwarder),
+            Ok(Signal::Hangup) => reload(&cli, &server, &forwarder, &mut running),
             Err(e) => {
                 tracing::error!(error = %e, "sigwait failed; shutting down");
                 break;
@@ -87,7 +99,7 @@ fn main() -> ExitCode {
         }
     }
     pyrogate::runtime::notify::stopping();
-    let timeout = server.shared().config().server.graceful_shutdown_timeout;
+    let timeout = server.shared().settings().graceful_shutdown_timeout;
     tracing::info!(timeout = ?timeout, "draining: no new connections, finishing in-flight requests");
     let deadline = std::time::Instant::now() + timeout;
     // A second SIGTERM/SIGINT while draining forces the exit (the double Ctrl-C).
@@ -108,18 +120,29 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn reload(cli: &Cli, server: &Server, forwarder: &Forwarder) {
+fn reload(
+    cli: &Cli,
+    server: &Server<gateway::Factory>,
+    forwarder: &Forwarder,
+    running: &mut Config,
+) {
     pyrogate::runtime::notify::reloading();
     let result = Config::load(cli)
         .map_err(|e| e.to_string())
         .and_then(|cfg| {
+            if cfg.runtime.driver != running.runtime.driver {
+                tracing::warn!("reload: runtime.driver applies at the next restart");
+            }
+            let cfg = Arc::new(cfg);
             server
-                .reload(cfg, |c| forwarder.reload(c).map_err(|e| e.to_string()))
-                .map_err(|e| e.to_string())
+                .reload(Settings::from_config(&cfg), cfg.clone(), || {
+                    forwarder.reload(&cfg).map_err(|e| e.to_string())
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(cfg)
         });
     match result {
-        Ok(()) => {
-            let cfg = server.shared().config();
+        Ok(cfg) => {
             let endpoints: Vec<&str> = cfg
                 .endpoints
                 .iter()
@@ -131,6 +154,7 @@ fn reload(cli: &Cli, server: &Server, forwarder: &Forwarder) {
                 endpoints = ?endpoints,
                 "configuration reloaded"
             );
+            *running = (*cfg).clone();
         }
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; keeping the running configuration");

@@ -121,7 +121,7 @@ mod tests {
     fn fail(status: u16) -> Delivery {
         Delivery::Failed(Outcome::Rejected {
             status,
-            connect_code: None,
+            code: None,
             message: String::new(),
         })
     }

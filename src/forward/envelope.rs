@@ -6,12 +6,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-/// Which downstream API the envelope is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Ingest,
-    Push,
-}
+pub use super::kind::Kind;
+use crate::protocol::connect::Code;
 
 #[derive(Debug)]
 pub struct Envelope {
@@ -29,9 +25,6 @@ pub struct Envelope {
     /// When the caller must have its answer (server write timeout, or the caller's own
     /// Connect/gRPC timeout when shorter).
     pub deadline: Instant,
-    /// Whether `deadline` came from the caller (then pyrogate answers before it with a
-    /// retryable status rather than letting the caller's timer fire).
-    pub caller_deadline: bool,
     pub received_at: Instant,
     /// Profiles in the request (Push: samples; /ingest: 1), for the sent/dropped metrics.
     pub profiles: u64,
@@ -47,8 +40,8 @@ pub enum Outcome {
     /// A destination refused the profile for good (a 4xx that retrying cannot fix).
     Rejected {
         status: u16,
-        /// The downstream's Connect error code name, when it sent one.
-        connect_code: Option<String>,
+        /// The downstream's Connect error code, when it sent one.
+        code: Option<Code>,
         message: String,
     },
     /// Retries were exhausted or the deadline is near: the caller may retry later.

@@ -11,6 +11,7 @@
 pub mod ack;
 pub mod destination;
 pub mod envelope;
+pub mod kind;
 pub mod metrics;
 pub mod retry;
 pub mod tls;
@@ -211,13 +212,9 @@ impl Forwarder {
                 message: "destinations did not answer before the deadline".into(),
             },
         };
-        let total = match kind {
-            Kind::Push => "push_total",
-            Kind::Ingest => "ingest_total",
-        };
         core.metrics
             .latency
-            .with_label_values(&["-", total])
+            .with_label_values(&["-", kind.latency_total()])
             .observe(started.elapsed().as_secs_f64());
         outcome
     }

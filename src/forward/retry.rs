@@ -8,10 +8,8 @@
 
 use std::time::Duration;
 
-use crate::forward::envelope::Kind;
-use crate::http::client::{ClientError, ClientResponse};
-use crate::protocol::connect::{self, Code};
-use crate::protocol::push::code_for_downstream_status;
+use crate::http::client::ClientError;
+use crate::protocol::connect::Code;
 
 /// One attempt's result, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,48 +27,6 @@ pub enum Attempt {
         retry_after: Option<Duration>,
         message: String,
     },
-}
-
-/// Classifies a downstream response.
-pub fn classify_response(kind: Kind, resp: &ClientResponse, retry_on_429: bool) -> Attempt {
-    if (200..300).contains(&resp.status) {
-        return Attempt::Delivered;
-    }
-    let body = String::from_utf8_lossy(&resp.body).trim_end().to_string();
-    let message = format!(
-        "remote error: pyroscope write error: status={} msg={}",
-        resp.status, body
-    );
-    let (retry, code) = match kind {
-        Kind::Ingest => {
-            let retry = match resp.status {
-                429 => retry_on_429,
-                408 => true,
-                s if s >= 500 => true,
-                _ => false,
-            };
-            (retry, None)
-        }
-        Kind::Push => {
-            let code = connect::parse_error_body(&resp.body)
-                .map(|(c, _)| c)
-                .unwrap_or_else(|| code_for_downstream_status(resp.status));
-            (connect::is_retryable_alloy(code, retry_on_429), Some(code))
-        }
-    };
-    if retry {
-        Attempt::Retryable {
-            status: Some(resp.status),
-            retry_after: resp.retry_after,
-            message,
-        }
-    } else {
-        Attempt::Permanent {
-            status: resp.status,
-            code,
-            message,
-        }
-    }
 }
 
 /// Transport errors and timeouts are always retried (Alloy retries any non-Connect error).
@@ -141,93 +97,6 @@ pub fn sleep_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
-    fn resp(status: u16, body: &str) -> ClientResponse {
-        ClientResponse {
-            status,
-            body: Bytes::copy_from_slice(body.as_bytes()),
-            retry_after: None,
-            content_type_json: body.starts_with('{'),
-            reusable: true,
-        }
-    }
-
-    fn retried(a: Attempt) -> bool {
-        matches!(a, Attempt::Retryable { .. })
-    }
-
-    #[test]
-    fn ingest_matrix() {
-        let k = Kind::Ingest;
-        assert_eq!(
-            classify_response(k, &resp(200, ""), true),
-            Attempt::Delivered
-        );
-        assert!(retried(classify_response(k, &resp(503, "x"), true)));
-        assert!(retried(classify_response(k, &resp(500, "x"), false)));
-        assert!(retried(classify_response(k, &resp(408, ""), false)));
-        assert!(retried(classify_response(k, &resp(429, ""), true)));
-        assert!(!retried(classify_response(k, &resp(429, ""), false)));
-        assert!(!retried(classify_response(k, &resp(400, "bad"), true)));
-        assert!(!retried(classify_response(k, &resp(302, ""), true)));
-        match classify_response(k, &resp(400, "I don't like your profile\n"), true) {
-            Attempt::Permanent { message, .. } => assert_eq!(
-                message,
-                "remote error: pyroscope write error: status=400 msg=I don't like your profile"
-            ),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn push_matrix() {
-        let k = Kind::Push;
-        let ce = |c: &str| format!("{{\"code\":\"{c}\",\"message\":\"m\"}}");
-        assert!(!retried(classify_response(
-            k,
-            &resp(400, &ce("invalid_argument")),
-            true
-        )));
-        assert!(retried(classify_response(
-            k,
-            &resp(429, &ce("resource_exhausted")),
-            true
-        )));
-        assert!(!retried(classify_response(
-            k,
-            &resp(429, &ce("resource_exhausted")),
-            false
-        )));
-        assert!(retried(classify_response(
-            k,
-            &resp(503, &ce("unavailable")),
-            false
-        )));
-        assert!(retried(classify_response(
-            k,
-            &resp(500, &ce("internal")),
-            false
-        )));
-        assert!(retried(classify_response(
-            k,
-            &resp(500, &ce("unknown")),
-            false
-        )));
-        assert!(!retried(classify_response(
-            k,
-            &resp(401, &ce("unauthenticated")),
-            true
-        )));
-        // Without a Connect body the status keeps its meaning (not connect-go's inference).
-        assert!(!retried(classify_response(k, &resp(400, "plain"), true)));
-        assert!(!retried(classify_response(k, &resp(429, "plain"), false)));
-        assert!(retried(classify_response(k, &resp(502, "plain"), false)));
-        match classify_response(k, &resp(400, &ce("invalid_argument")), true) {
-            Attempt::Permanent { code, .. } => assert_eq!(code, Some(Code::InvalidArgument)),
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn dskit_backoff_windows() {

@@ -21,7 +21,7 @@ use super::Core;
 use super::ack::Delivery;
 use super::destination::{Destination, Job};
 use super::envelope::{Envelope, Kind, Outcome};
-use super::retry::{Attempt, Backoff, classify_error, classify_response, sleep_for};
+use super::retry::{Attempt, Backoff, classify_error, sleep_for};
 use crate::http::client::{ClientConn, ClientError};
 use crate::http::response::push_u64;
 use crate::util::notify::LocalNotify;
@@ -219,10 +219,7 @@ async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Del
     let mut attempt: u32 = 0;
     let mut last_status: Option<u16> = None;
     let mut last_message = String::from("deadline exceeded before the first attempt");
-    let verb = match job.env.kind {
-        Kind::Push => "push",
-        Kind::Ingest => "ingest",
-    };
+    let verb = job.env.kind.verb();
     loop {
         let now = Instant::now();
         let remaining = job
@@ -256,7 +253,7 @@ async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Del
             } => {
                 return Delivery::Failed(Outcome::Rejected {
                     status,
-                    connect_code: code.map(|c| c.name().to_string()),
+                    code,
                     message: format!(
                         "failed to {verb} to endpoint {} ({attempt} retries): {message}",
                         cfg.url_string
@@ -331,7 +328,7 @@ async fn send(job: &Job, d: &Destination, state: &Local, budget: Duration, core:
         };
         match conn.request(head.clone(), &job.env.body, deadline).await {
             Ok(resp) => {
-                let verdict = classify_response(job.env.kind, &resp, d.cfg.retry_on_http_429);
+                let verdict = job.env.kind.classify(&resp, d.cfg.retry_on_http_429);
                 if resp.reusable && pool.idle.borrow().len() < core.snapshot().max_idle_conns {
                     pool.idle.borrow_mut().push(conn);
                 }
@@ -397,11 +394,7 @@ fn build_head(env: &Envelope, d: &Destination, budget: Duration, core: &Core) ->
         h.extend_from_slice(ct.as_bytes());
         h.extend_from_slice(b"\r\n");
     }
-    if env.kind == Kind::Push {
-        h.extend_from_slice(b"Connect-Protocol-Version: 1\r\nConnect-Timeout-Ms: ");
-        push_u64(&mut h, budget.as_millis().max(1) as u64);
-        h.extend_from_slice(b"\r\n");
-    }
+    env.kind.write_attempt_headers(&mut h, budget);
     if d.cfg.tenant_id.is_none()
         && core.snapshot().forward_tenant
         && let Some(t) = &env.tenant

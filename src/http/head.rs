@@ -8,6 +8,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
+use crate::metrics::RejectReason;
+
 /// Headers beyond this count are answered with 431, like an oversized head. Real SDKs send
 /// fewer than 15.
 pub const MAX_HEADERS: usize = 100;
@@ -66,13 +68,13 @@ impl HeadError {
         }
     }
 
-    /// Label value for the rejected-requests metric.
-    pub fn reason(self) -> &'static str {
+    /// Why the request is refused, for the rejected-requests metric.
+    pub fn reason(self) -> RejectReason {
         match self {
-            HeadError::TooLarge | HeadError::TooManyHeaders => "header_too_large",
-            HeadError::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
-            HeadError::UnsupportedExpect => "unsupported_expect",
-            _ => "bad_request",
+            HeadError::TooLarge | HeadError::TooManyHeaders => RejectReason::HeaderTooLarge,
+            HeadError::UnsupportedTransferEncoding => RejectReason::UnsupportedTransferEncoding,
+            HeadError::UnsupportedExpect => RejectReason::UnsupportedExpect,
+            _ => RejectReason::BadRequest,
         }
     }
 }

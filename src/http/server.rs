@@ -24,6 +24,7 @@ use monoio::net::TcpStream;
 use super::chunked::{ChunkedDecoder, ChunkedError, Progress};
 use super::head::{BodyFraming, Method, RequestHead, find_head_end};
 use super::response::Response;
+use crate::metrics::RejectReason;
 use crate::util::coarse_timer::CoarseTimer;
 use crate::util::notify::LocalSignal;
 
@@ -83,16 +84,17 @@ impl ConnEnv {
     }
 }
 
-/// The decision taken from the head alone, before any body byte is read.
-pub enum Admission {
-    Accept { route: u8, max_body: u64 },
-    Respond { route: u8, response: Response },
+/// The decision taken from the head alone, before any body byte is read. `R` is the
+/// service's own route type: what it learnt from the head travels with the request.
+pub enum Admission<R> {
+    Accept { route: R, max_body: u64 },
+    Respond { route: R, response: Response },
 }
 
-pub struct Request {
+pub struct Request<R> {
     pub head: RequestHead,
     pub body: Bytes,
-    pub route: u8,
+    pub route: R,
     /// When the first byte of the request arrived.
     pub received_at: Instant,
     /// The server's own answer deadline (end of head + write timeout); the service should
@@ -101,22 +103,35 @@ pub struct Request {
 }
 
 pub trait Service: 'static {
-    fn admit(&self, head: &RequestHead) -> Admission;
-    fn call(&self, req: Request) -> impl Future<Output = Response>;
-    /// Called once per response written (including the loop's own error responses, with
-    /// `route` = the admission's route or [`ROUTE_NONE`]).
-    fn record(&self, _route: u8, _status: u16, _elapsed: Duration, _body_bytes: u64) {}
-    /// Called when the loop refuses a request itself; `reason` is a metric label value.
-    fn rejected(&self, _reason: &'static str) {}
-    /// The body of an error the loop answers itself (413, 408, 400 on a known route), so a
-    /// route can speak its own protocol (Connect JSON on Push).
-    fn error_response(&self, _route: u8, status: u16, message: &str) -> Response {
+    /// What `admit` learns from the head and hands to `call` (a copy is kept for the
+    /// accounting and for the loop's own error answers).
+    type Route: Clone;
+    fn admit(&self, head: &RequestHead) -> Admission<Self::Route>;
+    fn call(&self, req: Request<Self::Route>) -> impl Future<Output = Response>;
+    /// Called once per response written, including the loop's own error responses (with
+    /// the admitted route, or `None` when the head could not be read).
+    fn record(
+        &self,
+        _route: Option<&Self::Route>,
+        _status: u16,
+        _elapsed: Duration,
+        _body_bytes: u64,
+    ) {
+    }
+    /// Called when the loop refuses a request itself.
+    fn rejected(&self, _reason: RejectReason) {}
+    /// The response to an error the loop answers itself (413, 408, 400, 503 on a known
+    /// route), so a route can speak its own protocol (Connect JSON on Push).
+    fn error_response(
+        &self,
+        _route: Option<&Self::Route>,
+        _reason: RejectReason,
+        status: u16,
+        message: &str,
+    ) -> Response {
         Response::text(status, format!("{message}\n"))
     }
 }
-
-/// Route value for responses written before a route was known.
-pub const ROUTE_NONE: u8 = u8::MAX;
 
 enum ReadOutcome {
     Data,
@@ -286,7 +301,7 @@ async fn serve_one<S: Service>(
             return fail(
                 c,
                 svc,
-                "header_too_large",
+                RejectReason::HeaderTooLarge,
                 431,
                 "request header fields too large",
             )
@@ -304,7 +319,7 @@ async fn serve_one<S: Service>(
         match c.read_more(want, read_deadline).await {
             ReadOutcome::Data => {}
             ReadOutcome::TimedOut if partial => {
-                return fail(c, svc, "read_timeout", 408, "request timeout").await;
+                return fail(c, svc, RejectReason::ReadTimeout, 408, "request timeout").await;
             }
             _ => return Next::Close,
         }
@@ -313,7 +328,7 @@ async fn serve_one<S: Service>(
         return fail(
             c,
             svc,
-            "header_too_large",
+            RejectReason::HeaderTooLarge,
             431,
             "request header fields too large",
         )
@@ -328,7 +343,7 @@ async fn serve_one<S: Service>(
     let (route, max_body) = match svc.admit(&head) {
         Admission::Accept { route, max_body } => (route, max_body),
         Admission::Respond { route, response } => {
-            return respond_early(c, svc, &head, route, response, started, limits).await;
+            return respond_early(c, svc, &head, &route, response, started, limits).await;
         }
     };
     // --- body ---
@@ -336,7 +351,7 @@ async fn serve_one<S: Service>(
         BodyFraming::None => Bytes::new(),
         BodyFraming::Length(n) => {
             if n > max_body {
-                return fail_body(c, svc, route, BodyFailure::TooLarge, started).await;
+                return fail_body(c, svc, &route, BodyFailure::TooLarge, started).await;
             }
             let n = n as usize;
             if head.expect_continue && c.buf.len() < n && !send_continue(c, read_deadline).await {
@@ -354,7 +369,7 @@ async fn serve_one<S: Service>(
                 match c.read_more(want, read_deadline).await {
                     ReadOutcome::Data => {}
                     ReadOutcome::TimedOut => {
-                        return fail_body(c, svc, route, BodyFailure::TimedOut, started).await;
+                        return fail_body(c, svc, &route, BodyFailure::TimedOut, started).await;
                     }
                     _ => return Next::Close,
                 }
@@ -367,7 +382,7 @@ async fn serve_one<S: Service>(
             }
             match read_chunked(c, max_body, read_deadline).await {
                 Ok(b) => b,
-                Err(Some(why)) => return fail_body(c, svc, route, why, started).await,
+                Err(Some(why)) => return fail_body(c, svc, &route, why, started).await,
                 Err(None) => return Next::Close,
             }
         }
@@ -376,6 +391,7 @@ async fn serve_one<S: Service>(
     let body_len = body.len() as u64;
     let keep_alive = head.keep_alive;
     let http10 = head.minor_version == 0;
+    let admitted = route.clone();
     let req = Request {
         head,
         body,
@@ -388,17 +404,22 @@ async fn serve_one<S: Service>(
     let resp = match monoio::time::timeout_at(deadline.into(), Box::pin(svc.call(req))).await {
         Ok(r) => r,
         Err(_) => {
-            svc.rejected("write_timeout");
-            svc.error_response(route, 503, "Service Unavailable")
-                .header("Retry-After", "1")
-                .closing()
+            svc.rejected(RejectReason::WriteTimeout);
+            svc.error_response(
+                Some(&admitted),
+                RejectReason::WriteTimeout,
+                503,
+                "Service Unavailable",
+            )
+            .header("Retry-After", "1")
+            .closing()
         }
     };
     let close = resp.close || !keep_alive || env.drain.is_fired() || too_old;
     let resp = persistence(resp, close, http10);
     let status = resp.status;
     let written = c.write_response(&resp, head_only, deadline).await;
-    svc.record(route, status, started.elapsed(), body_len);
+    svc.record(Some(&admitted), status, started.elapsed(), body_len);
     if !written || close {
         return Next::Close;
     }
@@ -442,7 +463,7 @@ async fn send_continue(c: &mut Conn, deadline: Instant) -> bool {
     )
 }
 
-/// Why a body could not be read; each is answered with its own status and reason label.
+/// Why a body could not be read; each is answered with its own status and reason.
 #[derive(Debug, Clone, Copy)]
 enum BodyFailure {
     TooLarge,
@@ -451,11 +472,11 @@ enum BodyFailure {
 }
 
 impl BodyFailure {
-    fn parts(self) -> (&'static str, u16, &'static str) {
+    fn parts(self) -> (RejectReason, u16, &'static str) {
         match self {
-            BodyFailure::TooLarge => ("body_too_large", 413, "request body too large"),
-            BodyFailure::Malformed => ("bad_request", 400, "malformed chunked body"),
-            BodyFailure::TimedOut => ("read_timeout", 408, "request timeout"),
+            BodyFailure::TooLarge => (RejectReason::BodyTooLarge, 413, "request body too large"),
+            BodyFailure::Malformed => (RejectReason::BadRequest, 400, "malformed chunked body"),
+            BodyFailure::TimedOut => (RejectReason::ReadTimeout, 408, "request timeout"),
         }
     }
 }
@@ -463,12 +484,12 @@ impl BodyFailure {
 async fn fail_body<S: Service>(
     c: &mut Conn,
     svc: &Rc<S>,
-    route: u8,
+    route: &S::Route,
     why: BodyFailure,
     started: Instant,
 ) -> Next {
     let (reason, status, msg) = why.parts();
-    fail_route(c, svc, route, reason, status, msg, Some(started)).await
+    fail_route(c, svc, Some(route), reason, status, msg, Some(started)).await
 }
 
 /// Reads a chunked body; `Err(None)` means the client went away.
@@ -508,7 +529,7 @@ async fn respond_early<S: Service>(
     c: &mut Conn,
     svc: &Rc<S>,
     head: &RequestHead,
-    route: u8,
+    route: &S::Route,
     resp: Response,
     started: Instant,
     limits: ConnLimits,
@@ -528,7 +549,7 @@ async fn respond_early<S: Service>(
     let ok = c
         .write_response(&resp, head.method == Method::Head, deadline)
         .await;
-    svc.record(route, status, started.elapsed(), 0);
+    svc.record(Some(route), status, started.elapsed(), 0);
     match (ok, close, skip) {
         (true, false, _) => Next::KeepAlive,
         (true, true, None) if !head.expect_continue => Next::Linger,
@@ -539,25 +560,25 @@ async fn respond_early<S: Service>(
 async fn fail<S: Service>(
     c: &mut Conn,
     svc: &Rc<S>,
-    reason: &'static str,
+    reason: RejectReason,
     status: u16,
     msg: &str,
 ) -> Next {
-    fail_route(c, svc, ROUTE_NONE, reason, status, msg, None).await
+    fail_route(c, svc, None, reason, status, msg, None).await
 }
 
 /// Writes an error response and closes (lingering when request bytes may still arrive).
 async fn fail_route<S: Service>(
     c: &mut Conn,
     svc: &Rc<S>,
-    route: u8,
-    reason: &'static str,
+    route: Option<&S::Route>,
+    reason: RejectReason,
     status: u16,
     msg: &str,
     started: Option<Instant>,
 ) -> Next {
     svc.rejected(reason);
-    let resp = svc.error_response(route, status, msg).closing();
+    let resp = svc.error_response(route, reason, status, msg).closing();
     let ok = c
         .write_response(&resp, false, Instant::now() + Duration::from_secs(1))
         .await;
@@ -567,7 +588,7 @@ async fn fail_route<S: Service>(
         started.map_or(Duration::ZERO, |s| s.elapsed()),
         0,
     );
-    if ok && reason != "read_timeout" {
+    if ok && reason.lingers() {
         Next::Linger
     } else {
         Next::Close
@@ -635,13 +656,14 @@ mod tests {
 
     struct Nop;
     impl Service for Nop {
-        fn admit(&self, _: &RequestHead) -> Admission {
+        type Route = ();
+        fn admit(&self, _: &RequestHead) -> Admission<()> {
             Admission::Accept {
-                route: 0,
+                route: (),
                 max_body: 0,
             }
         }
-        async fn call(&self, _: Request) -> Response {
+        async fn call(&self, _: Request<()>) -> Response {
             Response::new(200)
         }
     }

@@ -8,21 +8,17 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Routes as they appear in the `route` label (Alloy/dskit names where they exist).
-pub const ROUTES: [&str; 6] = [
-    "ingest",
-    "push_v1_pusherservice",
-    "metrics",
-    "ready",
-    "healthy",
-    "other",
-];
-pub const ROUTE_INGEST: u8 = 0;
-pub const ROUTE_PUSH: u8 = 1;
-pub const ROUTE_METRICS: u8 = 2;
-pub const ROUTE_READY: u8 = 3;
-pub const ROUTE_HEALTHY: u8 = 4;
-pub const ROUTE_OTHER: u8 = 5;
+/// How a route appears in the metrics. The service that owns the routes (the gateway)
+/// publishes one per route, in the order of its route indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteLabel {
+    /// The `route` label (Alloy/dskit names where they exist).
+    pub name: &'static str,
+    /// The `method` label of the duration histogram.
+    pub method: &'static str,
+    /// Whether `pyroscope_receive_http_inflight_requests` is reported for it.
+    pub inflight: bool,
+}
 
 /// Status codes tracked individually; anything else lands in the last slot with its class.
 pub const STATUSES: [u16; 20] = [
@@ -37,24 +33,58 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 ];
 const N_BUCKETS: usize = DURATION_BUCKETS.len();
 
-/// Reasons the server itself refused a connection or request.
-pub const REJECT_REASONS: [&str; 9] = [
-    "conn_limit",
-    "header_too_large",
-    "body_too_large",
-    "read_timeout",
-    "write_timeout",
-    "bad_request",
-    "unsupported_transfer_encoding",
-    "unsupported_expect",
-    "queue_full",
-];
+/// Why the server itself refused a connection or request: the `reason` label of
+/// `pyrogate_rejected_total`, and what the connection does after answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    ConnLimit,
+    HeaderTooLarge,
+    BodyTooLarge,
+    ReadTimeout,
+    WriteTimeout,
+    BadRequest,
+    UnsupportedTransferEncoding,
+    UnsupportedExpect,
+    QueueFull,
+}
 
-pub fn reject_index(reason: &str) -> usize {
-    REJECT_REASONS
-        .iter()
-        .position(|r| *r == reason)
-        .unwrap_or(REJECT_REASONS.len() - 1)
+impl RejectReason {
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::ConnLimit,
+        RejectReason::HeaderTooLarge,
+        RejectReason::BodyTooLarge,
+        RejectReason::ReadTimeout,
+        RejectReason::WriteTimeout,
+        RejectReason::BadRequest,
+        RejectReason::UnsupportedTransferEncoding,
+        RejectReason::UnsupportedExpect,
+        RejectReason::QueueFull,
+    ];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            RejectReason::ConnLimit => "conn_limit",
+            RejectReason::HeaderTooLarge => "header_too_large",
+            RejectReason::BodyTooLarge => "body_too_large",
+            RejectReason::ReadTimeout => "read_timeout",
+            RejectReason::WriteTimeout => "write_timeout",
+            RejectReason::BadRequest => "bad_request",
+            RejectReason::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
+            RejectReason::UnsupportedExpect => "unsupported_expect",
+            RejectReason::QueueFull => "queue_full",
+        }
+    }
+
+    /// Whether request bytes may still be on their way after the answer, so the connection
+    /// should read and discard them for a moment before closing (a client that stopped
+    /// sending, as on a read timeout, gets a plain close).
+    pub const fn lingers(self) -> bool {
+        !matches!(self, RejectReason::ReadTimeout)
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
 }
 
 pub fn status_index(status: u16) -> usize {
@@ -93,30 +123,34 @@ pub struct CoreMetrics {
     pub connections: AtomicI64,
     pub connections_limit: AtomicU64,
     pub accepted: AtomicU64,
-    pub requests: [[AtomicU64; N_STATUS]; ROUTES.len()],
-    /// The status code of the "other" slot, remembered per route for its label.
-    pub durations: Box<[[Hist; N_STATUS]; ROUTES.len()]>,
-    pub received_bytes: [AtomicU64; ROUTES.len()],
-    pub inflight: [AtomicI64; ROUTES.len()],
-    pub rejected: [AtomicU64; REJECT_REASONS.len()],
+    /// Per route (index into the route labels), per status slot.
+    pub requests: Box<[[AtomicU64; N_STATUS]]>,
+    pub durations: Box<[[Hist; N_STATUS]]>,
+    pub received_bytes: Box<[AtomicU64]>,
+    pub inflight: Box<[AtomicI64]>,
+    pub rejected: [AtomicU64; RejectReason::ALL.len()],
 }
 
-impl Default for CoreMetrics {
-    fn default() -> Self {
+impl CoreMetrics {
+    /// Counters for `routes` routes.
+    pub fn new(routes: usize) -> Self {
+        let routes = routes.max(1);
         Self {
             connections: AtomicI64::new(0),
             connections_limit: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
-            requests: Default::default(),
-            durations: Box::default(),
-            received_bytes: Default::default(),
-            inflight: Default::default(),
+            requests: (0..routes).map(|_| Default::default()).collect(),
+            durations: (0..routes).map(|_| Default::default()).collect(),
+            received_bytes: (0..routes).map(|_| AtomicU64::new(0)).collect(),
+            inflight: (0..routes).map(|_| AtomicI64::new(0)).collect(),
             rejected: Default::default(),
         }
     }
-}
 
-impl CoreMetrics {
+    fn slot(&self, route: usize) -> usize {
+        route.min(self.requests.len() - 1)
+    }
+
     pub fn conn_opened(&self) {
         self.connections
             .store(self.connections.load(Relaxed) + 1, Relaxed);
@@ -132,21 +166,23 @@ impl CoreMetrics {
         self.connections_limit.store(quota, Relaxed);
     }
 
-    pub fn request_done(&self, route: u8, status: u16, elapsed: Duration, body_bytes: u64) {
-        let r = (route as usize).min(ROUTES.len() - 1);
+    /// One answered request on route index `route` (an index past the last route counts
+    /// for the last one, the catch-all).
+    pub fn request_done(&self, route: usize, status: u16, elapsed: Duration, body_bytes: u64) {
+        let r = self.slot(route);
         let s = status_index(status);
         add(&self.requests[r][s], 1);
         self.durations[r][s].observe(elapsed);
         add(&self.received_bytes[r], body_bytes);
     }
 
-    pub fn inflight_delta(&self, route: u8, delta: i64) {
-        let r = (route as usize).min(ROUTES.len() - 1);
+    pub fn inflight_delta(&self, route: usize, delta: i64) {
+        let r = self.slot(route);
         self.inflight[r].store(self.inflight[r].load(Relaxed) + delta, Relaxed);
     }
 
-    pub fn rejected(&self, reason: &str) {
-        add(&self.rejected[reject_index(reason)], 1);
+    pub fn rejected(&self, reason: RejectReason) {
+        add(&self.rejected[reason.index()], 1);
     }
 }
 
@@ -163,12 +199,15 @@ mod tests {
 
     #[test]
     fn records_by_route_and_status() {
-        let m = CoreMetrics::default();
-        m.request_done(ROUTE_INGEST, 200, Duration::from_millis(3), 100);
-        m.request_done(ROUTE_INGEST, 200, Duration::from_millis(30), 50);
-        m.request_done(ROUTE_PUSH, 418, Duration::from_secs(60), 0);
+        let m = CoreMetrics::new(2);
+        m.request_done(0, 200, Duration::from_millis(3), 100);
+        m.request_done(0, 200, Duration::from_millis(30), 50);
+        m.request_done(1, 418, Duration::from_secs(60), 0);
+        // Past the last route: the catch-all (last) slot.
+        m.request_done(9, 200, Duration::from_millis(1), 0);
         assert_eq!(m.requests[0][status_index(200)].load(Relaxed), 2);
         assert_eq!(m.requests[1][STATUSES.len()].load(Relaxed), 1);
+        assert_eq!(m.requests[1][status_index(200)].load(Relaxed), 1);
         assert_eq!(m.received_bytes[0].load(Relaxed), 150);
         let h = &m.durations[0][status_index(200)];
         assert_eq!(h.count.load(Relaxed), 2);
@@ -176,5 +215,26 @@ mod tests {
         assert_eq!(h.sum_us.load(Relaxed), 33_000);
         // 60s is above every bucket: counted, but in no finite bucket.
         assert_eq!(m.durations[1][STATUSES.len()].count.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn every_reject_reason_has_its_own_slot() {
+        let m = CoreMetrics::new(1);
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            for _ in 0..=i {
+                m.rejected(*r);
+            }
+        }
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(
+                m.rejected[r.index()].load(Relaxed),
+                i as u64 + 1,
+                "{}",
+                r.label()
+            );
+        }
+        assert!(!RejectReason::ReadTimeout.lingers());
+        assert!(RejectReason::BodyTooLarge.lingers());
     }
 }

@@ -11,22 +11,26 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, Registry, TextEncoder};
 
-pub use self::core::CoreMetrics;
-use self::core::{DURATION_BUCKETS, REJECT_REASONS, ROUTES, STATUSES, status_label};
+pub use self::core::{CoreMetrics, RejectReason, RouteLabel};
+use self::core::{DURATION_BUCKETS, STATUSES, status_label};
 
 pub struct Metrics {
     pub cores: Vec<Arc<CoreMetrics>>,
+    /// The routes the per-core counters are kept for, by index.
+    pub routes: &'static [RouteLabel],
     /// The global `conn_limit` (0 = unlimited), for Alloy's `..._tcp_connections_limit`.
     pub conn_limit: AtomicU64,
     pub registry: Registry,
 }
 
 impl Metrics {
-    pub fn new(workers: usize, conn_limit: u64) -> Arc<Self> {
+    /// Per-core counters for `workers` workers and the routes of the serving service.
+    pub fn new(workers: usize, conn_limit: u64, routes: &'static [RouteLabel]) -> Arc<Self> {
         Arc::new(Self {
             cores: (0..workers)
-                .map(|_| Arc::new(CoreMetrics::default()))
+                .map(|_| Arc::new(CoreMetrics::new(routes.len())))
                 .collect(),
+            routes,
             conn_limit: AtomicU64::new(conn_limit),
             registry: Registry::new(),
         })
@@ -91,12 +95,12 @@ impl Metrics {
                 .collect(),
         ));
         self.request_families(&mut fams);
-        let rejected: Vec<Metric> = REJECT_REASONS
+        let rejected: Vec<Metric> = RejectReason::ALL
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 let v: u64 = self.cores.iter().map(|c| c.rejected[i].load(Relaxed)).sum();
-                counter(&[("reason", r)], v as f64)
+                counter(&[("reason", r.label())], v as f64)
             })
             .collect();
         fams.push(family(
@@ -111,7 +115,7 @@ impl Metrics {
     fn request_families(&self, fams: &mut Vec<MetricFamily>) {
         let mut requests = Vec::new();
         let mut hists = Vec::new();
-        for (r, route) in ROUTES.iter().enumerate() {
+        for (r, route) in self.routes.iter().enumerate() {
             for s in 0..=STATUSES.len() {
                 let count: u64 = self
                     .cores
@@ -122,10 +126,9 @@ impl Metrics {
                     continue;
                 }
                 let status = status_label(s);
-                let method = if r <= 1 { "POST" } else { "GET" };
                 let labels = [
-                    ("method", method),
-                    ("route", *route),
+                    ("method", route.method),
+                    ("route", route.name),
                     ("status_code", status.as_str()),
                     ("ws", "false"),
                 ];
@@ -175,7 +178,8 @@ impl Metrics {
             MetricType::HISTOGRAM,
             hists,
         ));
-        let bytes: Vec<Metric> = ROUTES
+        let bytes: Vec<Metric> = self
+            .routes
             .iter()
             .enumerate()
             .map(|(r, route)| {
@@ -184,7 +188,7 @@ impl Metrics {
                     .iter()
                     .map(|c| c.received_bytes[r].load(Relaxed))
                     .sum();
-                counter(&[("route", route)], v as f64)
+                counter(&[("route", route.name)], v as f64)
             })
             .collect();
         fams.push(family(
@@ -193,13 +197,14 @@ impl Metrics {
             MetricType::COUNTER,
             bytes,
         ));
-        let inflight: Vec<Metric> = ROUTES
+        let inflight: Vec<Metric> = self
+            .routes
             .iter()
             .enumerate()
-            .take(2)
+            .filter(|(_, route)| route.inflight)
             .map(|(r, route)| {
                 let v: i64 = self.cores.iter().map(|c| c.inflight[r].load(Relaxed)).sum();
-                gauge(&[("method", "POST"), ("route", route)], v as f64)
+                gauge(&[("method", route.method), ("route", route.name)], v as f64)
             })
             .collect();
         fams.push(family(
@@ -253,17 +258,30 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    const ROUTES: [RouteLabel; 2] = [
+        RouteLabel {
+            name: "ingest",
+            method: "POST",
+            inflight: true,
+        },
+        RouteLabel {
+            name: "other",
+            method: "GET",
+            inflight: false,
+        },
+    ];
+
     #[test]
     fn sums_cores_in_text_format() {
-        let m = Metrics::new(2, 100);
+        let m = Metrics::new(2, 100, &ROUTES);
         m.cores[0].conn_opened();
         m.cores[1].conn_opened();
         m.cores[1].conn_opened();
         m.cores[0].set_limit(50);
         m.cores[1].set_limit(50);
-        m.cores[0].request_done(core::ROUTE_INGEST, 200, Duration::from_millis(2), 10);
-        m.cores[1].request_done(core::ROUTE_INGEST, 200, Duration::from_millis(2), 10);
-        m.cores[1].rejected("conn_limit");
+        m.cores[0].request_done(0, 200, Duration::from_millis(2), 10);
+        m.cores[1].request_done(0, 200, Duration::from_millis(2), 10);
+        m.cores[1].rejected(RejectReason::ConnLimit);
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
             text.contains("pyroscope_receive_http_tcp_connections{protocol=\"http\"} 3"),
@@ -283,5 +301,9 @@ mod tests {
         ));
         assert!(text.contains("pyrogate_rejected_total{reason=\"conn_limit\"} 1"));
         assert!(text.contains("pyrogate_received_bytes_total{route=\"ingest\"} 20"));
+        assert!(text.contains(
+            "pyroscope_receive_http_inflight_requests{method=\"POST\",route=\"ingest\"} 0"
+        ));
+        assert!(!text.contains("pyroscope_receive_http_inflight_requests{method=\"GET\""));
     }
 }

@@ -100,6 +100,37 @@ impl Code {
         }
     }
 
+    /// Pyroscope's HTTP status → code table: the `code` of the JSON error bodies its HTTP
+    /// handlers write (docs/ingest.md §12.1).
+    pub const fn from_http_status(status: u16) -> Code {
+        match status {
+            400 | 413 => Code::InvalidArgument,
+            401 => Code::Unauthenticated,
+            403 => Code::PermissionDenied,
+            404 => Code::Unimplemented,
+            412 => Code::FailedPrecondition,
+            429 | 431 => Code::ResourceExhausted,
+            499 => Code::Canceled,
+            502 | 503 => Code::Unavailable,
+            504 => Code::DeadlineExceeded,
+            _ => Code::Unknown,
+        }
+    }
+
+    /// The code pyrogate relays for a downstream refusal that carries no Connect body:
+    /// Pyroscope's table, except three statuses it leaves `unknown` that keep their meaning
+    /// here (408 → `deadline_exceeded`, 409 → `aborted`, 422 → `invalid_argument`, so a
+    /// permanent 422 is not resent). Unlike connect-go's client-side inference it never
+    /// turns a 400 into a retryable `internal` (docs/push.md §7.3).
+    pub const fn for_downstream_status(status: u16) -> Code {
+        match status {
+            408 => Code::DeadlineExceeded,
+            409 => Code::Aborted,
+            422 => Code::InvalidArgument,
+            s => Code::from_http_status(s),
+        }
+    }
+
     /// The code a connect-go (or gRPC) client infers from a non-200 response that carries no
     /// parsable Connect error body, e.g. a proxy's plain-text error (docs/push.md §7.1).
     /// Note the asymmetry with [`Code::http_status`]: 400 becomes `internal`, and 429 becomes
@@ -313,6 +344,15 @@ impl TimeoutError {
     pub const fn code(&self) -> Code {
         Code::InvalidArgument
     }
+}
+
+/// The headers of a Connect unary request with a deadline `timeout` from now (what
+/// connect-go's client sends: protocol version 1 and the remaining time in milliseconds,
+/// at least 1).
+pub fn write_unary_request_headers(out: &mut Vec<u8>, timeout: Duration) {
+    out.extend_from_slice(b"Connect-Protocol-Version: 1\r\nConnect-Timeout-Ms: ");
+    crate::http::response::push_u64(out, timeout.as_millis().max(1) as u64);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Parses `Connect-Timeout-Ms`: 1–10 ASCII digits, in milliseconds (docs/push.md §2).

@@ -1,100 +1,45 @@
-//! `POST /ingest`: the legacy SDK endpoint. The body, the raw query parameters and every
-//! `Content-Type` value are forwarded untouched; only `name` is rebuilt (canonical form,
-//! `service_name` rule, external labels), exactly as Alloy's `receive_http` +
-//! `pyroscope.write` do (docs/alloy-compat.md §4, §12.1; docs/ingest.md §5.5–§5.6).
+//! `POST /ingest` on the wire as Pyroscope answers it (docs/ingest.md §12.1): its paths and
+//! its JSON error responses. What a gateway does with an `/ingest` request lives above this
+//! layer.
 
-use bytes::Bytes;
+use super::connect::{self, Code};
+use crate::http::Response;
 
-use super::labels::{self, LabelsError};
-use super::labelset::{self, Labels};
-use super::query;
-use crate::forward::envelope::{Envelope, Kind, Outcome};
-use crate::gateway::Gateway;
-use crate::http::server::Request;
-use crate::http::{Response, response::reason};
+/// The path, and the alias Pyroscope also serves.
+pub const PATHS: [&str; 2] = ["/ingest", "/pyroscope/ingest"];
 
-pub async fn handle(gw: &Gateway, req: Request) -> Response {
-    // Alloy with an empty `forward_to` answers 200 without looking at the request.
-    if !gw.shared.forwarder.has_endpoints() {
-        return Response::new(200);
-    }
-    let settings = gw.settings();
-    let q = query::parse(req.head.query().unwrap_or(""));
-    let raw_name = q.get("name");
-    // The rebuilt name, already query-escaped: computed once per distinct `name`.
-    let escaped_name = settings.forward_name(raw_name, || {
-        labels::ingest_forward_name(&parse_name(raw_name), &settings.external_labels).map(|n| {
-            let mut e = String::with_capacity(n.len() * 2);
-            query::query_escape(&n, &mut e);
-            e
-        })
-    });
-    let escaped_name = match escaped_name {
-        Ok(n) => n,
-        Err(e) => return invalid_labels(&e),
-    };
-    let mut path_and_query = String::from("/ingest?");
-    path_and_query.push_str(&q.encode_with_escaped("name", &escaped_name));
-
-    let headers: Vec<(&'static str, Bytes)> = req
-        .head
-        .headers_named("content-type")
-        .map(|v| ("Content-Type", Bytes::copy_from_slice(v)))
-        .collect();
-    let tenant = req
-        .head
-        .header("x-scope-orgid")
-        .filter(|v| !v.is_empty())
-        .map(Bytes::copy_from_slice);
-    let body_len = req.body.len();
-    let env = Envelope {
-        kind: Kind::Ingest,
-        path_and_query,
-        headers,
-        body: vec![req.body],
-        body_len,
-        tenant,
-        deadline: req.deadline,
-        caller_deadline: false,
-        received_at: req.received_at,
-        profiles: 1,
-        profile_bytes: body_len as u64,
-    };
-    respond(gw.shared.forwarder.forward(env).await)
+/// Pyroscope's error answer with the code its HTTP→code table gives `status`.
+pub fn error_response(status: u16, message: &str) -> Response {
+    error_response_with_code(status, Code::from_http_status(status), message)
 }
 
-/// Alloy logs a warning and continues with no labels when `name` does not parse; the
-/// request then fails label validation (answered below).
-fn parse_name(name: Option<&str>) -> Labels {
-    match name {
-        None | Some("") => Labels::new(),
-        Some(n) => labelset::parse(n).unwrap_or_else(|e| {
-            tracing::warn!(name = n, error = %e, "failed to parse labels from name parameter");
-            Labels::new()
-        }),
-    }
+/// Pyroscope's error answer: `{"code":"…","message":"…"}` and a newline (Go's
+/// `json.Encoder`), `application/json`, `X-Content-Type-Options: nosniff`.
+pub fn error_response_with_code(status: u16, code: Code, message: &str) -> Response {
+    let mut body = connect::error_body(code, message);
+    body.push(b'\n');
+    Response::json(status, body).header("X-Content-Type-Options", "nosniff")
 }
 
-/// Alloy answers 500 here, which makes the Java SDK (and an upstream Alloy) resend a
-/// profile that can never be accepted; pyrogate says 400 so they drop it.
-fn invalid_labels(e: &LabelsError) -> Response {
-    Response::text(400, format!("invalid labels in profile: {e}\n"))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Maps the forwarding outcome the way Alloy's receive_http does: a destination's status is
-/// relayed with Go's status text, any other failure is a 500.
-fn respond(outcome: Outcome) -> Response {
-    match outcome {
-        Outcome::Accepted => Response::new(200),
-        Outcome::Rejected { status, .. }
-        | Outcome::Unavailable {
-            last_status: Some(status),
-            ..
-        } => Response::text(status, format!("{}\n", reason(status))),
-        Outcome::Unavailable {
-            last_status: None, ..
-        } => Response::text(500, "Failed to process request\n"),
-        Outcome::Overloaded { retry_after_secs } => Response::text(429, "Too Many Requests\n")
-            .header("Retry-After", retry_after_secs.to_string()),
+    #[test]
+    fn pyroscope_error_shape() {
+        let r = error_response(422, "pushing IngestInput-pprof failed <x>");
+        assert_eq!(r.status, 422);
+        assert_eq!(
+            &r.body[..],
+            b"{\"code\":\"unknown\",\"message\":\"pushing IngestInput-pprof failed \\u003cx\\u003e\"}\n"
+        );
+        assert!(
+            r.headers
+                .contains(&("X-Content-Type-Options", "nosniff".into()))
+        );
+        assert_eq!(error_response(429, "m").status, 429);
+        assert!(
+            String::from_utf8_lossy(&error_response(429, "m").body).contains("resource_exhausted")
+        );
     }
 }

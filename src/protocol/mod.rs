@@ -1,5 +1,7 @@
-//! Pyroscope endpoints and wire formats: the `/ingest` query and label-set grammar, Connect
-//! Push (proto, JSON, gzip), Connect codes and error bodies, and the prost messages.
+//! Wire formats only: the `/ingest` query and label-set grammar, Alloy's label rules,
+//! Connect Push (head, proto/JSON/gzip/gRPC-Web decode and encode, responses), Connect codes
+//! and error bodies, multipart, bounded gzip, and the prost messages. Nothing here knows
+//! about forwarding, routing or the runtime.
 pub mod connect;
 pub mod gzip;
 pub mod ingest;

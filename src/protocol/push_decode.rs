@@ -162,7 +162,18 @@ pub fn grpc_message_encoding(
     compressed: bool,
     grpc_encoding: Option<&[u8]>,
 ) -> Result<Encoding, DecodeError> {
-    let encoding = encoding_for(grpc_encoding)?;
+    message_encoding(compressed, encoding_for(grpc_encoding))
+}
+
+/// [`grpc_message_encoding`] with the `grpc-encoding` header already mapped.
+///
+/// # Errors
+/// As [`grpc_message_encoding`].
+pub fn message_encoding(
+    compressed: bool,
+    grpc_encoding: Result<Encoding, DecodeError>,
+) -> Result<Encoding, DecodeError> {
+    let encoding = grpc_encoding?;
     match (compressed, encoding) {
         (false, _) => Ok(Encoding::Identity),
         (true, Encoding::Identity) => Err(DecodeError::CompressedWithoutEncoding),

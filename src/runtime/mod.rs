@@ -1,9 +1,13 @@
 //! Worker threads (one monoio runtime each, pinned to a core), accept shards with per-core
 //! connection quotas, the driver choice, signals and graceful drain.
+//!
+//! Generic over what is served: a [`ServiceFactory`] makes each worker's service, and the
+//! runtime never looks inside it (the gateway and the load generator's sink both run here).
 
 pub mod driver;
 pub mod listener;
 pub mod notify;
+pub mod service;
 pub mod signals;
 pub mod worker;
 
@@ -13,11 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::util::mailbox::{MailSender, mailbox};
 pub use driver::{DriverDecision, DriverKind};
+pub use service::{ServiceConfig, ServiceFactory, Settings, WorkerService};
 
 /// State every worker can see. Written rarely (start, drain, reload); never on the request
 /// path except the readiness check.
@@ -26,12 +29,11 @@ pub struct Shared {
     pub ready: AtomicUsize,
     pub draining: AtomicBool,
     pub metrics: Arc<Metrics>,
-    pub forwarder: Forwarder,
     pub driver: DriverKind,
     /// Bumped every second by each worker's event loop; the systemd watchdog is only fed
     /// while every worker keeps bumping its counter.
     pub heartbeats: Vec<AtomicU64>,
-    config: Mutex<Arc<Config>>,
+    settings: Mutex<Arc<Settings>>,
 }
 
 impl Shared {
@@ -40,23 +42,30 @@ impl Shared {
         self.ready.load(Ordering::Acquire) == self.workers && !self.draining.load(Ordering::Acquire)
     }
 
-    pub fn config(&self) -> Arc<Config> {
-        match self.config.lock() {
+    /// The runtime settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        match self.settings.lock() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
     }
 }
 
+/// The reload payload of a worker: its runtime settings and its service's configuration.
+pub struct Reload<C> {
+    pub settings: Arc<Settings>,
+    pub service: Arc<C>,
+}
+
 /// Messages from the main thread to a worker.
-pub enum Control {
+pub enum Control<C> {
     /// Stop accepting, finish in-flight requests, close idle connections.
     Drain { deadline: Instant },
     /// Reload phase 1: get ready to apply `cfg` (and accept on `listener` when the listen
     /// address changed) without changing anything yet; answer on `reply`.
     Prepare {
         generation: u64,
-        cfg: Arc<Config>,
+        cfg: Reload<C>,
         listener: Option<std::net::TcpListener>,
         reply: crossbeam_channel::Sender<(usize, Result<(), String>)>,
     },
@@ -95,65 +104,62 @@ pub enum ReloadError {
     Worker { worker: usize, msg: String },
 }
 
-struct WorkerHandle {
+struct WorkerHandle<C> {
     thread: JoinHandle<()>,
-    control: MailSender<Control>,
+    control: MailSender<Control<C>>,
 }
 
-pub struct Server {
+pub struct Server<F: ServiceFactory> {
     shared: Arc<Shared>,
-    workers: Vec<WorkerHandle>,
+    workers: Vec<WorkerHandle<ServiceConfig<F>>>,
     local_addr: Mutex<SocketAddr>,
     generation: AtomicU64,
     pub driver: DriverDecision,
 }
 
-impl Server {
-    /// Binds every shard, starts the workers and returns once all of them accept.
+fn bind(s: &Settings, n: usize) -> Result<Vec<std::net::TcpListener>, std::io::Error> {
+    listener::ensure_free(s.listen, s.listen_any)?;
+    listener::bind_shards(s.listen, s.listen_any, n, s.listen_backlog)
+}
+
+impl<F: ServiceFactory> Server<F> {
+    /// Binds every shard, starts the workers (each makes its service with `factory`) and
+    /// returns once all of them accept.
     pub fn start(
-        config: Config,
-        forwarder: Forwarder,
+        settings: Settings,
+        factory: F,
         metrics: Arc<Metrics>,
         driver: DriverDecision,
     ) -> Result<Self, StartError> {
-        let n = config.runtime.workers;
-        listener::ensure_free(config.server.listen, config.server.listen_any).map_err(
-            |source| StartError::Bind {
-                addr: config.server.listen,
-                source,
-            },
-        )?;
-        let listeners = listener::bind_shards(
-            config.server.listen,
-            config.server.listen_any,
-            n,
-            config.server.listen_backlog,
-        )
-        .map_err(|source| StartError::Bind {
-            addr: config.server.listen,
+        let n = settings.workers;
+        let bind_error = |source| StartError::Bind {
+            addr: settings.listen,
             source,
-        })?;
-        let local_addr = listeners[0]
+        };
+        let listeners = bind(&settings, n).map_err(bind_error)?;
+        let local_addr = listeners
+            .first()
+            .ok_or(StartError::Worker {
+                worker: 0,
+                msg: "no worker configured".into(),
+            })?
             .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: config.server.listen,
-                source,
-            })?;
+            .map_err(bind_error)?;
         let shared = Arc::new(Shared {
             workers: n,
             ready: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             metrics,
-            forwarder,
             driver: driver.kind,
             heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            config: Mutex::new(Arc::new(config)),
+            settings: Mutex::new(Arc::new(settings)),
         });
+        let factory = Arc::new(factory);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<usize, (usize, String)>>();
         let mut workers = Vec::with_capacity(n);
         for (i, l) in listeners.into_iter().enumerate() {
-            let (tx, rx) = mailbox::<Control>();
+            let (tx, rx) = mailbox::<Control<ServiceConfig<F>>>();
             let core = if cores.is_empty() {
                 None
             } else {
@@ -163,6 +169,7 @@ impl Server {
                 index: i,
                 listener: l,
                 shared: shared.clone(),
+                factory: factory.clone(),
                 control: rx,
                 core,
                 ready: ready_tx.clone(),
@@ -214,76 +221,67 @@ impl Server {
 
     /// Starts the graceful drain on every worker.
     pub fn drain(&self) {
-        let cfg = self.shared.config();
-        let deadline = Instant::now() + cfg.server.graceful_shutdown_timeout;
+        let deadline = Instant::now() + self.shared.settings().graceful_shutdown_timeout;
         self.shared.draining.store(true, Ordering::Release);
         for w in &self.workers {
             let _ = w.control.send(Control::Drain { deadline });
         }
     }
 
-    /// Applies a validated configuration on every worker, in two phases: every worker
-    /// prepares (including a new listener when the listen address changed); only when all
-    /// of them succeeded does `apply` run (the forwarding stage) and every worker commit.
-    /// Otherwise nothing changes anywhere. Established connections are kept either way.
+    /// Applies new settings and a new service configuration on every worker, in two
+    /// phases: every worker prepares (including a new listener when the listen address
+    /// changed); only when all of them succeeded does `apply` run (e.g. the forwarding
+    /// stage) and every worker commit. Otherwise nothing changes anywhere. Established
+    /// connections are kept either way.
     pub fn reload(
         &self,
-        cfg: Config,
-        apply: impl FnOnce(&Config) -> Result<(), String>,
+        settings: Settings,
+        service: Arc<ServiceConfig<F>>,
+        apply: impl FnOnce() -> Result<(), String>,
     ) -> Result<(), ReloadError> {
-        let old = self.shared.config();
-        if cfg.runtime.workers != old.runtime.workers {
+        let old = self.shared.settings();
+        if settings.workers != old.workers {
             return Err(ReloadError::Config(format!(
                 "runtime.workers: changing the number of workers ({} -> {}) needs a restart",
-                old.runtime.workers, cfg.runtime.workers
+                old.workers, settings.workers
             )));
         }
-        if cfg.runtime.driver != old.runtime.driver
-            || cfg.runtime.pin_cores != old.runtime.pin_cores
+        if settings.pin_cores != old.pin_cores || settings.io_uring_entries != old.io_uring_entries
         {
             tracing::warn!(
-                "reload: runtime.driver and runtime.pin_cores apply at the next restart"
+                "reload: runtime.pin_cores and runtime.io_uring_entries apply at the next restart"
             );
         }
-        let rebind = cfg.server.listen != old.server.listen
-            || cfg.server.listen_any != old.server.listen_any;
+        let rebind = settings.listen != old.listen || settings.listen_any != old.listen_any;
         let mut listeners: Vec<Option<std::net::TcpListener>> = if rebind {
-            listener::ensure_free(cfg.server.listen, cfg.server.listen_any).map_err(|source| {
-                ReloadError::Bind {
-                    addr: cfg.server.listen,
+            bind(&settings, self.workers.len())
+                .map_err(|source| ReloadError::Bind {
+                    addr: settings.listen,
                     source,
-                }
-            })?;
-            listener::bind_shards(
-                cfg.server.listen,
-                cfg.server.listen_any,
-                self.workers.len(),
-                cfg.server.listen_backlog,
-            )
-            .map_err(|source| ReloadError::Bind {
-                addr: cfg.server.listen,
-                source,
-            })?
-            .into_iter()
-            .map(Some)
-            .collect()
+                })?
+                .into_iter()
+                .map(Some)
+                .collect()
         } else {
             (0..self.workers.len()).map(|_| None).collect()
         };
         let new_addr = match listeners.first().and_then(|l| l.as_ref()) {
             Some(l) => Some(l.local_addr().map_err(|source| ReloadError::Bind {
-                addr: cfg.server.listen,
+                addr: settings.listen,
                 source,
             })?),
             None => None,
         };
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let cfg = Arc::new(cfg);
+        let settings = Arc::new(settings);
         let (tx, rx) = crossbeam_channel::unbounded();
         for (w, l) in self.workers.iter().zip(listeners.iter_mut()) {
             let _ = w.control.send(Control::Prepare {
                 generation,
-                cfg: cfg.clone(),
+                cfg: Reload {
+                    settings: settings.clone(),
+                    service: service.clone(),
+                },
                 listener: l.take(),
                 reply: tx.clone(),
             });
@@ -309,7 +307,7 @@ impl Server {
             }
         }
         if failure.is_none()
-            && let Err(msg) = apply(&cfg)
+            && let Err(msg) = apply()
         {
             failure = Some(ReloadError::Config(msg));
         }
@@ -319,13 +317,13 @@ impl Server {
             }
             return Err(e);
         }
-        if let Ok(mut g) = self.shared.config.lock() {
-            *g = cfg.clone();
-        }
         self.shared
             .metrics
             .conn_limit
-            .store(cfg.server.conn_limit, Ordering::Relaxed);
+            .store(settings.conn_limit(), Ordering::Relaxed);
+        if let Ok(mut g) = self.shared.settings.lock() {
+            *g = settings;
+        }
         if let Some(a) = new_addr
             && let Ok(mut g) = self.local_addr.lock()
         {

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use monoio::net::{TcpListener, TcpStream};
 
-use super::{Control, Shared};
-use crate::config::{Config, OnConnLimit};
-use crate::gateway::Gateway;
+use super::service::{ServiceConfig, ServiceFactory, Settings, WorkerService};
+use super::{Control, Reload, Shared};
+use crate::config::OnConnLimit;
 use crate::http::Response;
-use crate::http::server::{ConnEnv, ConnLimits, reject_connection, serve_conn};
-use crate::metrics::CoreMetrics;
+use crate::http::server::{ConnEnv, reject_connection, serve_conn};
+use crate::metrics::{CoreMetrics, RejectReason};
 use crate::util::mailbox::Mailbox;
 use crate::util::notify::{LocalNotify, LocalSignal};
 
@@ -32,11 +32,12 @@ const MAX_REJECTING: u32 = 1024;
 /// Back-off after `accept` fails with EMFILE/ENFILE, so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-pub struct WorkerSpec {
+pub struct WorkerSpec<F: ServiceFactory> {
     pub index: usize,
     pub listener: StdListener,
     pub shared: Arc<Shared>,
-    pub control: Mailbox<Control>,
+    pub factory: Arc<F>,
+    pub control: Mailbox<Control<ServiceConfig<F>>>,
     pub core: Option<core_affinity::CoreId>,
     pub ready: Sender<Result<usize, (usize, String)>>,
 }
@@ -74,10 +75,10 @@ impl Drop for Permit {
     }
 }
 
-pub fn run(spec: WorkerSpec) {
+pub fn run<F: ServiceFactory>(spec: WorkerSpec<F>) {
     let index = spec.index;
-    let cfg = spec.shared.config();
-    if cfg.runtime.pin_cores
+    let settings = spec.shared.settings();
+    if settings.pin_cores
         && let Some(core) = spec.core
         && !core_affinity::set_for_current(core)
     {
@@ -89,7 +90,7 @@ pub fn run(spec: WorkerSpec) {
     }
     let kind = spec.shared.driver;
     let ready = spec.ready.clone();
-    let entries = cfg.runtime.io_uring_entries;
+    let entries = settings.io_uring_entries;
     if let Err(e) = super::driver::block_on(kind, entries, move || worker_main(spec)) {
         let _ = ready.send(Err((
             index,
@@ -98,22 +99,12 @@ pub fn run(spec: WorkerSpec) {
     }
 }
 
-fn conn_limits(cfg: &Config) -> ConnLimits {
-    ConnLimits {
-        max_header_bytes: cfg.server.max_header_bytes,
-        read_timeout: cfg.server.read_timeout,
-        write_timeout: cfg.server.write_timeout,
-        idle_timeout: cfg.server.idle_timeout,
-        max_age: cfg.server.max_connection_age,
-        max_age_jitter: cfg.server.max_connection_age_jitter,
-    }
-}
-
-async fn worker_main(spec: WorkerSpec) {
+async fn worker_main<F: ServiceFactory>(spec: WorkerSpec<F>) {
     let WorkerSpec {
         index,
         listener,
         shared,
+        factory,
         control,
         ready,
         ..
@@ -125,26 +116,27 @@ async fn worker_main(spec: WorkerSpec) {
             return;
         }
     };
-    let cfg = shared.config();
+    let settings = shared.settings();
     let metrics = shared.metrics.cores[index].clone();
-    let quota = cfg.runtime.core_quotas.get(index).copied().unwrap_or(0);
+    let quota = settings.quota(index);
     metrics.set_limit(quota);
     let drain = Rc::new(LocalSignal::new());
     let shard = Rc::new(Shard {
         quota: Cell::new(quota),
         active: Cell::new(0),
         rejecting: Cell::new(0),
-        on_limit: Cell::new(cfg.server.on_conn_limit),
+        on_limit: Cell::new(settings.on_conn_limit),
         released: LocalNotify::new(),
         next_listener: RefCell::new(None),
         rebind: LocalNotify::new(),
         drain: drain.clone(),
         metrics,
     });
-    let env = ConnEnv::new(conn_limits(&cfg), drain.clone());
-    let svc = Rc::new(Gateway::new(index, shared.clone(), &cfg));
+    let env = ConnEnv::new(settings.conn, drain.clone());
+    let svc = Rc::new(factory.make(index, &shared));
     let drain_deadline = Rc::new(Cell::new(None::<Instant>));
     monoio::spawn(control_loop(
+        index,
         control,
         shard.clone(),
         env.clone(),
@@ -161,12 +153,12 @@ async fn worker_main(spec: WorkerSpec) {
     drop(listener);
     let deadline = drain_deadline
         .get()
-        .unwrap_or_else(|| Instant::now() + cfg.server.graceful_shutdown_timeout);
-    // In-flight requests finish; deliveries running on this worker (dispatch = "worker")
-    // finish too, or the profiles a caller was already told about would be lost.
+        .unwrap_or_else(|| Instant::now() + shared.settings().graceful_shutdown_timeout);
+    // In-flight requests finish, and so does the work the service still has running on
+    // this worker (deliveries of profiles a caller was already answered for).
     loop {
-        let deliveries = crate::forward::local_deliveries();
-        if shard.active.get() == 0 && deliveries == 0 {
+        let pending = svc.pending();
+        if shard.active.get() == 0 && pending == 0 {
             break;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -174,7 +166,7 @@ async fn worker_main(spec: WorkerSpec) {
             tracing::warn!(
                 worker = index,
                 open = shard.active.get(),
-                deliveries,
+                pending,
                 "graceful shutdown timeout reached; closing remaining connections"
             );
             break;
@@ -197,11 +189,11 @@ async fn heartbeat(shared: Arc<Shared>, index: usize) {
 
 /// Accepts until the drain starts; returns the listener in use then (a reload may have
 /// replaced the one it started with).
-async fn accept_loop(
+async fn accept_loop<S: WorkerService>(
     mut listener: TcpListener,
     shard: &Rc<Shard>,
     env: &Rc<ConnEnv>,
-    svc: &Rc<Gateway>,
+    svc: &Rc<S>,
 ) -> TcpListener {
     loop {
         if let Some(next) = shard.next_listener.borrow_mut().take() {
@@ -246,7 +238,7 @@ async fn accept_loop(
 /// `on_conn_limit = reject`: answer at once so the client can go elsewhere or back off,
 /// instead of hanging in the backlog.
 fn reject(shard: &Rc<Shard>, stream: TcpStream) {
-    shard.metrics.rejected("conn_limit");
+    shard.metrics.rejected(RejectReason::ConnLimit);
     if shard.rejecting.get() >= MAX_REJECTING {
         return; // dropping the stream closes it
     }
@@ -277,15 +269,15 @@ async fn accept_error(e: &std::io::Error) {
     }
 }
 
-async fn control_loop(
-    control: Mailbox<Control>,
+async fn control_loop<S: WorkerService>(
+    index: usize,
+    control: Mailbox<Control<S::Config>>,
     shard: Rc<Shard>,
     env: Rc<ConnEnv>,
-    svc: Rc<Gateway>,
+    svc: Rc<S>,
     drain_deadline: Rc<Cell<Option<Instant>>>,
 ) {
-    let index = svc.core();
-    let mut prepared: Option<(u64, Arc<Config>, Option<TcpListener>)> = None;
+    let mut prepared: Option<(u64, Reload<S::Config>, Option<TcpListener>)> = None;
     while let Some(msg) = control.recv().await {
         match msg {
             Control::Drain { deadline } => {
@@ -321,7 +313,8 @@ async fn control_loop(
                 if g != generation {
                     continue;
                 }
-                apply(&cfg, &shard, &env, &svc);
+                apply(index, &cfg.settings, &shard, &env);
+                svc.reload(&cfg.service);
                 if let Some(l) = listener {
                     *shard.next_listener.borrow_mut() = Some(l);
                     shard.rebind.notify();
@@ -331,20 +324,14 @@ async fn control_loop(
     }
 }
 
-/// Applies a committed configuration to this worker: limits read per request, the quota
-/// and its policy, and the gateway's settings (labels, body limits).
-fn apply(cfg: &Config, shard: &Shard, env: &ConnEnv, svc: &Gateway) {
-    env.limits.set(conn_limits(cfg));
-    shard.on_limit.set(cfg.server.on_conn_limit);
-    let quota = cfg
-        .runtime
-        .core_quotas
-        .get(svc.core())
-        .copied()
-        .unwrap_or(0);
+/// Applies committed runtime settings to this worker: limits read per request, the quota
+/// and its policy.
+fn apply(index: usize, settings: &Settings, shard: &Shard, env: &ConnEnv) {
+    env.limits.set(settings.conn);
+    shard.on_limit.set(settings.on_conn_limit);
+    let quota = settings.quota(index);
     shard.quota.set(quota);
     shard.metrics.set_limit(quota);
-    svc.reload(cfg);
     // A larger quota may let the accept loop continue.
     shard.released.notify();
 }

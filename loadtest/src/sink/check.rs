@@ -13,7 +13,8 @@ use pyrogate::protocol::connect::Code;
 use pyrogate::protocol::gzip::{self, GzipError};
 use pyrogate::protocol::labelset::{self, Labels};
 use pyrogate::protocol::proto::{LabelsSnapshot, Profile};
-use pyrogate::protocol::push_decode::{self, Codec, Protocol};
+use pyrogate::protocol::push::{self, PushHead};
+use pyrogate::protocol::push_decode::{Codec, Protocol};
 use pyrogate::protocol::query;
 
 use crate::fnv;
@@ -164,9 +165,8 @@ fn truncated(s: &str) -> String {
 
 // === Push ===
 
-/// Checks a Push body. The head has passed `pyrogate::protocol::push::admit` (content type,
-/// `Connect-Protocol-Version`, `Content-Encoding`, `Connect-Timeout-Ms`).
-pub fn push(head: &RequestHead, body: Bytes, limits: CheckLimits) -> Verdict {
+/// Checks a Push body whose head passed `pyrogate::protocol::push::parse_head`.
+pub fn push(head: &PushHead, body: Bytes, limits: CheckLimits) -> Verdict {
     let mut detail = PushDetail::default();
     let error = push_inner(head, body, limits, &mut detail).err();
     let profiles = detail
@@ -182,40 +182,22 @@ pub fn push(head: &RequestHead, body: Bytes, limits: CheckLimits) -> Verdict {
 }
 
 fn push_inner(
-    head: &RequestHead,
+    head: &PushHead,
     body: Bytes,
     limits: CheckLimits,
     detail: &mut PushDetail,
 ) -> Result<(), Rejection> {
-    let ct = head.header("content-type").unwrap_or(b"");
-    let Some(ct) = push_decode::content_type(ct) else {
-        return Err(Rejection::new(
-            415,
-            Code::Unknown,
-            "unsupported content type",
-        ));
-    };
+    let ct = head.content_type;
     detail.codec = match ct.codec {
         Codec::Proto => "proto",
         Codec::Json => "json",
     };
-    let map = |e: push_decode::DecodeError| Rejection::connect(e.code(), e.to_string());
-    let (message, encoding) = match ct.protocol {
-        Protocol::Connect => {
-            detail.protocol = "connect";
-            let enc = push_decode::encoding_for(head.header("content-encoding")).map_err(map)?;
-            (body, enc)
-        }
-        Protocol::GrpcWeb | Protocol::Grpc => {
-            detail.protocol = "grpc-web";
-            let (msg, compressed) =
-                push_decode::unframe_grpc_web(body, limits.max_message).map_err(map)?;
-            let enc = push_decode::grpc_message_encoding(compressed, head.header("grpc-encoding"))
-                .map_err(map)?;
-            (msg, enc)
-        }
+    detail.protocol = match ct.protocol {
+        Protocol::Connect => "connect",
+        Protocol::GrpcWeb | Protocol::Grpc => "grpc-web",
     };
-    let req = push_decode::decode(message, ct.codec, encoding, limits.max_message).map_err(map)?;
+    let (req, _) = push::decode_body(head, body, limits.max_message)
+        .map_err(|e| Rejection::connect(e.code(), e.to_string()))?;
     let mut first_error = None;
     let mut total = 0usize;
     for (si, series) in req.series.iter().enumerate() {
@@ -337,24 +319,8 @@ fn check_labels_snapshot(raw: &[u8], max: usize) -> Result<(), PprofError> {
 
 // === /ingest ===
 
-/// The `/ingest` error status → JSON `code` table (docs/ingest.md §12.1).
-pub fn ingest_code(status: u16) -> Code {
-    match status {
-        400 | 413 => Code::InvalidArgument,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::Unimplemented,
-        412 => Code::FailedPrecondition,
-        429 | 431 => Code::ResourceExhausted,
-        499 => Code::Canceled,
-        502 | 503 => Code::Unavailable,
-        504 => Code::DeadlineExceeded,
-        _ => Code::Unknown,
-    }
-}
-
 fn ingest_err(status: u16, message: impl Into<String>) -> Rejection {
-    Rejection::new(status, ingest_code(status), message)
+    Rejection::new(status, Code::from_http_status(status), message)
 }
 
 /// 422: every failure to read a pprof/JFR/speedscope/folded body.
@@ -631,13 +597,14 @@ mod tests {
         RequestHead::parse(Bytes::copy_from_slice(&s.as_bytes()[..end])).expect("valid head")
     }
 
-    fn push_head(ct: &str, ce: Option<&str>) -> RequestHead {
+    fn push_head(ct: &str, ce: Option<&str>) -> PushHead {
         let ce = ce
             .map(|c| format!("Content-Encoding: {c}\r\n"))
             .unwrap_or_default();
-        head(&format!(
+        push::parse_head(&head(&format!(
             "POST /push.v1.PusherService/Push HTTP/1.1\r\nContent-Type: {ct}\r\n{ce}\r\n"
-        ))
+        )))
+        .expect("a valid Push head")
     }
 
     fn status(v: &Verdict) -> u16 {
@@ -928,7 +895,7 @@ mod tests {
             select_format(Some("whatever"), "application/json"),
             "folded"
         );
-        assert_eq!(ingest_code(422), Code::Unknown);
-        assert_eq!(ingest_code(503), Code::Unavailable);
+        assert_eq!(Code::from_http_status(422), Code::Unknown);
+        assert_eq!(Code::from_http_status(503), Code::Unavailable);
     }
 }

@@ -1,41 +1,36 @@
 //! `pyrogate-load sink`: a Pyroscope-compatible receiver for tests, demos and benchmarks.
 //!
-//! One monoio runtime per worker thread, each with its own `SO_REUSEPORT` accept shard
-//! (pyrogate's [`bind_shards`]) and pyrogate's hardened HTTP/1.1 connection loop
-//! ([`serve_conn`]); the routes live in [`service`], the Pyroscope framing rules in
-//! [`check`], the counters and request records in [`stats`], fault injection in [`faults`].
-//! Workers share only two mutexes (stats, faults), each held for a few microseconds per
-//! request.
+//! It runs on pyrogate's own runtime ([`pyrogate::runtime::Server`]: one monoio runtime
+//! per worker thread, `SO_REUSEPORT` accept shards with connection quotas, the hardened
+//! HTTP/1.1 connection loop); the routes live in [`service`], the Pyroscope framing rules
+//! in [`check`], the counters and request records in [`stats`], fault injection in
+//! [`faults`]. Workers share only two mutexes (stats, faults), each held for a few
+//! microseconds per request.
 
 pub mod check;
 pub mod faults;
 pub mod service;
 pub mod stats;
 
-use std::cell::Cell;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use monoio::net::TcpListener;
-use pyrogate::config::DriverChoice;
-use pyrogate::http::server::{ConnEnv, ConnLimits, serve_conn};
+use pyrogate::config::{DriverChoice, OnConnLimit, resolve_quotas};
+use pyrogate::http::server::ConnLimits;
+use pyrogate::metrics::Metrics;
 use pyrogate::runtime::driver::{self, DriverKind};
-use pyrogate::runtime::listener::bind_shards;
-use pyrogate::util::notify::{LocalNotify, LocalSignal};
+use pyrogate::runtime::{Server, Settings};
 
 use check::{CheckLimits, Checks};
 use faults::{FaultConfig, Faults};
-use service::{Shared, SinkService};
+use service::{Shared, SinkFactory, SinkRoute};
 use stats::{RingLimits, Stats};
 
 /// Submission-queue entries per ring; the gateway's default.
 const IO_URING_ENTRIES: u32 = 1024;
 /// Listen backlog per shard: benchmarks open thousands of connections at once.
 const BACKLOG: u32 = 4096;
-/// Workers must be up within this time or start-up fails.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bounds. The body limit is Pyroscope's order of magnitude scaled down for a test
 /// process; the inflated-profile limit is Pyroscope's `max_profile_size_bytes` default.
 pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
@@ -117,7 +112,7 @@ pub struct Sink {
     pub driver: DriverKind,
     pub fallback_reason: Option<String>,
     shared: Arc<Shared>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    server: Server<SinkFactory>,
 }
 
 impl Sink {
@@ -125,13 +120,6 @@ impl Sink {
     pub fn start(cfg: SinkConfig) -> Result<Self, String> {
         cfg.validate()?;
         let decision = driver::choose(cfg.driver, IO_URING_ENTRIES)?;
-        let listeners = bind_shards(cfg.listen, false, cfg.workers, BACKLOG)
-            .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-        let local_addr = listeners
-            .first()
-            .ok_or("no listener was bound")?
-            .local_addr()
-            .map_err(|e| format!("cannot read the listen address: {e}"))?;
         let shared = Arc::new(Shared {
             stats: Mutex::new(Stats::new(RingLimits {
                 max_records: cfg.records,
@@ -147,51 +135,39 @@ impl Sink {
             max_body: cfg.max_body,
             hang_for: cfg.hang_for,
         });
-        let limits = ConnLimits {
-            max_header_bytes: cfg.max_header_bytes,
-            read_timeout: cfg.read_timeout,
-            // The service answers every request (a hang ends after `hang_for`) before the
-            // loop's own deadline, so the loop never has to cut a call short.
-            write_timeout: cfg.hang_for + Duration::from_secs(5),
-            idle_timeout: cfg.idle_timeout,
-            max_age: Duration::ZERO,
-            max_age_jitter: 0.0,
+        let quotas = resolve_quotas(&vec![None; cfg.workers], cfg.max_conns as u64)
+            .map_err(|e| e.to_string())?;
+        let settings = Settings {
+            listen: cfg.listen,
+            listen_any: false,
+            listen_backlog: BACKLOG,
+            workers: cfg.workers,
+            core_quotas: quotas,
+            // At the connection cap, stop accepting: new connections wait in the backlog.
+            on_conn_limit: OnConnLimit::Wait,
+            conn: ConnLimits {
+                max_header_bytes: cfg.max_header_bytes,
+                read_timeout: cfg.read_timeout,
+                // The service answers every request (a hang ends after `hang_for`) before
+                // the loop's own deadline, so the loop never has to cut a call short.
+                write_timeout: cfg.hang_for + Duration::from_secs(5),
+                idle_timeout: cfg.idle_timeout,
+                max_age: Duration::ZERO,
+                max_age_jitter: 0.0,
+            },
+            graceful_shutdown_timeout: Duration::from_secs(1),
+            pin_cores: false,
+            io_uring_entries: IO_URING_ENTRIES,
         };
-        let per_worker = cfg.max_conns / cfg.workers;
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(cfg.workers);
-        let mut threads = Vec::with_capacity(cfg.workers);
-        for (i, l) in listeners.into_iter().enumerate() {
-            let shared = shared.clone();
-            let ready = ready_tx.clone();
-            let kind = decision.kind;
-            let t = std::thread::Builder::new()
-                .name(format!("sink-w{i}"))
-                .spawn(move || {
-                    let ready2 = ready.clone();
-                    let res = driver::block_on(kind, IO_URING_ENTRIES, move || {
-                        worker(i, l, shared, limits, per_worker, ready2)
-                    });
-                    if let Err(e) = res {
-                        let _ = ready.send(Err(format!("worker {i}: cannot build runtime: {e}")));
-                    }
-                })
-                .map_err(|e| format!("cannot spawn worker {i}: {e}"))?;
-            threads.push(t);
-        }
-        drop(ready_tx);
-        for _ in 0..cfg.workers {
-            match ready_rx.recv_timeout(START_TIMEOUT) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err("sink workers did not start in time".into()),
-            }
-        }
+        let metrics = Metrics::new(cfg.workers, cfg.max_conns as u64, &SinkRoute::LABELS);
+        let server = Server::start(settings, SinkFactory(shared.clone()), metrics, decision)
+            .map_err(|e| format!("sink: {e}"))?;
         Ok(Self {
-            local_addr,
-            driver: decision.kind,
-            fallback_reason: decision.fallback_reason,
+            local_addr: server.local_addr(),
+            driver: server.driver.kind,
+            fallback_reason: server.driver.fallback_reason.clone(),
             shared,
-            threads,
+            server,
         })
     }
 
@@ -202,62 +178,7 @@ impl Sink {
 
     /// Blocks while the workers run (they run until the process exits).
     pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Releases a connection slot when the connection task ends.
-struct Slot(Rc<Cell<usize>>, Rc<LocalNotify>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
-        self.1.notify();
-    }
-}
-
-async fn worker(
-    index: usize,
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
-    limits: ConnLimits,
-    max_conns: usize,
-    ready: crossbeam_channel::Sender<Result<(), String>>,
-) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send(Err(format!(
-                "worker {index}: cannot register listener: {e}"
-            )));
-            return;
-        }
-    };
-    let env = ConnEnv::new(limits, Rc::new(LocalSignal::new()));
-    let svc = Rc::new(SinkService::new(index, shared));
-    let active = Rc::new(Cell::new(0usize));
-    let released = Rc::new(LocalNotify::new());
-    let _ = ready.send(Ok(()));
-    drop(ready);
-    loop {
-        // At the connection cap, stop accepting (new connections wait in the backlog).
-        while active.get() >= max_conns {
-            released.notified().await;
-        }
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(_) => {
-                // EMFILE and friends: back off instead of spinning.
-                monoio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        active.set(active.get() + 1);
-        let slot = Slot(active.clone(), released.clone());
-        let (svc, env) = (svc.clone(), env.clone());
-        monoio::spawn(serve_conn(stream, svc, env, slot));
+        self.server.join();
     }
 }
 

@@ -1,30 +1,54 @@
 //! The sink's routes: Pyroscope's two ingest endpoints plus `/stats`, `/stats/reset`,
-//! `/control` and health checks, served by pyrogate's own connection loop.
+//! `/control` and health checks, served by pyrogate's own runtime and connection loop with
+//! pyrogate's wire helpers (Push head and decode, Connect/gRPC-Web and `/ingest` answers).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pyrogate::http::server::{Admission, ROUTE_NONE, Request, Service};
+use pyrogate::http::server::{Admission, Request, Service};
 use pyrogate::http::{BodyFraming, Method, RequestHead, Response};
+use pyrogate::metrics::{RejectReason, RouteLabel};
 use pyrogate::protocol::connect::{self, Code};
-use pyrogate::protocol::push;
-use pyrogate::protocol::push_decode::{self, Codec, Protocol};
-use pyrogate::protocol::query;
+use pyrogate::protocol::push::{self, PushHead};
+use pyrogate::protocol::push_decode::Protocol;
+use pyrogate::protocol::{ingest, query};
+use pyrogate::runtime::{ServiceFactory, WorkerService};
 
 use super::check::{self, CheckLimits, Checks, Verdict};
 use super::faults::{Decision, Faults, InjectedError};
 use super::stats::{Outcome, Route, Stats};
 use crate::fnv;
 
-pub const PUSH_PATH: &str = "/push.v1.PusherService/Push";
-const PUSH_SERVICE_PREFIX: &str = "/push.v1.PusherService/";
+/// A sink request's route, with what its head said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkRoute {
+    Push(Box<PushHead>),
+    Ingest,
+    Stats,
+    StatsReset,
+    Control,
+    Health,
+    /// Refused from the head (recorded there), or an unknown path.
+    Refused(Option<Route>),
+}
 
-const ROUTE_PUSH: u8 = 0;
-const ROUTE_INGEST: u8 = 1;
-const ROUTE_STATS: u8 = 2;
-const ROUTE_STATS_RESET: u8 = 3;
-const ROUTE_CONTROL: u8 = 4;
-const ROUTE_HEALTH: u8 = 5;
+impl SinkRoute {
+    /// The sink's routes in the runtime's per-core counters (only connections are read).
+    pub const LABELS: [RouteLabel; 1] = [RouteLabel {
+        name: "sink",
+        method: "POST",
+        inflight: false,
+    }];
+
+    fn profile_route(&self) -> Option<Route> {
+        match self {
+            SinkRoute::Push(_) => Some(Route::Push),
+            SinkRoute::Ingest => Some(Route::Ingest),
+            SinkRoute::Refused(r) => *r,
+            _ => None,
+        }
+    }
+}
 
 /// Control and stats requests carry no meaningful body.
 const MAX_ADMIN_BODY: u64 = 64 * 1024;
@@ -61,10 +85,26 @@ impl Shared {
     }
 }
 
+/// Makes one [`SinkService`] per worker of pyrogate's runtime.
+pub struct SinkFactory(pub Arc<Shared>);
+
+impl ServiceFactory for SinkFactory {
+    type Service = SinkService;
+
+    fn make(&self, worker: usize, _: &Arc<pyrogate::runtime::Shared>) -> SinkService {
+        SinkService::new(worker, self.0.clone())
+    }
+}
+
 /// One per worker.
 pub struct SinkService {
     worker: usize,
     shared: Arc<Shared>,
+}
+
+impl WorkerService for SinkService {
+    /// The sink is configured once, at start; its faults change through `/control`.
+    type Config = ();
 }
 
 impl SinkService {
@@ -95,7 +135,7 @@ impl SinkService {
     }
 
     /// Records a request refused from its head alone and returns the response.
-    fn refuse(&self, head: &RequestHead, route: Route, resp: Response) -> Admission {
+    fn refuse(&self, head: &RequestHead, route: Route, resp: Response) -> Admission<SinkRoute> {
         let mut o = self.outcome(head, route);
         o.status = Some(resp.status);
         if let Some((code, message)) = connect::parse_error_body(&resp.body) {
@@ -103,26 +143,31 @@ impl SinkService {
         }
         self.shared.stats().add(o);
         Admission::Respond {
-            route: route_id(route),
+            route: SinkRoute::Refused(Some(route)),
             response: resp,
         }
     }
 
-    async fn profile(&self, req: Request, route: Route) -> Response {
+    async fn profile(&self, req: &Request<SinkRoute>, push_head: Option<&PushHead>) -> Response {
+        let route = if push_head.is_some() {
+            Route::Push
+        } else {
+            Route::Ingest
+        };
         let head = &req.head;
         let mut o = self.outcome(head, route);
         o.body_len = Some(req.body.len() as u64);
         if self.shared.checksum {
             o.body_fnv = Some(fnv::fnv1a64(&req.body));
         }
-        let verdict = match (self.shared.checks, route) {
+        let verdict = match (self.shared.checks, push_head) {
             (Checks::None, _) => Verdict {
                 error: None,
                 profiles: 1,
                 detail: check::Detail::None,
             },
-            (Checks::Full, Route::Push) => check::push(head, req.body.clone(), self.shared.limits),
-            (Checks::Full, Route::Ingest) => check::ingest(head, &req.body, self.shared.limits),
+            (Checks::Full, Some(h)) => check::push(h, req.body.clone(), self.shared.limits),
+            (Checks::Full, None) => check::ingest(head, &req.body, self.shared.limits),
         };
         let (decision, latency) = self
             .shared
@@ -134,7 +179,6 @@ impl SinkService {
             detail,
         } = verdict;
         o.detail = detail;
-        let push_ct = push_decode::content_type(head.header("content-type").unwrap_or(b""));
         let resp = match decision {
             Decision::Hang => {
                 o.fault = Some("hang");
@@ -146,18 +190,18 @@ impl SinkService {
             }
             Decision::Fail(e) => {
                 o.fault = Some("error");
-                let code = e.code.unwrap_or_else(|| status_code(route, e.status));
+                let code = e.code.unwrap_or_else(|| Code::from_http_status(e.status));
                 o.error = Some((code.name().to_owned(), e.message.clone()));
-                injected(route, push_ct, &e, code)
+                injected(push_head, &e, code)
             }
             Decision::Pass => match error {
                 None => {
                     o.profiles = profiles;
-                    success(route, push_ct)
+                    success(push_head)
                 }
                 Some(rej) => {
                     o.error = Some((rej.code.name().to_owned(), rej.message.clone()));
-                    error_response(route, push_ct, rej.status, rej.code, &rej.message)
+                    error_response(push_head, rej.status, rej.code, &rej.message)
                 }
             },
         };
@@ -188,7 +232,7 @@ impl SinkService {
         {
             return Response::text(400, format!("{e}\n"));
         }
-        json(200, &f.to_json(|s| status_code(Route::Push, s)))
+        json(200, &f.to_json(Code::from_http_status))
     }
 }
 
@@ -196,153 +240,46 @@ fn json(status: u16, v: &serde_json::Value) -> Response {
     Response::json(status, serde_json::to_vec(v).unwrap_or_default())
 }
 
-fn route_id(r: Route) -> u8 {
-    match r {
-        Route::Push => ROUTE_PUSH,
-        Route::Ingest => ROUTE_INGEST,
+/// A success in the request's protocol, advertising gzip as connect-go's server does.
+fn success(push_head: Option<&PushHead>) -> Response {
+    match push_head {
+        None => Response::new(200),
+        Some(h) if h.content_type.protocol == Protocol::Connect => {
+            push::reply_ok(h.content_type).header("Accept-Encoding", "gzip")
+        }
+        Some(h) => push::reply_ok(h.content_type).header("Grpc-Accept-Encoding", "gzip"),
     }
 }
 
-fn route_of(id: u8) -> Option<Route> {
-    match id {
-        ROUTE_PUSH => Some(Route::Push),
-        ROUTE_INGEST => Some(Route::Ingest),
-        _ => None,
-    }
-}
-
-/// The Connect code an error status carries on each route: Push inverts the Connect table
-/// (docs/push.md §6), `/ingest` uses Pyroscope's HTTP→code table (docs/ingest.md §12.1).
-fn status_code(route: Route, status: u16) -> Code {
-    match route {
-        Route::Ingest => check::ingest_code(status),
-        Route::Push => match status {
-            400 => Code::InvalidArgument,
-            401 => Code::Unauthenticated,
-            403 => Code::PermissionDenied,
-            404 => Code::NotFound,
-            409 => Code::Aborted,
-            429 => Code::ResourceExhausted,
-            499 => Code::Canceled,
-            501 => Code::Unimplemented,
-            502 | 503 => Code::Unavailable,
-            504 => Code::DeadlineExceeded,
-            _ => Code::Unknown,
-        },
-    }
-}
-
-fn success(route: Route, ct: Option<push_decode::ContentType>) -> Response {
-    match (route, ct) {
-        (Route::Ingest, _) => Response::new(200),
-        (Route::Push, Some(ct)) if ct.protocol != Protocol::Connect => grpc_web_ok(ct.codec),
-        (Route::Push, Some(ct)) if ct.codec == Codec::Json => Response::new(200)
-            .header("Content-Type", "application/json")
-            .header("Accept-Encoding", "gzip")
-            .body("{}"),
-        (Route::Push, _) => Response::new(200)
-            .header("Content-Type", "application/proto")
-            .header("Accept-Encoding", "gzip"),
-    }
-}
-
+/// A check's refusal in the request's protocol (Pyroscope's JSON on `/ingest`).
 fn error_response(
-    route: Route,
-    ct: Option<push_decode::ContentType>,
+    push_head: Option<&PushHead>,
     status: u16,
     code: Code,
     message: &str,
 ) -> Response {
-    match (route, ct) {
-        (Route::Ingest, _) => {
-            let mut body = connect::error_body(code, message);
-            body.push(b'\n');
-            Response::json(status, body).header("X-Content-Type-Options", "nosniff")
-        }
-        (Route::Push, Some(ct)) if ct.protocol != Protocol::Connect && status != 415 => {
-            grpc_web_error(ct.codec, code, message)
-        }
-        (Route::Push, _) if status == 415 => {
-            Response::new(415).header("Accept-Post", "application/json, application/proto")
-        }
-        (Route::Push, _) => Response::json(status, connect::error_body(code, message)),
+    match push_head {
+        None => ingest::error_response_with_code(status, code, message),
+        Some(h) => push::reply_error(h.content_type, code, message),
     }
 }
 
-fn injected(
-    route: Route,
-    ct: Option<push_decode::ContentType>,
-    e: &InjectedError,
-    code: Code,
-) -> Response {
-    let resp = match (route, ct) {
-        // gRPC-Web reports the code in trailers; the HTTP status stays 200 unless the test
-        // asked for a plain HTTP failure (a status other than the code's own).
-        (Route::Push, Some(ct))
-            if ct.protocol != Protocol::Connect && e.status == code.http_status() =>
+/// An injected failure: gRPC-Web reports the code in trailers, and the HTTP status stays
+/// 200 unless the test asked for a plain HTTP failure (a status other than the code's own).
+fn injected(push_head: Option<&PushHead>, e: &InjectedError, code: Code) -> Response {
+    let resp = match push_head {
+        Some(h)
+            if h.content_type.protocol != Protocol::Connect && e.status == code.http_status() =>
         {
-            grpc_web_error(ct.codec, code, &e.message)
+            push::reply_error(h.content_type, code, &e.message)
         }
-        (Route::Ingest, _) => {
-            let mut body = connect::error_body(code, &e.message);
-            body.push(b'\n');
-            Response::json(e.status, body).header("X-Content-Type-Options", "nosniff")
-        }
-        (Route::Push, _) => Response::json(e.status, connect::error_body(code, &e.message)),
+        None => ingest::error_response_with_code(e.status, code, &e.message),
+        Some(_) => Response::json(e.status, connect::error_body(code, &e.message)),
     };
     match e.retry_after {
         Some(s) => resp.header("Retry-After", s.to_string()),
         None => resp,
     }
-}
-
-// === gRPC-Web ===
-
-fn grpc_web_ct(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Proto => "application/grpc-web+proto",
-        Codec::Json => "application/grpc-web+json",
-    }
-}
-
-fn grpc_web_ok(codec: Codec) -> Response {
-    let msg: &[u8] = match codec {
-        Codec::Proto => b"",
-        Codec::Json => b"{}",
-    };
-    let mut body = Vec::with_capacity(32);
-    body.push(0);
-    body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    body.extend_from_slice(msg);
-    let trailers = b"grpc-status: 0\r\n";
-    body.push(0x80);
-    body.extend_from_slice(&(trailers.len() as u32).to_be_bytes());
-    body.extend_from_slice(trailers);
-    Response::new(200)
-        .header("Content-Type", grpc_web_ct(codec))
-        .header("Grpc-Accept-Encoding", "gzip")
-        .body(body)
-}
-
-/// Trailers-only error: status and message as headers, no body.
-fn grpc_web_error(codec: Codec, code: Code, message: &str) -> Response {
-    Response::new(200)
-        .header("Content-Type", grpc_web_ct(codec))
-        .header("Grpc-Status", code.grpc_number().to_string())
-        .header("Grpc-Message", grpc_percent_encode(message))
-}
-
-/// gRPC's `grpc-message` encoding: bytes outside 0x20..=0x7E and `%` become `%XX`.
-fn grpc_percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 // === head helpers ===
@@ -404,130 +341,116 @@ fn not_found() -> Response {
     Response::text(404, "404 page not found\n")
 }
 
-fn method_not_allowed(route: u8, allow: &'static str) -> Admission {
-    Admission::Respond {
-        route,
-        response: Response::new(405).header("Allow", allow),
-    }
-}
-
-fn admin(head: &RequestHead, route: u8, allowed: &[Method], allow: &'static str) -> Admission {
+fn admin(
+    head: &RequestHead,
+    route: SinkRoute,
+    allowed: &[Method],
+    allow: &'static str,
+) -> Admission<SinkRoute> {
     if allowed.contains(&head.method) {
         Admission::Accept {
             route,
             max_body: MAX_ADMIN_BODY,
         }
     } else {
-        method_not_allowed(route, allow)
+        Admission::Respond {
+            route: SinkRoute::Refused(None),
+            response: Response::new(405).header("Allow", allow),
+        }
     }
 }
 
 // === impl Service ===
 
 impl Service for SinkService {
-    fn admit(&self, head: &RequestHead) -> Admission {
+    type Route = SinkRoute;
+
+    fn admit(&self, head: &RequestHead) -> Admission<SinkRoute> {
         let path = head.path();
         match path {
-            PUSH_PATH => {
+            push::PATH => {
                 if head.method != Method::Post {
                     let resp = Response::new(405).header("Allow", "POST");
                     return self.refuse(head, Route::Push, resp);
                 }
-                if let Err(resp) = push::admit(head) {
-                    return self.refuse(head, Route::Push, resp);
-                }
-                Admission::Accept {
-                    route: ROUTE_PUSH,
-                    max_body: self.shared.max_body,
+                match push::parse_head(head) {
+                    Ok(h) => Admission::Accept {
+                        route: SinkRoute::Push(Box::new(h)),
+                        max_body: self.shared.max_body,
+                    },
+                    Err(resp) => self.refuse(head, Route::Push, resp),
                 }
             }
-            "/ingest" | "/pyroscope/ingest" => {
+            p if ingest::PATHS.contains(&p) => {
                 if head.method != Method::Post {
                     let resp = Response::new(405).header("Allow", "POST");
                     return self.refuse(head, Route::Ingest, resp);
                 }
                 Admission::Accept {
-                    route: ROUTE_INGEST,
+                    route: SinkRoute::Ingest,
                     max_body: self.shared.max_body,
                 }
             }
-            "/stats" => admin(head, ROUTE_STATS, &[Method::Get, Method::Head], "GET, HEAD"),
-            "/stats/reset" => admin(head, ROUTE_STATS_RESET, &[Method::Post], "POST"),
+            "/stats" => admin(
+                head,
+                SinkRoute::Stats,
+                &[Method::Get, Method::Head],
+                "GET, HEAD",
+            ),
+            "/stats/reset" => admin(head, SinkRoute::StatsReset, &[Method::Post], "POST"),
             "/control" => admin(
                 head,
-                ROUTE_CONTROL,
+                SinkRoute::Control,
                 &[Method::Get, Method::Post],
                 "GET, POST",
             ),
             "/ready" | "/-/ready" | "/-/healthy" => admin(
                 head,
-                ROUTE_HEALTH,
+                SinkRoute::Health,
                 &[Method::Get, Method::Head],
                 "GET, HEAD",
             ),
-            p if p.starts_with(PUSH_SERVICE_PREFIX) => Admission::Respond {
-                route: ROUTE_NONE,
-                response: not_found(),
-            },
             _ => Admission::Respond {
-                route: ROUTE_NONE,
+                route: SinkRoute::Refused(None),
                 response: not_found(),
             },
         }
     }
 
-    async fn call(&self, req: Request) -> Response {
-        match req.route {
-            ROUTE_PUSH => self.profile(req, Route::Push).await,
-            ROUTE_INGEST => self.profile(req, Route::Ingest).await,
-            ROUTE_STATS => self.stats(&req.head),
-            ROUTE_STATS_RESET => {
+    async fn call(&self, req: Request<SinkRoute>) -> Response {
+        match &req.route {
+            SinkRoute::Push(h) => self.profile(&req, Some(h)).await,
+            SinkRoute::Ingest => self.profile(&req, None).await,
+            SinkRoute::Stats => self.stats(&req.head),
+            SinkRoute::StatsReset => {
                 self.shared.stats().reset();
                 json(200, &serde_json::json!({"reset": true}))
             }
-            ROUTE_CONTROL => self.control(&req.head),
-            ROUTE_HEALTH => Response::text(200, "ready\n"),
-            _ => not_found(),
+            SinkRoute::Control => self.control(&req.head),
+            SinkRoute::Health => Response::text(200, "ready\n"),
+            SinkRoute::Refused(_) => not_found(),
         }
     }
 
-    fn rejected(&self, reason: &'static str) {
-        self.shared.stats().loop_rejection(reason);
+    fn rejected(&self, reason: RejectReason) {
+        self.shared.stats().loop_rejection(reason.label());
     }
 
-    fn error_response(&self, route: u8, status: u16, message: &str) -> Response {
-        let r = route_of(route);
+    /// The loop's own errors in each route's protocol: Connect JSON with the code the reason
+    /// means on Push, Pyroscope's JSON on `/ingest`.
+    fn error_response(
+        &self,
+        route: Option<&SinkRoute>,
+        reason: RejectReason,
+        status: u16,
+        message: &str,
+    ) -> Response {
+        let r = route.and_then(SinkRoute::profile_route);
         self.shared.stats().loop_error(r, status);
         match r {
-            Some(Route::Push) => push::loop_error(status, message),
-            Some(Route::Ingest) => {
-                let mut body = connect::error_body(check::ingest_code(status), message);
-                body.push(b'\n');
-                Response::json(status, body).header("X-Content-Type-Options", "nosniff")
-            }
+            Some(Route::Push) => push::loop_error(reason, status, message),
+            Some(Route::Ingest) => ingest::error_response(status, message),
             None => Response::text(status, format!("{message}\n")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_message_encoding() {
-        assert_eq!(grpc_percent_encode("a b%c\né"), "a b%25c%0A%C3%A9");
-    }
-
-    #[test]
-    fn push_status_codes() {
-        assert_eq!(status_code(Route::Push, 503), Code::Unavailable);
-        assert_eq!(status_code(Route::Push, 429), Code::ResourceExhausted);
-        assert_eq!(status_code(Route::Push, 500), Code::Unknown);
-        assert_eq!(status_code(Route::Ingest, 422), Code::Unknown);
-        assert_eq!(status_code(Route::Ingest, 404), Code::Unimplemented);
-        let ok = grpc_web_ok(Codec::Proto);
-        assert_eq!(&ok.body[..5], &[0, 0, 0, 0, 0]);
-        assert_eq!(ok.body[5], 0x80);
     }
 }

@@ -1,0 +1,128 @@
+//! The Push handler: Connect unary (proto and JSON, optional gzip) and gRPC-Web over
+//! HTTP/1.1 (docs/push.md §14).
+//!
+//! A Push whose labels need no change is forwarded byte for byte (gzip included); otherwise
+//! the labels are rewritten and the message re-encoded with every `raw_profile` shared, not
+//! copied. The whole request goes downstream as one request (Alloy sends one per series).
+//! Failures are reported with the Connect code that tells the caller the truth: a permanent
+//! downstream 4xx keeps its meaning (so nobody resends poison data), exhausted retries are
+//! `unavailable`.
+
+use bytes::Bytes;
+
+use super::{Gateway, Route};
+use crate::forward::envelope::{Envelope, Kind, Outcome};
+use crate::http::Response;
+use crate::http::server::Request;
+use crate::metrics::RejectReason;
+use crate::protocol::connect::Code;
+use crate::protocol::labels;
+use crate::protocol::labelset::Labels;
+use crate::protocol::proto::{LabelPair, PushRequest};
+use crate::protocol::push::{self, PushHead};
+use crate::protocol::push_decode::{self, Encoding, Protocol};
+use crate::protocol::push_encode;
+
+pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Response {
+    let ct = head.content_type;
+    let settings = gw.settings();
+    let max = settings.max_decompressed_body as usize;
+    let (decoded, encoding) = match push::decode_body(head, req.body.clone(), max) {
+        Ok(d) => d,
+        Err(e) => return push::reply_error(ct, e.code(), &e.to_string()),
+    };
+    if !gw.forwarder.has_endpoints() {
+        return push::reply_ok(ct);
+    }
+    let deadline = match head.timeout {
+        Some(t) => (req.received_at + t).min(req.deadline),
+        None => req.deadline,
+    };
+    let rewrite = ct.protocol != Protocol::Connect
+        || decoded.series.iter().any(|s| {
+            let pairs: Vec<(&str, &str)> = push_decode::series_labels(s).collect();
+            labels::push_needs_rewrite(&pairs, &settings.external_labels)
+        });
+    let (profiles, profile_bytes) = count_profiles(&decoded);
+    let (headers, body) = if rewrite {
+        let rewritten = rewrite_labels(decoded, &settings.external_labels);
+        (
+            vec![("Content-Type", Bytes::from_static(b"application/proto"))],
+            push_encode::encode_chunks(&rewritten),
+        )
+    } else {
+        let mut h = vec![(
+            "Content-Type",
+            Bytes::copy_from_slice(
+                req.head
+                    .header("content-type")
+                    .unwrap_or(b"application/proto"),
+            ),
+        )];
+        if encoding == Encoding::Gzip && !req.body.is_empty() {
+            h.push(("Content-Encoding", Bytes::from_static(b"gzip")));
+        }
+        (h, vec![req.body.clone()])
+    };
+    let tenant = req
+        .head
+        .header("x-scope-orgid")
+        .filter(|v| !v.is_empty())
+        .map(Bytes::copy_from_slice);
+    let body_len = push_encode::encoded_len(&body);
+    let env = Envelope {
+        kind: Kind::Push,
+        path_and_query: push::PATH.to_string(),
+        headers,
+        body,
+        body_len,
+        tenant,
+        deadline,
+        received_at: req.received_at,
+        profiles,
+        profile_bytes,
+    };
+    match gw.forwarder.forward(env).await {
+        Outcome::Accepted => push::reply_ok(ct),
+        Outcome::Rejected {
+            status,
+            code,
+            message,
+        } => {
+            let code = code.unwrap_or_else(|| Code::for_downstream_status(status));
+            push::reply_error(ct, code, &message)
+        }
+        Outcome::Unavailable { message, .. } => push::reply_error(ct, Code::Unavailable, &message),
+        Outcome::Overloaded { retry_after_secs } => {
+            gw.metrics.rejected(RejectReason::QueueFull);
+            let mut r = push::reply_error(
+                ct,
+                Code::ResourceExhausted,
+                "pyrogate: forwarding queue full, retry later",
+            );
+            r.headers
+                .push(("Retry-After", retry_after_secs.to_string().into()));
+            r
+        }
+    }
+}
+
+/// Alloy's counting: one profile per sample, bytes = the raw_profile sizes.
+fn count_profiles(req: &PushRequest) -> (u64, u64) {
+    req.series
+        .iter()
+        .flat_map(|s| &s.samples)
+        .fold((0, 0), |(n, b), s| (n + 1, b + s.raw_profile.len() as u64))
+}
+
+fn rewrite_labels(mut req: PushRequest, external: &Labels) -> PushRequest {
+    for s in &mut req.series {
+        let pairs: Vec<(&str, &str)> = push_decode::series_labels(s).collect();
+        let new = labels::push_rewrite(&pairs, external);
+        s.labels = new
+            .into_iter()
+            .map(|(name, value)| LabelPair { name, value })
+            .collect();
+    }
+    req
+}
