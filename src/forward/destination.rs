@@ -1,11 +1,9 @@
-//! One downstream endpoint at run time: its bounded queue, its pre-rendered static headers,
-//! its address cache and its metric handles.
+//! One downstream endpoint at run time: its bounded queue, its pre-rendered static headers
+//! and its metric handles.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
@@ -15,10 +13,6 @@ use super::ack::Ack;
 use super::envelope::Envelope;
 use super::metrics::ForwardMetrics;
 use crate::config::EndpointConfig;
-
-/// Resolved addresses are reused this long; resolution is a blocking `getaddrinfo`, done
-/// only when a new connection is needed.
-const DNS_TTL: Duration = Duration::from_secs(30);
 
 /// One envelope on its way to one destination.
 pub struct Job {
@@ -62,7 +56,6 @@ pub struct Destination {
     pub m: DestMetrics,
     /// TLS client of an `https://` endpoint.
     pub tls: Option<super::tls::TlsClient>,
-    addrs: Mutex<Option<(Vec<SocketAddr>, Instant)>>,
 }
 
 impl Destination {
@@ -109,7 +102,6 @@ impl Destination {
             custom_content_type,
             m,
             tls,
-            addrs: Mutex::new(None),
         }))
     }
 
@@ -148,31 +140,6 @@ impl Destination {
     pub fn push(&self, job: Job) {
         // The receiver lives as long as this Destination, so send cannot fail.
         let _ = self.tx.send(job);
-    }
-
-    /// Resolved addresses of the endpoint (cached; IP literals need no lookup).
-    pub fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
-        let (host, port) = (&self.cfg.url.host, self.cfg.url.port);
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        if let Ok(g) = self.addrs.lock()
-            && let Some((a, at)) = g.as_ref()
-            && at.elapsed() < DNS_TTL
-        {
-            return Ok(a.clone());
-        }
-        let addrs: Vec<SocketAddr> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("resolve {host}: {e}"))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(format!("resolve {host}: no addresses"));
-        }
-        if let Ok(mut g) = self.addrs.lock() {
-            *g = Some((addrs.clone(), Instant::now()));
-        }
-        Ok(addrs)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod destination;
 pub mod envelope;
 pub mod kind;
 pub mod metrics;
+pub mod resolver;
 pub mod retry;
 pub mod tls;
 pub mod writer;
@@ -56,6 +57,8 @@ pub struct Snapshot {
 
 pub struct Core {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Endpoint host names, resolved off the delivering threads.
+    pub resolver: resolver::Resolver,
     generation: AtomicU64,
     pub writer_slots: Vec<Arc<WakeSlot>>,
     next_writer: AtomicUsize,
@@ -368,6 +371,7 @@ pub fn start(
     let writers = cfg.forward.writer_threads.max(1);
     let core = Arc::new(Core {
         snapshot: RwLock::new(Arc::new(snapshot_from(cfg, 0, dests, Vec::new()))),
+        resolver: resolver::Resolver::system(),
         generation: AtomicU64::new(0),
         writer_slots: (0..writers)
             .map(|_| Arc::new(WakeSlot::default()))

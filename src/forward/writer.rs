@@ -321,7 +321,7 @@ async fn send(job: &Job, d: &Destination, state: &Local, budget: Duration, core:
         let reused = pooled.is_some();
         let mut conn = match pooled {
             Some(c) => c,
-            None => match connect(d, deadline).await {
+            None => match connect(d, deadline, core).await {
                 Ok(c) => c,
                 Err(e) => return classify_error(&e),
             },
@@ -353,10 +353,24 @@ fn take_pooled(pool: &Pool, idle_timeout: Duration) -> Option<ClientConn> {
     None
 }
 
-async fn connect(d: &Destination, deadline: Instant) -> Result<ClientConn, ClientError> {
-    let addrs = d
-        .resolve()
-        .map_err(|m| ClientError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, m)))?;
+async fn connect(
+    d: &Destination,
+    deadline: Instant,
+    core: &Core,
+) -> Result<ClientConn, ClientError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    // The lookup runs on the resolver thread; this task only waits (bounded by the attempt).
+    let lookup = core.resolver.resolve(&d.cfg.url.host, d.cfg.url.port);
+    let addrs = match monoio::time::timeout(remaining, lookup).await {
+        Err(_) => return Err(ClientError::Timeout),
+        Ok(Err(m)) => {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                m,
+            )));
+        }
+        Ok(Ok(a)) => a,
+    };
     let mut last = None;
     for addr in addrs {
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -15,6 +15,7 @@ use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::pki_types::ServerName;
 
 use super::chunked::{ChunkedDecoder, Progress};
+use super::response_head::{self, ResponseFraming as Framing};
 
 /// Largest response head accepted from a downstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -224,8 +225,10 @@ impl ClientConn {
 
     async fn read_response(&mut self, deadline: Instant) -> Result<ClientResponse, ClientError> {
         loop {
-            let (status, head_len, framing, retry_after, json, close) = loop {
-                match parse_response_head(&self.buf)? {
+            let head = loop {
+                match response_head::parse(&self.buf)
+                    .map_err(|_| ClientError::Protocol("malformed response head"))?
+                {
                     Some(h) => break h,
                     None => {
                         if self.buf.len() > MAX_RESPONSE_HEAD {
@@ -242,17 +245,17 @@ impl ClientConn {
                     }
                 }
             };
-            self.buf.advance(head_len);
-            if (100..200).contains(&status) {
+            self.buf.advance(head.len);
+            if (100..200).contains(&head.status) {
                 continue; // 100 Continue and friends precede the real response
             }
-            let (body, complete) = self.read_body(framing, deadline).await?;
+            let (body, complete) = self.read_body(head.framing, deadline).await?;
             return Ok(ClientResponse {
-                status,
+                status: head.status,
                 body,
-                retry_after,
-                content_type_json: json,
-                reusable: complete && !close && framing != Framing::UntilClose,
+                retry_after: head.retry_after,
+                content_type_json: head.json,
+                reusable: complete && !head.close && head.framing != Framing::UntilClose,
             });
         }
     }
@@ -266,6 +269,7 @@ impl ClientConn {
     ) -> Result<(Bytes, bool), ClientError> {
         let mut kept = BytesMut::new();
         match framing {
+            Framing::None => Ok((kept.freeze(), true)),
             Framing::Length(n) => {
                 let mut left = n;
                 loop {
@@ -332,100 +336,9 @@ fn is_reset(e: &io::Error) -> bool {
     )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
-type ParsedHead = (u16, usize, Framing, Option<Duration>, bool, bool);
-
-fn parse_response_head(buf: &[u8]) -> Result<Option<ParsedHead>, ClientError> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(ClientError::Protocol("malformed response head")),
-    };
-    let status = resp.code.unwrap_or(0);
-    let mut framing = Framing::UntilClose;
-    let mut retry_after = None;
-    let mut json = false;
-    let mut close = resp.version == Some(0);
-    for h in resp.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or(ClientError::Protocol("bad Content-Length"))?;
-            if framing != Framing::Chunked {
-                framing = Framing::Length(v);
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                framing = Framing::Chunked;
-            }
-        } else if name.eq_ignore_ascii_case(b"retry-after") {
-            retry_after = parse_retry_after(h.value);
-        } else if name.eq_ignore_ascii_case(b"content-type") {
-            json = h.value.starts_with(b"application/json");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close = h.value.trim_ascii().eq_ignore_ascii_case(b"close");
-        }
-    }
-    // 204 and 304 never have a body.
-    if status == 204 || status == 304 {
-        framing = Framing::Length(0);
-    }
-    Ok(Some((status, len, framing, retry_after, json, close)))
-}
-
-/// `Retry-After` in delta-seconds (the HTTP-date form is rare from APIs and ignored).
-fn parse_retry_after(v: &[u8]) -> Option<Duration> {
-    let s = std::str::from_utf8(v).ok()?.trim();
-    let secs: u64 = s.parse().ok()?;
-    Some(Duration::from_secs(secs.min(3600)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn response_heads() {
-        let (status, len, framing, ra, json, close) = parse_response_head(
-            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n",
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            (status, framing, ra, json, close),
-            (
-                503,
-                Framing::Length(10),
-                Some(Duration::from_secs(3)),
-                true,
-                false
-            )
-        );
-        assert_eq!(len, 104);
-        assert!(
-            parse_response_head(b"HTTP/1.1 200 OK\r\n")
-                .unwrap()
-                .is_none()
-        );
-        let h = parse_response_head(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(h.2, Framing::Chunked);
-        assert!(h.5);
-        assert!(parse_response_head(b"garbage\r\n\r\n").is_err());
-    }
 
     #[test]
     fn keeps_a_bounded_prefix() {

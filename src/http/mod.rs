@@ -5,6 +5,7 @@ pub mod client;
 pub mod date;
 pub mod head;
 pub mod response;
+pub mod response_head;
 pub mod server;
 
 pub use head::{BodyFraming, HeadError, Method, RequestHead};

@@ -1,5 +1,5 @@
 //! The load generator's keep-alive HTTP/1.1 client: one pre-rendered request written with a
-//! single write, the response read with `httparse` (`Content-Length`, chunked, or
+//! single write, the response head read with pyrogate's parser (`Content-Length`, chunked, or
 //! read-until-close bodies; `1xx` interim responses skipped), `TCP_NODELAY` on.
 //!
 //! Deliberately minimal: no pipelining, no redirects, no TLS. Every read and write is under
@@ -14,14 +14,13 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use pyrogate::http::chunked::{ChunkedDecoder, Progress};
+use pyrogate::http::response_head::{self, ResponseFraming};
 
 /// Largest response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Largest response body accepted (sinks and gateways answer with a few bytes; error
 /// bodies are small).
 pub const MAX_RESPONSE_BODY: usize = 1 << 20;
-/// Response header slots given to httparse.
-const MAX_HEADERS: usize = 64;
 /// Read size.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -238,59 +237,25 @@ pub struct Head {
     pub close: bool,
 }
 
-/// Parses a response head at the start of `buf`; `Ok(None)` when incomplete.
+/// Parses a response head at the start of `buf` (pyrogate's parser); `Ok(None)` when
+/// incomplete.
 pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ClientError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(ClientError::Malformed),
+    let Some(h) = response_head::parse(buf).map_err(|_| ClientError::Malformed)? else {
+        return Ok(None);
     };
-    let status = resp.code.ok_or(ClientError::Malformed)?;
-    let http10 = resp.version == Some(0);
-    let mut length = None;
-    let mut chunked = false;
-    let mut close = http10;
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value).map_err(|_| ClientError::Malformed)?;
-            let n: usize = v.trim().parse().map_err(|_| ClientError::Malformed)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(ClientError::Malformed);
-            }
-            length = Some(n);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = h
-                .value
-                .split(|b| *b == b',')
-                .next_back()
-                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for tok in h.value.split(|b| *b == b',') {
-                let tok = tok.trim_ascii();
-                if tok.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if tok.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                    close = false;
-                }
-            }
+    let framing = match h.framing {
+        ResponseFraming::None => Framing::None,
+        ResponseFraming::Length(n) => {
+            Framing::Length(usize::try_from(n).map_err(|_| ClientError::TooLarge)?)
         }
-    }
-    let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
-        Framing::None
-    } else if chunked {
-        Framing::Chunked
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else {
-        Framing::UntilClose
+        ResponseFraming::Chunked => Framing::Chunked,
+        ResponseFraming::UntilClose => Framing::UntilClose,
     };
     Ok(Some(Head {
-        status,
-        len,
+        status: h.status,
+        len: h.len,
         framing,
-        close,
+        close: h.close,
     }))
 }
 
