@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use std::sync::Arc;
 
 use pyrogate::config::{Cli, Config, LogFormat};
@@ -18,7 +16,13 @@ use pyrogate::runtime::{Server, Settings, driver, listener};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::parse_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pyrogate: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match Config::load(&cli) {
         Ok(c) => c,
         Err(e) => {

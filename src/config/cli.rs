@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+use super::ConfigError;
+use super::choices::{AckPolicy, Dispatch, DriverChoice, LogFormat, OnConnLimit};
 
 #[derive(Debug, Default, Clone, Parser)]
 #[command(
@@ -32,8 +36,8 @@ pub struct Cli {
 
     /// What a shard does at its quota: `wait` (stop accepting, as Alloy) or `reject` (accept
     /// and answer 503 with Retry-After). `server.on_conn_limit`.
-    #[arg(long, value_name = "wait|reject")]
-    pub on_conn_limit: Option<String>,
+    #[arg(long, value_enum, value_name = "wait|reject")]
+    pub on_conn_limit: Option<OnConnLimit>,
 
     /// Worker threads (one accept shard each). `runtime.workers`.
     #[arg(long, value_name = "N")]
@@ -44,8 +48,8 @@ pub struct Cli {
     pub core_quota: Vec<String>,
 
     /// I/O driver: `auto`, `io_uring` or `legacy` (epoll). `runtime.driver`.
-    #[arg(long, value_name = "auto|io_uring|legacy")]
-    pub driver: Option<String>,
+    #[arg(long, value_enum, value_name = "auto|io_uring|legacy")]
+    pub driver: Option<DriverChoice>,
 
     /// Pin each worker to a core. `runtime.pin_cores`.
     #[arg(long, value_name = "BOOL")]
@@ -84,13 +88,13 @@ pub struct Cli {
     pub forward_to: Vec<String>,
 
     /// Ack policy: `all`, `quorum` or `enqueue`. `forward.ack`.
-    #[arg(long, value_name = "POLICY")]
-    pub ack: Option<String>,
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub ack: Option<AckPolicy>,
 
     /// Where deliveries run: `worker` (on the receiving worker, default) or `writer` (on the
     /// outbound writer threads). `forward.dispatch`.
-    #[arg(long, value_name = "worker|writer")]
-    pub dispatch: Option<String>,
+    #[arg(long, value_enum, value_name = "worker|writer")]
+    pub dispatch: Option<Dispatch>,
 
     /// Outbound writer threads. `forward.writer_threads`.
     #[arg(long, value_name = "N")]
@@ -101,11 +105,123 @@ pub struct Cli {
     pub external_label: Vec<String>,
 
     /// Log format: `text` or `json`. `log.format`.
-    #[arg(long, value_name = "text|json")]
-    pub log_format: Option<String>,
+    #[arg(long, value_enum, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
 
     /// Log level or filter (`info`, `debug`, `pyrogate=debug`); `RUST_LOG` wins when set.
     /// `log.level`.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+}
+
+/// The configuration key each flag sets, for error messages.
+const FLAG_KEYS: [(&str, &str); 19] = [
+    ("--listen", "server.listen_address/listen_port"),
+    ("--conn-limit", "server.conn_limit"),
+    ("--on-conn-limit", "server.on_conn_limit"),
+    ("--workers", "runtime.workers"),
+    ("--core-quota", "runtime.core_quotas"),
+    ("--driver", "runtime.driver"),
+    ("--pin-cores", "runtime.pin_cores"),
+    ("--server-read-timeout", "server.server_read_timeout"),
+    ("--server-write-timeout", "server.server_write_timeout"),
+    ("--server-idle-timeout", "server.server_idle_timeout"),
+    ("--graceful-shutdown-timeout", "server.graceful_shutdown_timeout"),
+    ("--max-request-body", "server.max_request_body"),
+    ("--max-header-bytes", "server.max_header_bytes"),
+    ("--max-connection-age", "server.max_connection_age"),
+    ("--ack", "forward.ack"),
+    ("--dispatch", "forward.dispatch"),
+    ("--writer-threads", "forward.writer_threads"),
+    ("--log-format", "log.format"),
+    ("--log-level", "log.level"),
+];
+
+impl Cli {
+    /// Parses the process' arguments. `--help` and `--version` print and exit; any other
+    /// problem is a [`ConfigError`] whose one line names the flag and the key it sets
+    /// (clap's own report spans several lines).
+    pub fn parse_args() -> Result<Cli, ConfigError> {
+        Self::parse_from_args(std::env::args_os())
+    }
+
+    pub fn parse_from_args<I, T>(args: I) -> Result<Cli, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        match Cli::try_parse_from(args) {
+            Ok(c) => Ok(c),
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                e.exit()
+            }
+            Err(e) => Err(one_line(&e)),
+        }
+    }
+}
+
+/// A clap error as one line: `--flag (key): what is wrong`.
+fn one_line(e: &clap::Error) -> ConfigError {
+    let text = |k: ContextKind| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => Some(v.join(", ")),
+        _ => None,
+    };
+    let flag = text(ContextKind::InvalidArg)
+        .map(|a| a.split_whitespace().next().unwrap_or_default().to_owned());
+    let key = match &flag {
+        Some(f) => match FLAG_KEYS.iter().find(|(name, _)| name == f) {
+            Some((_, k)) => format!("{f} ({k})"),
+            None => f.clone(),
+        },
+        None => "command line".to_owned(),
+    };
+    let msg = match (e.kind(), text(ContextKind::InvalidValue)) {
+        (ErrorKind::InvalidValue, Some(v)) => match text(ContextKind::ValidValue) {
+            Some(valid) => format!("invalid value {v:?} (possible values: {valid})"),
+            None => format!("invalid value {v:?}"),
+        },
+        _ => {
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            first.trim_start_matches("error: ").to_owned()
+        }
+    };
+    ConfigError::new(key, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(args: &[&str]) -> String {
+        let mut v = vec!["pyrogate"];
+        v.extend_from_slice(args);
+        match Cli::parse_from_args(v) {
+            Ok(c) => panic!("{args:?} parsed: {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_flag_and_key() {
+        let e = err(&["--on-conn-limit", "drop"]);
+        assert_eq!(
+            e,
+            "config error: --on-conn-limit (server.on_conn_limit): invalid value \"drop\" (possible values: wait, reject)"
+        );
+        let e = err(&["--driver", "kqueue"]);
+        assert!(e.contains("runtime.driver") && e.contains("kqueue"), "{e}");
+        let e = err(&["--bogus"]);
+        assert!(e.contains("--bogus") && !e.contains('\n'), "{e}");
+        let e = err(&["--workers", "many"]);
+        assert!(e.contains("runtime.workers") && !e.contains('\n'), "{e}");
+        for (flag, _) in FLAG_KEYS {
+            assert!(
+                Cli::try_parse_from(["pyrogate", flag, "x"]).is_ok()
+                    || !err(&[flag, "x"]).contains("command line"),
+                "{flag} is a flag of the CLI"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::choices::{AckPolicy, Dispatch, DriverChoice, LogFormat, OnConnLimit};
 use super::units::{Dur, Size};
 
 #[derive(Debug, Default, Deserialize)]
@@ -31,7 +32,7 @@ pub struct ServerSection {
     pub listen_address: Option<String>,
     pub listen_port: Option<u16>,
     pub conn_limit: Option<u64>,
-    pub on_conn_limit: Option<String>,
+    pub on_conn_limit: Option<OnConnLimit>,
     pub server_read_timeout: Option<Dur>,
     pub server_write_timeout: Option<Dur>,
     pub server_idle_timeout: Option<Dur>,
@@ -49,7 +50,7 @@ pub struct ServerSection {
 pub struct RuntimeSection {
     pub workers: Option<usize>,
     pub core_quotas: Option<Vec<u64>>,
-    pub driver: Option<String>,
+    pub driver: Option<DriverChoice>,
     pub pin_cores: Option<bool>,
     pub io_uring_entries: Option<u32>,
 }
@@ -57,7 +58,7 @@ pub struct RuntimeSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardSection {
-    pub ack: Option<String>,
+    pub ack: Option<AckPolicy>,
     pub writer_threads: Option<usize>,
     pub queue_max_bytes: Option<Size>,
     pub forward_tenant: Option<bool>,
@@ -66,7 +67,7 @@ pub struct ForwardSection {
     pub idle_conn_timeout: Option<Dur>,
     pub delivery_timeout: Option<Dur>,
     pub max_inflight_per_endpoint: Option<usize>,
-    pub dispatch: Option<String>,
+    pub dispatch: Option<Dispatch>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,5 +113,5 @@ pub struct TlsSection {
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     pub level: Option<String>,
-    pub format: Option<String>,
+    pub format: Option<LogFormat>,
 }
