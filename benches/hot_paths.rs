@@ -19,8 +19,9 @@ use pyrogate::forward::destination::{Destination, Job};
 use pyrogate::forward::envelope::{Envelope, Kind};
 use pyrogate::forward::metrics::ForwardMetrics;
 use pyrogate::http::head::{RequestHead, find_head_end};
-use pyrogate::protocol::push_decode::{self, Codec, Encoding};
-use pyrogate::protocol::{labels, labelset, push_encode, query};
+use pyrogate::protocol::push::encode as push_encode;
+use pyrogate::protocol::push::{self as push_decode, Codec, Encoding};
+use pyrogate::protocol::{labels, labelset, query};
 
 /// A pyroscope-io style Push body (gzip'd, one series, a small plain pprof), generated.
 fn python_push_gzip() -> Vec<u8> {

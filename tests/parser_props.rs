@@ -18,7 +18,7 @@ use pyrogate::http::head::{
 };
 use pyrogate::protocol::labelset::{self, LabelSetError, NAME_LABEL};
 use pyrogate::protocol::proto::{LabelPair, PushRequest, RawProfileSeries, RawSample};
-use pyrogate::protocol::push_decode::{self, Codec, Encoding};
+use pyrogate::protocol::push::{self as push_decode, Codec, Encoding};
 
 // === HTTP head ===
 

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use pyrogate::protocol::push_decode::{self, Codec, Encoding, grpc_message_encoding};
+use pyrogate::protocol::push::{self as push_decode, Codec, Encoding, grpc_message_encoding};
 
 const MAX: usize = 1 << 20;
 

@@ -126,7 +126,10 @@ const FLAG_KEYS: [(&str, &str); 19] = [
     ("--server-read-timeout", "server.server_read_timeout"),
     ("--server-write-timeout", "server.server_write_timeout"),
     ("--server-idle-timeout", "server.server_idle_timeout"),
-    ("--graceful-shutdown-timeout", "server.graceful_shutdown_timeout"),
+    (
+        "--graceful-shutdown-timeout",
+        "server.graceful_shutdown_timeout",
+    ),
     ("--max-request-body", "server.max_request_body"),
     ("--max-header-bytes", "server.max_header_bytes"),
     ("--max-connection-age", "server.max_connection_age"),

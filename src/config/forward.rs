@@ -74,4 +74,3 @@ pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, Config
         dispatch,
     })
 }
-

@@ -24,10 +24,10 @@ use std::time::Duration;
 pub use choices::{AckPolicy, Dispatch, DriverChoice, LogFormat, OnConnLimit};
 pub use cli::Cli;
 pub use endpoint::{Auth, EndpointConfig, EndpointUrl, Scheme};
+use file::FileConfig;
 pub use forward::*;
 pub use runtime::*;
 pub use server::*;
-use file::FileConfig;
 use units::{parse_duration, parse_size};
 
 /// One configuration error: the key it concerns and what is wrong.
@@ -103,7 +103,6 @@ impl Config {
             log,
         })
     }
-
 }
 
 pub(crate) fn dur_flag(flag: &Option<String>, name: &str) -> Result<Option<Duration>, ConfigError> {
@@ -117,7 +116,6 @@ pub(crate) fn size_flag(flag: &Option<String>, name: &str) -> Result<Option<u64>
         .map(|v| parse_size(v).map_err(|e| ConfigError::new(name, e.to_string())))
         .transpose()
 }
-
 
 fn resolve_endpoints(f: &FileConfig, cli: &Cli) -> Result<Vec<EndpointConfig>, ConfigError> {
     if !cli.forward_to.is_empty() {
@@ -324,5 +322,4 @@ mod tests {
         assert_eq!(c.endpoints.len(), 1);
         assert_eq!(c.runtime.driver, DriverChoice::IoUring);
     }
-
 }

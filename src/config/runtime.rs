@@ -136,4 +136,3 @@ pub fn resolve_quotas(given: &[Option<u64>], conn_limit: u64) -> Result<Vec<u64>
     }
     Ok(out)
 }
-

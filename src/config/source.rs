@@ -51,4 +51,3 @@ fn locate_key(text: &str, offset: usize) -> String {
         _ => format!("{key} (line {line})"),
     }
 }
-

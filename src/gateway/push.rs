@@ -19,9 +19,9 @@ use crate::protocol::connect::Code;
 use crate::protocol::labels;
 use crate::protocol::labelset::Labels;
 use crate::protocol::proto::{LabelPair, PushRequest};
+use crate::protocol::push::encode as push_encode;
 use crate::protocol::push::{self, PushHead};
-use crate::protocol::push_decode::{self, Encoding, Protocol};
-use crate::protocol::push_encode;
+use crate::protocol::push::{Encoding, Protocol};
 
 pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Response {
     let ct = head.content_type;
@@ -40,7 +40,7 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
     };
     let rewrite = ct.protocol != Protocol::Connect
         || decoded.series.iter().any(|s| {
-            let pairs: Vec<(&str, &str)> = push_decode::series_labels(s).collect();
+            let pairs: Vec<(&str, &str)> = push::series_labels(s).collect();
             labels::push_needs_rewrite(&pairs, &settings.external_labels)
         });
     let (profiles, profile_bytes) = count_profiles(&decoded);
@@ -117,7 +117,7 @@ fn count_profiles(req: &PushRequest) -> (u64, u64) {
 
 fn rewrite_labels(mut req: PushRequest, external: &Labels) -> PushRequest {
     for s in &mut req.series {
-        let pairs: Vec<(&str, &str)> = push_decode::series_labels(s).collect();
+        let pairs: Vec<(&str, &str)> = push::series_labels(s).collect();
         let new = labels::push_rewrite(&pairs, external);
         s.labels = new
             .into_iter()

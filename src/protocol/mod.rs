@@ -10,6 +10,4 @@ pub mod labelset;
 pub mod multipart;
 pub mod proto;
 pub mod push;
-pub mod push_decode;
-pub mod push_encode;
 pub mod query;

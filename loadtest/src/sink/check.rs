@@ -14,7 +14,7 @@ use pyrogate::protocol::gzip::{self, GzipError};
 use pyrogate::protocol::labelset::{self, Labels};
 use pyrogate::protocol::proto::{LabelsSnapshot, Profile};
 use pyrogate::protocol::push::{self, PushHead};
-use pyrogate::protocol::push_decode::{Codec, Protocol};
+use pyrogate::protocol::push::{Codec, Protocol};
 use pyrogate::protocol::query;
 
 use crate::fnv;

@@ -9,8 +9,8 @@ use pyrogate::http::server::{Admission, Request, Service};
 use pyrogate::http::{BodyFraming, Method, RequestHead, Response};
 use pyrogate::metrics::{RejectReason, RouteLabel};
 use pyrogate::protocol::connect::{self, Code};
+use pyrogate::protocol::push::Protocol;
 use pyrogate::protocol::push::{self, PushHead};
-use pyrogate::protocol::push_decode::Protocol;
 use pyrogate::protocol::{ingest, query};
 use pyrogate::runtime::{ServiceFactory, WorkerService};
 

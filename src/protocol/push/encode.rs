@@ -13,7 +13,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message as _;
 
-use super::proto::{PushRequest, RawProfileSeries, RawSample};
+use crate::protocol::proto::{PushRequest, RawProfileSeries, RawSample};
 
 /// Wire type of every field written here: strings, bytes and messages are length-delimited.
 const LEN: u8 = 2;
@@ -152,8 +152,8 @@ fn string_field_len(s: &str) -> usize {
 mod tests {
     use super::*;
     use crate::protocol::proto::{LabelPair, ProfileAnnotation};
-    use crate::protocol::push_decode::test_support::arb_request;
-    use crate::protocol::push_decode::{self, Codec, Encoding};
+    use crate::protocol::push::decode::test_support::arb_request;
+    use crate::protocol::push::{self as push_decode, Codec, Encoding};
     use proptest::prelude::*;
 
     fn concat(chunks: &[Bytes]) -> Vec<u8> {
