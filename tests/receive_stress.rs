@@ -97,28 +97,3 @@ fn many_clients_through_a_small_conn_limit(driver: &str) {
     );
     assert!(m.sum("pyrogate_connections_accepted_total") >= CLIENTS as f64);
 }
-
-/// The harness's downstream sink (used by forwarding tests) records what it receives,
-/// whatever the framing, and answers its script of statuses.
-#[test]
-fn harness_sink_records_requests() {
-    let sink = common::Sink::with_statuses(&[503, 200]);
-    let mut c = Conn::connect(sink.addr).unwrap();
-    let mut req = build_request("POST", "/ingest?name=a", &[("X-Scope-OrgID", "t1")], b"abc");
-    req.extend(build_request(
-        "POST",
-        PUSH,
-        &[("Transfer-Encoding", "chunked")],
-        &chunked(b"hello world", 4, &["X-T: 1"]),
-    ));
-    c.send(&req).unwrap();
-    assert_eq!(c.read_response(Duration::from_secs(5)).unwrap().status, 503);
-    assert_eq!(c.read_response(Duration::from_secs(5)).unwrap().status, 200);
-    let got = sink.wait_for(2, Duration::from_secs(5));
-    assert_eq!(got[0].target, "/ingest?name=a");
-    assert_eq!(got[0].header("x-scope-orgid"), Some("t1"));
-    assert_eq!(got[0].body, b"abc");
-    assert_eq!(got[1].method, "POST");
-    assert_eq!(got[1].body, b"hello world");
-    assert!(sink.url().starts_with("http://127.0.0.1:"));
-}

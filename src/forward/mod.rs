@@ -9,9 +9,12 @@
 //! ```
 
 pub mod ack;
+pub mod delivery;
 pub mod destination;
 pub mod envelope;
+pub mod head;
 pub mod kind;
+pub mod local;
 pub mod metrics;
 pub mod resolver;
 pub mod retry;
@@ -179,7 +182,7 @@ impl Forwarder {
         }
         let kind = env.kind;
         let env = Arc::new(env);
-        let local = (snap.dispatch == Dispatch::Worker).then(writer::Local::current);
+        let local = (snap.dispatch == Dispatch::Worker).then(local::Local::current);
         for d in &snap.dests {
             let job = Job {
                 env: env.clone(),
@@ -400,5 +403,5 @@ pub fn start(
 
 /// Deliveries still running on this thread (a draining worker waits for them).
 pub fn local_deliveries() -> usize {
-    writer::Local::current().active()
+    local::Local::current().active()
 }

@@ -1,0 +1,212 @@
+//! One delivery: the retry loop of an envelope to one destination, with attempts on
+//! pooled keep-alive connections, per-attempt budgets, jittered backoff, `Retry-After`, and
+//! the deadline rules that let a caller still retry (docs/timeout-chain.md). It runs on a
+//! worker (`dispatch = "worker"`) or on a writer thread, with that thread's [`Local`].
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Core;
+use super::ack::Delivery;
+use super::destination::{Destination, Job};
+use super::envelope::{Kind, Outcome};
+use super::head;
+use super::local::Local;
+use super::retry::{Attempt, Backoff, classify_error, sleep_for};
+use crate::http::client::{ClientConn, ClientError};
+
+/// An attempt shorter than this is not worth starting.
+const MIN_ATTEMPT: Duration = Duration::from_millis(20);
+/// Bound on establishing a connection (the attempt budget bounds it further).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub async fn deliver(job: Job, d: Arc<Destination>, state: Rc<Local>, core: Arc<Core>) {
+    d.m.inflight.inc();
+    let started = Instant::now();
+    let result = attempts(&job, &d, &state, &core).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    match job.env.kind {
+        Kind::Push => d.m.latency_endpoint.observe(elapsed),
+        Kind::Ingest => d.m.ingest_endpoint.observe(elapsed),
+    }
+    match &result {
+        Delivery::Ok => {
+            d.m.sent_bytes.inc_by(job.env.profile_bytes);
+            d.m.sent_profiles.inc_by(job.env.profiles);
+        }
+        Delivery::Failed(o) => {
+            d.m.dropped_bytes.inc_by(job.env.profile_bytes);
+            d.m.dropped_profiles.inc_by(job.env.profiles);
+            log_failure(&d, o);
+        }
+    }
+    d.release(job.reserved);
+    if let Some(ack) = &job.ack {
+        ack.report(result);
+    }
+    d.m.inflight.dec();
+    state.finished(&d);
+}
+
+fn log_failure(d: &Destination, o: &Outcome) {
+    let msg = match o {
+        Outcome::Rejected { message, .. } | Outcome::Unavailable { message, .. } => {
+            message.as_str()
+        }
+        _ => "",
+    };
+    crate::util::lograte::warn_limited(&d.cfg.url_string, |suppressed| {
+        tracing::warn!(endpoint = %d.cfg.url_string, suppressed, error = msg, "failed to forward profile");
+    });
+}
+
+/// The retry loop of one delivery (docs/alloy-compat.md §9), bounded by the job's deadline.
+async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Delivery {
+    let cfg = &d.cfg;
+    let reserve = core.snapshot().deadline_reserve;
+    let mut backoff = Backoff::new(cfg.min_backoff, cfg.max_backoff);
+    let mut attempt: u32 = 0;
+    let mut last_status: Option<u16> = None;
+    let mut last_message = String::from("deadline exceeded before the first attempt");
+    let verb = job.env.kind.verb();
+    loop {
+        let now = Instant::now();
+        let remaining = job
+            .deadline
+            .saturating_duration_since(now)
+            .saturating_sub(reserve);
+        if remaining < MIN_ATTEMPT {
+            break;
+        }
+        attempt += 1;
+        let more_allowed = cfg.max_attempts == 0 || attempt < cfg.max_attempts;
+        let mut budget = cfg.remote_timeout.min(remaining);
+        if job.caller_waiting && more_allowed {
+            // Leave half of the caller's remaining budget for a retry: a first attempt that
+            // hangs must not eat the whole budget (the timeout chain of docs/timeout-chain.md §2, §6).
+            budget = budget.min((remaining / 2).max(MIN_ATTEMPT));
+        }
+        let t0 = Instant::now();
+        let result = send(job, d, state, budget, core).await;
+        let took = t0.elapsed().as_secs_f64();
+        match job.env.kind {
+            Kind::Push => d.m.latency_downstream.observe(took),
+            Kind::Ingest => d.m.ingest_downstream.observe(took),
+        }
+        match result {
+            Attempt::Delivered => return Delivery::Ok,
+            Attempt::Permanent {
+                status,
+                code,
+                message,
+            } => {
+                return Delivery::Failed(Outcome::Rejected {
+                    status,
+                    code,
+                    message: format!(
+                        "failed to {verb} to endpoint {} ({attempt} retries): {message}",
+                        cfg.url_string
+                    ),
+                });
+            }
+            Attempt::Retryable {
+                status,
+                retry_after,
+                message,
+            } => {
+                if status.is_some() {
+                    last_status = status;
+                }
+                last_message = message;
+                if !more_allowed {
+                    break;
+                }
+                let sleep = sleep_for(
+                    backoff.next_sleep(),
+                    retry_after,
+                    cfg.min_backoff,
+                    cfg.max_backoff,
+                );
+                let next_start = Instant::now() + sleep + MIN_ATTEMPT + reserve;
+                if next_start >= job.deadline || core.shutdown_deadline_passed() {
+                    break;
+                }
+                d.m.retries.inc();
+                monoio::time::sleep(sleep).await;
+            }
+        }
+    }
+    Delivery::Failed(Outcome::Unavailable {
+        last_status,
+        message: format!(
+            "failed to {verb} to endpoint {} ({attempt} retries): {last_message}",
+            cfg.url_string
+        ),
+    })
+}
+
+/// One attempt: a pooled connection (or a new one), one request. A reused connection that
+/// turns out to be dead is replaced once, at no cost to the attempt count.
+async fn send(job: &Job, d: &Destination, state: &Local, budget: Duration, core: &Core) -> Attempt {
+    let deadline = Instant::now() + budget;
+    let pool = state.pool(d);
+    let snap = core.snapshot();
+    let head = head::build(&job.env, d, budget, snap.forward_tenant);
+    for fresh_try in 0..2 {
+        let pooled = if fresh_try == 0 {
+            pool.take(snap.idle_conn_timeout)
+        } else {
+            None
+        };
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => match connect(d, deadline, core).await {
+                Ok(c) => c,
+                Err(e) => return classify_error(&e),
+            },
+        };
+        match conn.request(head.clone(), &job.env.body, deadline).await {
+            Ok(resp) => {
+                let verdict = job.env.kind.classify(&resp, d.cfg.retry_on_http_429);
+                if resp.reusable {
+                    pool.put(conn, snap.max_idle_conns);
+                }
+                return verdict;
+            }
+            Err(e) if reused && e.is_stale_connection() => continue,
+            Err(e) => return classify_error(&e),
+        }
+    }
+    classify_error(&ClientError::Closed("connection closed twice".into()))
+}
+
+async fn connect(
+    d: &Destination,
+    deadline: Instant,
+    core: &Core,
+) -> Result<ClientConn, ClientError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    // The lookup runs on the resolver thread; this task only waits (bounded by the attempt).
+    let lookup = core.resolver.resolve(&d.cfg.url.host, d.cfg.url.port);
+    let addrs = match monoio::time::timeout(remaining, lookup).await {
+        Err(_) => return Err(ClientError::Timeout),
+        Ok(Err(m)) => {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                m,
+            )));
+        }
+        Ok(Ok(a)) => a,
+    };
+    let mut last = None;
+    for addr in addrs {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let tls = d.tls.as_ref().map(|t| (&t.connector, &t.server_name));
+        match ClientConn::connect(addr, remaining.min(CONNECT_TIMEOUT), tls).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(ClientError::Timeout))
+}

@@ -1,0 +1,141 @@
+//! Per-thread delivery state, the same on a worker (`dispatch = "worker"`) and on a writer
+//! thread: pooled keep-alive connections and in-flight counts per destination.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Core;
+use super::delivery::deliver;
+use super::destination::{Destination, Job};
+use crate::http::client::ClientConn;
+use crate::util::notify::LocalNotify;
+
+/// Pooled connections are pruned at most this often.
+pub const PRUNE_EVERY: Duration = Duration::from_millis(500);
+
+/// Idle keep-alive connections to one destination, owned by one thread.
+pub struct Pool {
+    idle: RefCell<Vec<ClientConn>>,
+}
+
+impl Pool {
+    /// The most recently used connection that has not been idle too long (workers do not
+    /// run the writer's pruning loop, so staleness is also checked here).
+    pub fn take(&self, idle_timeout: Duration) -> Option<ClientConn> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some(c) = idle.pop() {
+            if c.last_used.elapsed() < idle_timeout {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for the next request, unless `max` are already idle.
+    pub fn put(&self, conn: ClientConn, max: usize) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < max {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Per-thread delivery state: connection pools and in-flight counts per destination.
+pub struct Local {
+    pools: RefCell<HashMap<usize, Rc<Pool>>>,
+    inflight: RefCell<HashMap<usize, usize>>,
+    /// Notified whenever a delivery ends on this thread.
+    pub done: LocalNotify,
+    active: Cell<usize>,
+    last_prune: Cell<Option<Instant>>,
+}
+
+thread_local! {
+    static LOCAL: Rc<Local> = Rc::new(Local::new());
+}
+
+fn dest_key(d: &Destination) -> usize {
+    d as *const Destination as usize
+}
+
+impl Local {
+    fn new() -> Self {
+        Self {
+            pools: RefCell::new(HashMap::new()),
+            inflight: RefCell::new(HashMap::new()),
+            done: LocalNotify::new(),
+            active: Cell::new(0),
+            last_prune: Cell::new(None),
+        }
+    }
+
+    /// This thread's state.
+    pub fn current() -> Rc<Local> {
+        LOCAL.with(Rc::clone)
+    }
+
+    /// Deliveries running on this thread.
+    pub fn active(&self) -> usize {
+        self.active.get()
+    }
+
+    /// Deliveries of destination `d` running on this thread.
+    pub fn inflight(&self, d: &Destination) -> usize {
+        self.inflight
+            .borrow()
+            .get(&dest_key(d))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Starts a delivery on this thread's runtime.
+    pub fn spawn(self: &Rc<Self>, job: Job, d: Arc<Destination>, core: Arc<Core>) {
+        *self.inflight.borrow_mut().entry(dest_key(&d)).or_insert(0) += 1;
+        self.active.set(self.active.get() + 1);
+        monoio::spawn(deliver(job, d, self.clone(), core));
+    }
+
+    /// Bookkeeping when a delivery of destination `d` ends on this thread.
+    pub fn finished(&self, d: &Destination) {
+        if let Some(n) = self.inflight.borrow_mut().get_mut(&dest_key(d)) {
+            *n = n.saturating_sub(1);
+        }
+        self.active.set(self.active.get() - 1);
+        self.done.notify();
+    }
+
+    /// The pool of destination `d` on this thread.
+    pub fn pool(&self, d: &Destination) -> Rc<Pool> {
+        self.pools
+            .borrow_mut()
+            .entry(dest_key(d))
+            .or_insert_with(|| {
+                Rc::new(Pool {
+                    idle: RefCell::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// Closes pooled connections idle longer than `idle_timeout`; at most once per
+    /// [`PRUNE_EVERY`].
+    pub fn prune_idle(&self, idle_timeout: Duration) {
+        let now = Instant::now();
+        if self
+            .last_prune
+            .get()
+            .is_some_and(|t| now.duration_since(t) < PRUNE_EVERY)
+        {
+            return;
+        }
+        self.last_prune.set(Some(now));
+        for pool in self.pools.borrow().values() {
+            pool.idle
+                .borrow_mut()
+                .retain(|c| now.duration_since(c.last_used) < idle_timeout);
+        }
+    }
+}
