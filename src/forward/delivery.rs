@@ -20,7 +20,13 @@ use crate::http::client::{ClientConn, ClientError};
 const MIN_ATTEMPT: Duration = Duration::from_millis(20);
 /// Bound on establishing a connection (the attempt budget bounds it further).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub async fn deliver(job: Job, d: Arc<Destination>, state: Rc<Local>, core: Arc<Core>) {
+/// Starts delivering `job` to `d` on this thread's runtime.
+pub fn spawn(state: &Rc<Local>, job: Job, d: Arc<Destination>, core: Arc<Core>) {
+    state.started(&d);
+    monoio::spawn(deliver(job, d, state.clone(), core));
+}
+
+async fn deliver(job: Job, d: Arc<Destination>, state: Rc<Local>, core: Arc<Core>) {
     d.m.inflight.inc();
     let started = Instant::now();
     let result = attempts(&job, &d, &state, &core).await;

@@ -4,12 +4,9 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Core;
-use super::delivery::deliver;
-use super::destination::{Destination, Job};
+use super::destination::Destination;
 use crate::http::client::ClientConn;
 use crate::util::notify::LocalNotify;
 
@@ -91,11 +88,10 @@ impl Local {
             .unwrap_or(0)
     }
 
-    /// Starts a delivery on this thread's runtime.
-    pub fn spawn(self: &Rc<Self>, job: Job, d: Arc<Destination>, core: Arc<Core>) {
-        *self.inflight.borrow_mut().entry(dest_key(&d)).or_insert(0) += 1;
+    /// Bookkeeping when a delivery of destination `d` starts on this thread.
+    pub fn started(&self, d: &Destination) {
+        *self.inflight.borrow_mut().entry(dest_key(d)).or_insert(0) += 1;
         self.active.set(self.active.get() + 1);
-        monoio::spawn(deliver(job, d, self.clone(), core));
     }
 
     /// Bookkeeping when a delivery of destination `d` ends on this thread.

@@ -195,7 +195,7 @@ impl Forwarder {
                 // On this worker, while it is under its share of the destination's
                 // in-flight bound; beyond it the writer threads take the overflow.
                 Some(l) if l.inflight(d) < snap.max_inflight_per_writer => {
-                    l.spawn(job, d.clone(), core.clone());
+                    delivery::spawn(l, job, d.clone(), core.clone());
                 }
                 _ => {
                     d.push(job);

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Core;
+use super::delivery;
 use super::local::Local;
 
 /// How often an idle writer re-checks for shutdown and prunes idle connections.
@@ -37,7 +38,7 @@ async fn writer_main(index: usize, core: Arc<Core>) {
             while state.inflight(d) < max_inflight {
                 let Ok(job) = d.rx.try_recv() else { break };
                 dispatched = true;
-                state.spawn(job, d.clone(), core.clone());
+                delivery::spawn(&state, job, d.clone(), core.clone());
             }
         }
         if dispatched {
