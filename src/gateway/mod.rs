@@ -183,3 +183,112 @@ impl WorkerService for Gateway {
         crate::forward::local_deliveries()
     }
 }
+
+/// The gateway's handlers in-process: a [`Gateway`] made by its factory against a runtime
+/// state, called with requests built from raw heads, no server and no socket.
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::http::head::{RequestHead, find_head_end};
+    use crate::metrics::Metrics;
+    use crate::runtime::{DriverKind, Settings};
+
+    fn gateway() -> Gateway {
+        let config = Config::from_toml("[runtime]\nworkers = 1\n").expect("config");
+        let metrics = Metrics::new(1, config.server.conn_limit, &Route::LABELS);
+        let shared = Arc::new(Shared::new(
+            Settings::from_config(&config),
+            metrics,
+            DriverKind::Legacy,
+        ));
+        let factory = Factory {
+            forwarder: Forwarder::discard(),
+            config: Arc::new(config),
+        };
+        factory.make(0, &shared)
+    }
+
+    /// Admits and calls one request the way the connection loop does.
+    fn serve(gw: &Gateway, head: &str, body: &[u8]) -> Response {
+        let raw = Bytes::copy_from_slice(head.as_bytes());
+        let end = find_head_end(&raw, 0).expect("a complete head");
+        let head = RequestHead::parse(raw.slice(..end)).expect("a valid head");
+        let route = match gw.admit(&head) {
+            Admission::Respond { response, .. } => return response,
+            Admission::Accept { route, .. } => route,
+        };
+        let req = Request {
+            head,
+            body: Bytes::copy_from_slice(body),
+            route,
+            received_at: Instant::now(),
+            deadline: Instant::now() + Duration::from_secs(5),
+        };
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        rt.block_on(gw.call(req))
+    }
+
+    #[test]
+    fn handlers_answer_in_process() {
+        let gw = gateway();
+        let push = pyrogate_testdata::sdk::python_push(1);
+        let r = serve(
+            &gw,
+            "POST /push.v1.PusherService/Push HTTP/1.1\r\nContent-Type: application/proto\r\nContent-Encoding: gzip\r\n\r\n",
+            &push.body,
+        );
+        assert_eq!(r.status, 200);
+        assert!(r.body.is_empty());
+        // A body that is not what the head says: Connect's invalid_argument.
+        let r = serve(
+            &gw,
+            "POST /push.v1.PusherService/Push HTTP/1.1\r\nContent-Type: application/proto\r\nContent-Encoding: gzip\r\n\r\n",
+            b"not gzip at all",
+        );
+        assert_eq!(r.status, 400);
+        assert!(String::from_utf8_lossy(&r.body).contains("\"code\":\"invalid_argument\""));
+        // gRPC-Web: errors travel in trailers-only headers of a 200.
+        let r = serve(
+            &gw,
+            "POST /push.v1.PusherService/Push HTTP/1.1\r\nContent-Type: application/grpc-web+proto\r\n\r\n",
+            b"\x00\x00\x00",
+        );
+        assert_eq!(r.status, 200);
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| *k == "Grpc-Status" && v == "3"),
+            "{r:?}"
+        );
+        // /ingest with no endpoint: accepted and discarded, as Alloy with no forward_to.
+        let r = serve(&gw, "POST /ingest?name=app HTTP/1.1\r\n\r\n", b"body");
+        assert_eq!(r.status, 200);
+        let r = serve(&gw, "GET /metrics HTTP/1.1\r\n\r\n", b"");
+        assert_eq!(r.status, 200);
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("pyroscope_receive_http_tcp_connections")
+        );
+        // Nothing is ready before the runtime's workers are.
+        assert_eq!(serve(&gw, "GET /-/ready HTTP/1.1\r\n\r\n", b"").status, 503);
+        assert_eq!(serve(&gw, "GET /nope HTTP/1.1\r\n\r\n", b"").status, 404);
+    }
+
+    #[test]
+    fn reload_replaces_the_settings() {
+        let gw = gateway();
+        assert!(gw.settings().external_labels.is_empty());
+        let cfg = Config::from_toml("external_labels = { env = \"prod\" }\n").expect("config");
+        gw.reload(&Arc::new(cfg));
+        assert_eq!(
+            gw.settings().external_labels.get("env").map(String::as_str),
+            Some("prod")
+        );
+    }
+}

@@ -37,6 +37,21 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The state of a runtime of `settings.workers` workers, none of them ready yet. Services
+    /// can be made against it without running a server (in-process tests).
+    pub fn new(settings: Settings, metrics: Arc<Metrics>, driver: DriverKind) -> Self {
+        let n = settings.workers;
+        Self {
+            workers: n,
+            ready: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            metrics,
+            driver,
+            heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            settings: Mutex::new(Arc::new(settings)),
+        }
+    }
+
     /// Ready once every worker listens, and not while draining.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) == self.workers && !self.draining.load(Ordering::Acquire)
@@ -145,15 +160,7 @@ impl<F: ServiceFactory> Server<F> {
             })?
             .local_addr()
             .map_err(bind_error)?;
-        let shared = Arc::new(Shared {
-            workers: n,
-            ready: AtomicUsize::new(0),
-            draining: AtomicBool::new(false),
-            metrics,
-            driver: driver.kind,
-            heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            settings: Mutex::new(Arc::new(settings)),
-        });
+        let shared = Arc::new(Shared::new(settings, metrics, driver.kind));
         let factory = Arc::new(factory);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<Result<usize, (usize, String)>>();
