@@ -4,6 +4,7 @@
 //! [`http`] (framing) → [`protocol`] (`/ingest`, Push) → [`forward`] (envelopes, queues,
 //! writers) → [`metrics`].
 pub mod config;
+pub mod distributor;
 pub mod forward;
 pub mod gateway;
 pub mod http;

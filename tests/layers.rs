@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first. `main` (the binary) may use everything.
-const LAYERS: [(&str, u8); 8] = [
+const LAYERS: [(&str, u8); 9] = [
     ("util", 0),
     ("config", 1),
     ("metrics", 1),
@@ -19,7 +19,8 @@ const LAYERS: [(&str, u8); 8] = [
     ("protocol", 3),
     ("runtime", 3),
     ("forward", 4),
-    ("gateway", 5),
+    ("distributor", 5),
+    ("gateway", 6),
 ];
 
 type Module = Vec<String>;

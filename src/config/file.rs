@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::choices::{AckPolicy, Dispatch, DriverChoice, LogFormat, OnConnLimit};
+pub use super::distributor::{DistributorSection, LimitsSection};
 use super::units::{Dur, Size};
 
 #[derive(Debug, Default, Deserialize)]
@@ -24,6 +25,10 @@ pub struct FileConfig {
     pub endpoint: Vec<EndpointSection>,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub distributor: DistributorSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@
 
 pub mod choices;
 pub mod cli;
+pub mod distributor;
 pub mod endpoint;
 pub mod file;
 pub mod forward;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 pub use choices::{AckPolicy, Dispatch, DriverChoice, LogFormat, OnConnLimit};
 pub use cli::Cli;
+pub use distributor::{DistributorConfig, Limits, LimitsConfig};
 pub use endpoint::{Auth, EndpointConfig, EndpointUrl, Scheme};
 use file::FileConfig;
 pub use forward::*;
@@ -62,6 +64,8 @@ pub struct Config {
     pub endpoints: Vec<EndpointConfig>,
     pub external_labels: BTreeMap<String, String>,
     pub log: LogConfig,
+    pub distributor: DistributorConfig,
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -94,6 +98,7 @@ impl Config {
                 .unwrap_or_else(|| "info".into()),
             format: cli.log_format.or(f.log.format).unwrap_or(LogFormat::Text),
         };
+        let (distributor, limits) = distributor::resolve(&f.distributor, &f.limits)?;
         Ok(Self {
             server,
             runtime,
@@ -101,6 +106,8 @@ impl Config {
             endpoints,
             external_labels,
             log,
+            distributor,
+            limits,
         })
     }
 }

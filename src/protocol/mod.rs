@@ -3,11 +3,13 @@
 //! and error bodies, multipart, bounded gzip, and the prost messages. Nothing here knows
 //! about forwarding, routing or the runtime.
 pub mod connect;
+pub mod goquote;
 pub mod gzip;
 pub mod ingest;
 pub mod labels;
 pub mod labelset;
 pub mod multipart;
+pub mod pprof;
 pub mod proto;
 pub mod push;
 pub mod query;

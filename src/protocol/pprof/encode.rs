@@ -1,0 +1,213 @@
+//! The encoder: fields in number order, repeated scalars packed, default values left out
+//! (proto3), as Go's and prost's encoders write them. Lengths of nested messages are
+//! computed before they are written, so nothing is built twice and nothing is allocated
+//! per sample.
+
+use super::model::{Label, Location, Mapping, Profile, Sample, ValueType};
+
+/// A capacity hint for the encoding of `p` (its input size, which a normalised profile
+/// rarely exceeds).
+pub fn encoded_len_hint(p: &Profile) -> usize {
+    p.buf.len() + 64
+}
+
+/// Serializes `p`.
+pub fn encode(p: &Profile) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_len_hint(p));
+    for vt in &p.sample_type {
+        embedded(&mut out, 1, value_type_len(vt));
+        value_type(&mut out, vt);
+    }
+    for s in &p.samples {
+        embedded(&mut out, 2, sample_len(p, s));
+        sample(&mut out, p, s);
+    }
+    for m in &p.mappings {
+        embedded(&mut out, 3, mapping_len(m));
+        mapping(&mut out, m);
+    }
+    for l in &p.locations {
+        embedded(&mut out, 4, location_len(p, l));
+        location(&mut out, p, l);
+    }
+    for f in &p.functions {
+        let fields = [
+            f.id,
+            f.name as u64,
+            f.system_name as u64,
+            f.filename as u64,
+            f.start_line as u64,
+        ];
+        embedded(&mut out, 5, fields_len(&fields));
+        write_fields(&mut out, &fields);
+    }
+    for r in &p.strings {
+        let s = p.buf.get(r.start as usize..r.end as usize).unwrap_or(&[]);
+        embedded(&mut out, 6, s.len());
+        out.extend_from_slice(s);
+    }
+    uint(&mut out, 7, p.drop_frames as u64);
+    uint(&mut out, 8, p.keep_frames as u64);
+    uint(&mut out, 9, p.time_nanos as u64);
+    uint(&mut out, 10, p.duration_nanos as u64);
+    if let Some(pt) = &p.period_type {
+        embedded(&mut out, 11, value_type_len(pt));
+        value_type(&mut out, pt);
+    }
+    uint(&mut out, 12, p.period as u64);
+    packed(&mut out, 13, p.comments.iter().map(|c| *c as u64));
+    uint(&mut out, 14, p.default_sample_type as u64);
+    out
+}
+
+#[inline]
+fn varint_len(v: u64) -> usize {
+    // 1 byte per 7 bits, at least 1.
+    (((64 - (v | 1).leading_zeros()) + 6) / 7) as usize
+}
+
+#[inline]
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The key of field `field` (all field numbers here are below 16: one byte).
+#[inline]
+fn key(out: &mut Vec<u8>, field: u8, wire_type: u8) {
+    out.push((field << 3) | wire_type);
+}
+
+/// A varint field, left out when zero.
+#[inline]
+fn uint(out: &mut Vec<u8>, field: u8, v: u64) {
+    if v != 0 {
+        key(out, field, 0);
+        varint(out, v);
+    }
+}
+
+#[inline]
+fn uint_len(v: u64) -> usize {
+    if v == 0 { 0 } else { 1 + varint_len(v) }
+}
+
+/// The key and length of a length-delimited field whose body follows.
+#[inline]
+fn embedded(out: &mut Vec<u8>, field: u8, len: usize) {
+    key(out, field, 2);
+    varint(out, len as u64);
+}
+
+#[inline]
+fn embedded_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// Varint fields numbered 1.. in order (zeros left out).
+fn write_fields(out: &mut Vec<u8>, fields: &[u64]) {
+    for (i, v) in fields.iter().enumerate() {
+        uint(out, i as u8 + 1, *v);
+    }
+}
+
+fn fields_len(fields: &[u64]) -> usize {
+    fields.iter().map(|v| uint_len(*v)).sum()
+}
+
+/// A packed repeated varint field (left out when empty).
+fn packed(out: &mut Vec<u8>, field: u8, values: impl Iterator<Item = u64> + Clone) {
+    let len: usize = values.clone().map(varint_len).sum();
+    if len > 0 {
+        embedded(out, field, len);
+        for v in values {
+            varint(out, v);
+        }
+    }
+}
+
+fn packed_len(values: impl Iterator<Item = u64>) -> usize {
+    let len: usize = values.map(varint_len).sum();
+    if len > 0 { embedded_len(len) } else { 0 }
+}
+
+fn value_type_len(vt: &ValueType) -> usize {
+    uint_len(vt.r#type as u64) + uint_len(vt.unit as u64)
+}
+
+fn value_type(out: &mut Vec<u8>, vt: &ValueType) {
+    uint(out, 1, vt.r#type as u64);
+    uint(out, 2, vt.unit as u64);
+}
+
+fn label_fields(l: &Label) -> [u64; 4] {
+    [l.key as u64, l.str as u64, l.num as u64, l.num_unit as u64]
+}
+
+fn sample_len(p: &Profile, s: &Sample) -> usize {
+    packed_len(p.sample_locations(s).iter().copied())
+        + packed_len(p.sample_values(s).iter().map(|v| *v as u64))
+        + p.sample_labels(s)
+            .iter()
+            .map(|l| embedded_len(fields_len(&label_fields(l))))
+            .sum::<usize>()
+}
+
+fn sample(out: &mut Vec<u8>, p: &Profile, s: &Sample) {
+    packed(out, 1, p.sample_locations(s).iter().copied());
+    packed(out, 2, p.sample_values(s).iter().map(|v| *v as u64));
+    for l in p.sample_labels(s) {
+        let f = label_fields(l);
+        embedded(out, 3, fields_len(&f));
+        write_fields(out, &f);
+    }
+}
+
+fn mapping_fields(m: &Mapping) -> [u64; 10] {
+    [
+        m.id,
+        m.memory_start,
+        m.memory_limit,
+        m.file_offset,
+        m.filename as u64,
+        m.build_id as u64,
+        u64::from(m.has_functions),
+        u64::from(m.has_filenames),
+        u64::from(m.has_line_numbers),
+        u64::from(m.has_inline_frames),
+    ]
+}
+
+fn mapping_len(m: &Mapping) -> usize {
+    fields_len(&mapping_fields(m))
+}
+
+fn mapping(out: &mut Vec<u8>, m: &Mapping) {
+    write_fields(out, &mapping_fields(m));
+}
+
+fn location_len(p: &Profile, l: &Location) -> usize {
+    uint_len(l.id)
+        + uint_len(l.mapping_id)
+        + uint_len(l.address)
+        + p.location_lines(l)
+            .iter()
+            .map(|line| embedded_len(uint_len(line.function_id) + uint_len(line.line as u64)))
+            .sum::<usize>()
+        + uint_len(u64::from(l.is_folded))
+}
+
+fn location(out: &mut Vec<u8>, p: &Profile, l: &Location) {
+    uint(out, 1, l.id);
+    uint(out, 2, l.mapping_id);
+    uint(out, 3, l.address);
+    for line in p.location_lines(l) {
+        embedded(out, 4, uint_len(line.function_id) + uint_len(line.line as u64));
+        uint(out, 1, line.function_id);
+        uint(out, 2, line.line as u64);
+    }
+    uint(out, 5, u64::from(l.is_folded));
+}
