@@ -235,7 +235,13 @@ pub(super) fn resolve(
         check(&limits, &key)?;
         overrides.insert(tenant.clone(), limits);
     }
-    Ok((distributor, LimitsConfig { defaults, overrides }))
+    Ok((
+        distributor,
+        LimitsConfig {
+            defaults,
+            overrides,
+        },
+    ))
 }
 
 fn check(l: &Limits, key: &str) -> Result<(), ConfigError> {
@@ -311,8 +317,12 @@ mod tests {
     fn bad_values_name_the_key() {
         let e = parse("[limits]\ningestion_rate_mb = -1\n").expect_err("negative");
         assert_eq!(e.key, "limits.ingestion_rate_mb");
-        let e = parse("[limits.overrides.\"t\"]\ningestion_burst_size_mb = 0\n").expect_err("burst");
+        let e =
+            parse("[limits.overrides.\"t\"]\ningestion_burst_size_mb = 0\n").expect_err("burst");
         assert_eq!(e.key, "limits.overrides.\"t\".ingestion_burst_size_mb");
-        assert!(parse("[limits]\nmax_label_nmes = 1\n").is_err(), "unknown key");
+        assert!(
+            parse("[limits]\nmax_label_nmes = 1\n").is_err(),
+            "unknown key"
+        );
     }
 }

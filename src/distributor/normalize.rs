@@ -234,14 +234,18 @@ fn sanitize(p: &mut Profile) -> bool {
             && ls.iter().all(|x| functions.contains_key(&x.function_id))
     };
     let before = p.locations.len();
-    let kept: Vec<Location> = p.locations.iter().filter(|l| valid_location(l)).cloned().collect();
+    let kept: Vec<Location> = p
+        .locations
+        .iter()
+        .filter(|l| valid_location(l))
+        .cloned()
+        .collect();
     if kept.len() != before {
         p.locations = kept;
         changed = true;
     }
     // Samples that point at a dropped location, or whose value count is wrong.
-    let location_ids: HashMap<u64, (), FxBuild> =
-        p.locations.iter().map(|l| (l.id, ())).collect();
+    let location_ids: HashMap<u64, (), FxBuild> = p.locations.iter().map(|l| (l.id, ())).collect();
     let types = p.sample_type.len() as u32;
     let (ids, before) = (&p.location_ids, p.samples.len());
     p.samples.retain(|s| {
@@ -335,7 +339,11 @@ fn remove_unreferenced(p: &mut Profile) -> bool {
             }
         }
     }
-    let dense_locations = p.locations.iter().enumerate().all(|(i, l)| l.id == i as u64 + 1);
+    let dense_locations = p
+        .locations
+        .iter()
+        .enumerate()
+        .all(|(i, l)| l.id == i as u64 + 1);
     if used_loc.iter().any(|u| !u) || !dense_locations {
         changed = true;
         let mut new_id: HashMap<u64, u64, FxBuild> = HashMap::default();
@@ -375,7 +383,11 @@ fn remove_unreferenced(p: &mut Profile) -> bool {
             }
         }
     }
-    let dense_functions = p.functions.iter().enumerate().all(|(i, f)| f.id == i as u64 + 1);
+    let dense_functions = p
+        .functions
+        .iter()
+        .enumerate()
+        .all(|(i, f)| f.id == i as u64 + 1);
     if used_fn.iter().any(|u| !u) || !dense_functions {
         changed = true;
         let mut new_id: HashMap<u64, u64, FxBuild> = HashMap::default();
@@ -478,8 +490,12 @@ mod tests {
             if s.value.iter().any(|v| *v < 0) || s.value.iter().all(|v| *v == 0) {
                 continue;
             }
-            let mut labels: Vec<(i64, i64)> =
-                s.label.iter().filter(|l| l.str != 0).map(|l| (l.key, l.str)).collect();
+            let mut labels: Vec<(i64, i64)> = s
+                .label
+                .iter()
+                .filter(|l| l.str != 0)
+                .map(|l| (l.key, l.str))
+                .collect();
             labels.sort_unstable();
             let e = out
                 .entry((s.location_id.clone(), labels))
@@ -497,7 +513,11 @@ mod tests {
     fn by_names(p: &wire::Profile) -> BTreeMap<(Vec<String>, Vec<(String, String)>), Vec<i64>> {
         let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
         let fn_name = |loc: u64| {
-            let l = p.location.iter().find(|l| l.id == loc).expect("location exists");
+            let l = p
+                .location
+                .iter()
+                .find(|l| l.id == loc)
+                .expect("location exists");
             l.line
                 .iter()
                 .map(|line| {
@@ -535,7 +555,12 @@ mod tests {
                     value,
                     label: labels
                         .into_iter()
-                        .map(|(key, str)| wire::Label { key, str, num: 0, num_unit: 0 })
+                        .map(|(key, str)| wire::Label {
+                            key,
+                            str,
+                            num: 0,
+                            num_unit: 0,
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -545,17 +570,32 @@ mod tests {
 
     #[test]
     fn merges_and_drops_exactly_what_an_independent_count_says() {
-        for (seed, kind) in [(1, Kind::Cpu), (2, Kind::Heap), (3, Kind::Wall), (4, Kind::Goroutine)] {
-            let spec = Spec::new(seed, kind).samples(800).zeros(10).duplicates(35).negatives(3);
+        for (seed, kind) in [
+            (1, Kind::Cpu),
+            (2, Kind::Heap),
+            (3, Kind::Wall),
+            (4, Kind::Goroutine),
+        ] {
+            let spec = Spec::new(seed, kind)
+                .samples(800)
+                .zeros(10)
+                .duplicates(35)
+                .negatives(3);
             let model = spec.profile();
             let want = expected(&model);
-            let mut p = pprof::decode(Bytes::from(spec.plain()), Limits::default()).expect("decodes");
+            let mut p =
+                pprof::decode(Bytes::from(spec.plain()), Limits::default()).expect("decodes");
             let n = normalize(&mut p, 1);
             assert!(n.changed);
             assert!(n.dropped_samples > 0 && n.merged_samples > 0, "{n:?}");
-            assert_eq!(p.samples.len(), want.len(), "{kind:?}: sample count after merging");
+            assert_eq!(
+                p.samples.len(),
+                want.len(),
+                "{kind:?}: sample count after merging"
+            );
             // A second, independent decoder reads the result.
-            let out = wire::Profile::decode(&pprof::encode(&p)[..]).expect("prost decodes the output");
+            let out =
+                wire::Profile::decode(&pprof::encode(&p)[..]).expect("prost decodes the output");
             assert_eq!(out.sample.len(), want.len());
             assert_eq!(by_names(&out), translate(&model, want.clone()), "{kind:?}");
             // Sums over non-negative samples are preserved exactly.
@@ -568,18 +608,40 @@ mod tests {
             assert_eq!(p.value_sums(), sums);
             // Nothing unreferenced, dense ids, string 0 empty.
             assert_eq!(out.string_table[0], "");
-            let used_locs: HashSet<u64> = out.sample.iter().flat_map(|s| s.location_id.clone()).collect();
+            let used_locs: HashSet<u64> = out
+                .sample
+                .iter()
+                .flat_map(|s| s.location_id.clone())
+                .collect();
             assert_eq!(used_locs.len(), out.location.len());
-            assert!(out.location.iter().enumerate().all(|(i, l)| l.id == i as u64 + 1));
-            assert!(out.function.iter().enumerate().all(|(i, f)| f.id == i as u64 + 1));
-            assert!(out.sample.iter().all(|s| s.label.iter().all(|l| l.str != 0)));
+            assert!(
+                out.location
+                    .iter()
+                    .enumerate()
+                    .all(|(i, l)| l.id == i as u64 + 1)
+            );
+            assert!(
+                out.function
+                    .iter()
+                    .enumerate()
+                    .all(|(i, f)| f.id == i as u64 + 1)
+            );
+            assert!(
+                out.sample
+                    .iter()
+                    .all(|s| s.label.iter().all(|l| l.str != 0))
+            );
             assert_eq!(out.time_nanos, model.time_nanos);
         }
     }
 
     #[test]
     fn a_normal_profile_is_left_alone() {
-        let spec = Spec::new(5, Kind::Cpu).samples(100).zeros(0).duplicates(0).labels(true, false);
+        let spec = Spec::new(5, Kind::Cpu)
+            .samples(100)
+            .zeros(0)
+            .duplicates(0)
+            .labels(true, false);
         let bytes = Bytes::from(spec.plain());
         let mut p = pprof::decode(bytes.clone(), Limits::default()).expect("decodes");
         // The generator numbers densely and references every string, location and function
@@ -588,7 +650,11 @@ mod tests {
         let once = Bytes::from(pprof::encode(&p));
         let mut q = pprof::decode(once.clone(), Limits::default()).expect("decodes");
         let n = normalize(&mut q, 1);
-        assert_eq!(n, Normalized::default(), "normalising a normal profile changes nothing");
+        assert_eq!(
+            n,
+            Normalized::default(),
+            "normalising a normal profile changes nothing"
+        );
         assert_eq!(pprof::encode(&q), once.to_vec());
     }
 
@@ -607,6 +673,10 @@ mod tests {
         let out = wire::Profile::decode(&pprof::encode(&p)[..]).expect("decodes");
         let ids: HashSet<u64> = out.mapping.iter().map(|m| m.id).collect();
         assert!(out.location.iter().all(|l| ids.contains(&l.mapping_id)));
-        assert!(out.function.iter().all(|f| (f.name as usize) < out.string_table.len()));
+        assert!(
+            out.function
+                .iter()
+                .all(|f| (f.name as usize) < out.string_table.len())
+        );
     }
 }

@@ -205,7 +205,11 @@ fn location(out: &mut Vec<u8>, p: &Profile, l: &Location) {
     uint(out, 2, l.mapping_id);
     uint(out, 3, l.address);
     for line in p.location_lines(l) {
-        embedded(out, 4, uint_len(line.function_id) + uint_len(line.line as u64));
+        embedded(
+            out,
+            4,
+            uint_len(line.function_id) + uint_len(line.line as u64),
+        );
         uint(out, 1, line.function_id);
         uint(out, 2, line.line as u64);
     }

@@ -54,7 +54,15 @@ mod tests {
         let locations: Vec<(u64, u64, u64, Vec<Line>, bool)> = p
             .locations
             .iter()
-            .map(|l| (l.id, l.mapping_id, l.address, p.location_lines(l).to_vec(), l.is_folded))
+            .map(|l| {
+                (
+                    l.id,
+                    l.mapping_id,
+                    l.address,
+                    p.location_lines(l).to_vec(),
+                    l.is_folded,
+                )
+            })
             .collect();
         (
             strings,
@@ -64,7 +72,12 @@ mod tests {
             p.mappings.clone(),
             p.functions.clone(),
             (p.drop_frames, p.keep_frames, p.time_nanos, p.duration_nanos),
-            (p.period_type, p.period, p.comments.clone(), p.default_sample_type),
+            (
+                p.period_type,
+                p.period,
+                p.comments.clone(),
+                p.default_sample_type,
+            ),
         )
     }
 
@@ -86,8 +99,11 @@ mod tests {
                     .iter()
                     .map(|l| (l.key, l.str, l.num, l.num_unit))
                     .collect();
-                let want: Vec<(i64, i64, i64, i64)> =
-                    m.label.iter().map(|l| (l.key, l.str, l.num, l.num_unit)).collect();
+                let want: Vec<(i64, i64, i64, i64)> = m
+                    .label
+                    .iter()
+                    .map(|l| (l.key, l.str, l.num, l.num_unit))
+                    .collect();
                 assert_eq!(labels, want);
             }
             for (i, s) in model.string_table.iter().enumerate() {
@@ -119,11 +135,19 @@ mod tests {
     fn hostile_input_is_refused_cleanly() {
         let cases: &[(&[u8], &str)] = &[
             // A string claiming 1 GiB with 3 bytes behind it.
-            (&[0x32, 0x80, 0x80, 0x80, 0x80, 0x04, b'a', b'b', b'c'], "unexpected end"),
+            (
+                &[0x32, 0x80, 0x80, 0x80, 0x80, 0x04, b'a', b'b', b'c'],
+                "unexpected end",
+            ),
             // Truncated varint.
             (&[0x48, 0xff, 0xff], "unexpected end"),
             // 11-byte varint.
-            (&[0x48, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], "invalid varint"),
+            (
+                &[
+                    0x48, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+                ],
+                "invalid varint",
+            ),
             // `sample` (2) as a varint.
             (&[0x10, 0x01], "invalid wire type"),
             // A group.
@@ -161,11 +185,20 @@ mod tests {
             decode_bytes(&Bytes::from(big), tight),
             Err(DecodeError::TooLarge { max: 10_000 })
         );
-        assert_eq!(decode_bytes(&Bytes::from_static(b"short"), LIMITS), Err(DecodeError::Eof));
+        assert_eq!(
+            decode_bytes(&Bytes::from_static(b"short"), LIMITS),
+            Err(DecodeError::Eof)
+        );
         // Unknown fields (here Line.column and a fixed64 field) are skipped.
         let line_with_column = [0x22, 0x08, 0x22, 0x06, 0x08, 0x03, 0x10, 0x09, 0x18, 0x05];
         let p = decode(Bytes::copy_from_slice(&line_with_column), LIMITS).expect("decodes");
-        assert_eq!(p.location_lines(&p.locations[0])[0], Line { function_id: 3, line: 9 });
+        assert_eq!(
+            p.location_lines(&p.locations[0])[0],
+            Line {
+                function_id: 3,
+                line: 9
+            }
+        );
         let fixed64 = [0x79, 1, 2, 3, 4, 5, 6, 7, 8];
         assert!(decode(Bytes::copy_from_slice(&fixed64), LIMITS).is_ok());
     }
