@@ -20,7 +20,12 @@ pub struct WakeSlot {
 impl WakeSlot {
     /// Wakes the parked receiver, if any.
     pub fn wake(&self) {
-        if self.parked.swap(false, Ordering::AcqRel) {
+        // SeqCst on both sides: the sender's "publish the message, then read `parked`" and
+        // the receiver's "set `parked`, then look for a message" form the store-buffer
+        // pattern, where release/acquire allows both to read the old value (a lost wake-up
+        // that x86's store buffer really produces).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.parked.swap(false, Ordering::SeqCst) {
             let w = self.waker.lock().ok().and_then(|mut g| g.take());
             if let Some(w) = w {
                 w.wake();
@@ -36,7 +41,8 @@ impl WakeSlot {
                 _ => *g = Some(cx.waker().clone()),
             }
         }
-        self.parked.store(true, Ordering::Release);
+        self.parked.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     pub fn unpark(&self) {
@@ -71,7 +77,8 @@ impl<F: Fn() -> bool> Future for WaitUntil<'_, F> {
 }
 
 pub struct MailSender<T> {
-    tx: Sender<T>,
+    /// `None` only while being dropped.
+    tx: Option<Sender<T>>,
     slot: Arc<WakeSlot>,
 }
 
@@ -84,17 +91,28 @@ impl<T> Clone for MailSender<T> {
     }
 }
 
+impl<T> Drop for MailSender<T> {
+    /// The last sender going away is news too: a parked receiver must wake to see the
+    /// channel disconnected, so the sender is dropped first and the receiver then woken.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        self.slot.wake();
+    }
+}
+
 impl<T> MailSender<T> {
     /// Sends and wakes the receiver. Fails only when the receiver is gone.
     pub fn send(&self, v: T) -> Result<(), T> {
-        self.tx.send(v).map_err(|e| e.into_inner())?;
+        let Some(tx) = &self.tx else { return Err(v) };
+        tx.send(v).map_err(|e| e.into_inner())?;
         self.slot.wake();
         Ok(())
     }
 
     /// Sends without blocking (bounded channels); the value comes back when full or closed.
     pub fn try_send(&self, v: T) -> Result<(), T> {
-        match self.tx.try_send(v) {
+        let Some(tx) = &self.tx else { return Err(v) };
+        match tx.try_send(v) {
             Ok(()) => {
                 self.slot.wake();
                 Ok(())
@@ -104,11 +122,11 @@ impl<T> MailSender<T> {
     }
 
     pub fn len(&self) -> usize {
-        self.tx.len()
+        self.tx.as_ref().map_or(0, Sender::len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tx.is_empty()
+        self.tx.as_ref().is_none_or(Sender::is_empty)
     }
 }
 
@@ -131,7 +149,7 @@ fn wrap<T>((tx, rx): (Sender<T>, Receiver<T>)) -> (MailSender<T>, Mailbox<T>) {
     let slot = Arc::new(WakeSlot::default());
     (
         MailSender {
-            tx,
+            tx: Some(tx),
             slot: slot.clone(),
         },
         Mailbox { rx, slot },
@@ -206,5 +224,40 @@ mod tests {
         drop(tx);
         let got = t.join().unwrap();
         assert_eq!(got, (0..1000).collect::<Vec<_>>());
+    }
+
+    /// Many short rounds where the receiver parks as often as possible: every message and
+    /// the disconnect must wake it (a lost wake-up hangs a round; the round's deadline
+    /// turns that into a failure).
+    #[test]
+    fn no_lost_wakeups_under_contention() {
+        for round in 0..200u32 {
+            let (tx, mb) = mailbox::<u32>();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                    .build()
+                    .expect("runtime");
+                let n = rt.block_on(async move {
+                    let mut n = 0u32;
+                    while mb.recv().await.is_some() {
+                        n += 1;
+                    }
+                    n
+                });
+                let _ = done_tx.send(n);
+            });
+            for i in 0..50 {
+                tx.send(i).expect("receiver alive");
+                if (i + round) % 7 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            drop(tx);
+            let got = done_rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("round {round}: receiver never woke"));
+            assert_eq!(got, 50);
+        }
     }
 }
