@@ -59,8 +59,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let distributor = match pyrogate::distributor::Shared::new(&metrics.registry) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("pyrogate: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let factory = gateway::Factory {
         forwarder: forwarder.clone(),
+        distributor,
         config: Arc::new(config.clone()),
     };
     let server = match Server::start(Settings::from_config(&config), factory, metrics, driver) {

@@ -120,7 +120,7 @@ impl Limits {
 
     /// The body limit in bytes (`None` when off).
     pub fn body_limit(&self) -> Option<u64> {
-        (self.ingestion_body_limit_mb > 0.0).then(|| (self.ingestion_body_limit_mb * MIB) as u64)
+        (self.ingestion_body_limit_mb > 0.0).then_some((self.ingestion_body_limit_mb * MIB) as u64)
     }
 }
 

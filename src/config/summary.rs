@@ -41,6 +41,41 @@ impl Config {
                 e.max_attempts
             ));
         }
+        let d = &self.distributor;
+        out.push_str(&format!(
+            "distributor validate={} normalize={} multitenancy_enabled={}\n",
+            d.validate, d.normalize, d.multitenancy_enabled
+        ));
+        out.push_str(&format!("limits {}\n", limits_line(&self.limits.defaults)));
+        for (tenant, l) in &self.limits.overrides {
+            out.push_str(&format!("limits tenant={tenant:?} {}\n", limits_line(l)));
+        }
         out
     }
+}
+
+fn limits_line(l: &super::Limits) -> String {
+    format!(
+        "ingestion_rate_mb={} ingestion_burst_size_mb={} ingestion_body_limit_mb={} \
+         max_label_names_per_series={} max_label_name_length={} max_label_value_length={} \
+         max_profile_size_bytes={} max_profile_stacktrace_samples={} \
+         max_profile_stacktrace_sample_labels={} max_profile_stacktrace_depth={} \
+         max_profile_symbol_value_length={} reject_older_than={} reject_newer_than={} \
+         disable_label_sanitization={} max_sessions_per_series={}",
+        l.ingestion_rate_mb,
+        l.ingestion_burst_size_mb,
+        l.ingestion_body_limit_mb,
+        l.max_label_names_per_series,
+        l.max_label_name_length,
+        l.max_label_value_length,
+        l.max_profile_size_bytes,
+        l.max_profile_stacktrace_samples,
+        l.max_profile_stacktrace_sample_labels,
+        l.max_profile_stacktrace_depth,
+        l.max_profile_symbol_value_length,
+        format_duration(l.reject_older_than),
+        format_duration(l.reject_newer_than),
+        l.disable_label_sanitization,
+        l.max_sessions_per_series,
+    )
 }

@@ -142,7 +142,7 @@ fn merge_duplicates(p: &mut Profile) -> bool {
     let mut into: Vec<Option<usize>> = vec![None; p.samples.len()];
     let mut scratch = Vec::new();
     let mut any = false;
-    for i in 0..p.samples.len() {
+    for (i, target) in into.iter_mut().enumerate() {
         let k = sample_key(p, &p.samples[i], &mut scratch);
         let slot = first.entry(k).or_default();
         match slot
@@ -150,7 +150,7 @@ fn merge_duplicates(p: &mut Profile) -> bool {
             .find(|&&j| same_identity(p, &p.samples[j], &p.samples[i]))
         {
             Some(&j) => {
-                into[i] = Some(j);
+                *target = Some(j);
                 any = true;
             }
             None => slot.push(i),
@@ -159,8 +159,8 @@ fn merge_duplicates(p: &mut Profile) -> bool {
     if !any {
         return false;
     }
-    for i in 0..p.samples.len() {
-        let Some(j) = into[i] else { continue };
+    for (i, target) in into.iter().enumerate() {
+        let Some(j) = *target else { continue };
         let (src, dst) = (p.samples[i].values.clone(), p.samples[j].values.clone());
         let len = (src.end - src.start).min(dst.end - dst.start) as usize;
         for k in 0..len {
@@ -484,8 +484,13 @@ mod tests {
     /// What normalisation must produce, computed from the generator's model without the
     /// gateway's code: samples without negatives or all-zero values, numeric labels
     /// dropped, grouped by (stack, sorted string labels), values summed.
-    fn expected(m: &wire::Profile) -> BTreeMap<(Vec<u64>, Vec<(i64, i64)>), Vec<i64>> {
-        let mut out: BTreeMap<(Vec<u64>, Vec<(i64, i64)>), Vec<i64>> = BTreeMap::new();
+    /// A sample's identity: its stack and its sorted (key, str) labels.
+    type Identity = (Vec<u64>, Vec<(i64, i64)>);
+    /// The same by names: function names of the stack, label (key, value) strings.
+    type NamedIdentity = (Vec<String>, Vec<(String, String)>);
+
+    fn expected(m: &wire::Profile) -> BTreeMap<Identity, Vec<i64>> {
+        let mut out: BTreeMap<Identity, Vec<i64>> = BTreeMap::new();
         for s in &m.sample {
             if s.value.iter().any(|v| *v < 0) || s.value.iter().all(|v| *v == 0) {
                 continue;
@@ -510,7 +515,7 @@ mod tests {
     /// The same grouping read back from a normalised profile decoded by the generator's
     /// own (prost) definitions, with stacks and labels translated to names so that the
     /// renumbering does not matter.
-    fn by_names(p: &wire::Profile) -> BTreeMap<(Vec<String>, Vec<(String, String)>), Vec<i64>> {
+    fn by_names(p: &wire::Profile) -> BTreeMap<NamedIdentity, Vec<i64>> {
         let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
         let fn_name = |loc: u64| {
             let l = p
@@ -545,8 +550,8 @@ mod tests {
 
     fn translate(
         m: &wire::Profile,
-        e: BTreeMap<(Vec<u64>, Vec<(i64, i64)>), Vec<i64>>,
-    ) -> BTreeMap<(Vec<String>, Vec<(String, String)>), Vec<i64>> {
+        e: BTreeMap<Identity, Vec<i64>>,
+    ) -> BTreeMap<NamedIdentity, Vec<i64>> {
         by_names(&wire::Profile {
             sample: e
                 .into_iter()

@@ -6,20 +6,39 @@
 use bytes::Bytes;
 
 use super::{Gateway, Route};
+use crate::distributor::ingest::{Refusal, Verdict};
+use crate::distributor::{self, Now};
 use crate::forward::envelope::{Envelope, Kind, Outcome};
 use crate::http::server::Request;
 use crate::http::{Response, response::reason};
 use crate::protocol::labels::{self, LabelsError};
 use crate::protocol::labelset::{self, Labels};
 use crate::protocol::query;
+use crate::protocol::{self, connect};
 
 pub async fn handle(gw: &Gateway, req: &Request<Route>) -> Response {
+    let settings = gw.settings();
+    let q = query::parse(req.head.query().unwrap_or(""));
+    let mut body = vec![req.body.clone()];
+    if settings.policy.config.enabled() {
+        let content_type = req.head.header("content-type").unwrap_or(b"");
+        let check = distributor::ingest::Request {
+            tenant_header: req.head.header("x-scope-orgid"),
+            query: &q,
+            content_type: &String::from_utf8_lossy(content_type),
+            body: &req.body,
+        };
+        match distributor::ingest::check(&gw.distributor, &settings.policy, &check, Now::read()) {
+            Ok(Verdict::Unchanged) => {}
+            Ok(Verdict::Replaced(chunks)) => body = chunks,
+            Ok(Verdict::Empty) => return Response::new(200),
+            Err(refusal) => return refused(&refusal),
+        }
+    }
     // Alloy with an empty `forward_to` answers 200 without looking at the request.
     if !gw.forwarder.has_endpoints() {
         return Response::new(200);
     }
-    let settings = gw.settings();
-    let q = query::parse(req.head.query().unwrap_or(""));
     let raw_name = q.get("name");
     // The rebuilt name, already query-escaped: computed once per distinct `name`.
     let escaped_name = settings.forward_name(raw_name, || {
@@ -46,12 +65,12 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>) -> Response {
         .header("x-scope-orgid")
         .filter(|v| !v.is_empty())
         .map(Bytes::copy_from_slice);
-    let body_len = req.body.len();
+    let body_len = body.iter().map(Bytes::len).sum();
     let env = Envelope {
         kind: Kind::Ingest,
         path_and_query,
         headers,
-        body: vec![req.body.clone()],
+        body,
         body_len,
         tenant,
         deadline: req.deadline,
@@ -60,6 +79,19 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>) -> Response {
         profile_bytes: body_len as u64,
     };
     respond(gw.forwarder.forward(env).await)
+}
+
+/// Pyroscope's answer to a refused request, in the shape its code path writes.
+fn refused(r: &Refusal) -> Response {
+    let resp = if r.newline {
+        protocol::ingest::error_response_with_code(r.status, r.code, &r.message)
+    } else {
+        Response::json(r.status, connect::error_body(r.code, &r.message))
+    };
+    match r.retry_after_secs {
+        Some(secs) => resp.header("Retry-After", secs.to_string()),
+        None => resp,
+    }
 }
 
 /// Alloy logs a warning and continues with no labels when `name` does not parse; the

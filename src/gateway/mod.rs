@@ -22,6 +22,7 @@ use std::time::Duration;
 pub use route::Route;
 
 use crate::config::Config;
+use crate::distributor::{self, Policy, Stage};
 use crate::forward::Forwarder;
 use crate::http::server::{Admission, Request, Service};
 use crate::http::{RequestHead, Response};
@@ -42,6 +43,8 @@ pub struct Settings {
     pub max_request_body: u64,
     pub max_decompressed_body: u64,
     pub external_labels: Labels,
+    /// The edge distributor's switches and limits.
+    pub policy: Policy,
     name_cache: RefCell<HashMap<String, Result<String, LabelsError>>>,
 }
 
@@ -71,6 +74,12 @@ impl Settings {
             max_request_body: cfg.server.max_request_body,
             max_decompressed_body: cfg.server.max_decompressed_body,
             external_labels: cfg.external_labels.clone(),
+            policy: Policy {
+                config: cfg.distributor.clone(),
+                limits: cfg.limits.clone(),
+                hard_max_decoded: usize::try_from(cfg.server.max_decompressed_body)
+                    .unwrap_or(usize::MAX),
+            },
             name_cache: RefCell::new(HashMap::new()),
         }
     }
@@ -80,13 +89,21 @@ impl Settings {
 pub struct Factory {
     pub forwarder: Forwarder,
     pub config: Arc<Config>,
+    /// The distributor's shared state (tenants' buckets, metrics).
+    pub distributor: Arc<distributor::Shared>,
 }
 
 impl ServiceFactory for Factory {
     type Service = Gateway;
 
     fn make(&self, worker: usize, shared: &Arc<Shared>) -> Gateway {
-        Gateway::new(worker, shared.clone(), self.forwarder.clone(), &self.config)
+        Gateway::new(
+            worker,
+            shared.clone(),
+            self.forwarder.clone(),
+            Stage::new(self.distributor.clone()),
+            &self.config,
+        )
     }
 }
 
@@ -95,16 +112,25 @@ pub struct Gateway {
     pub shared: Arc<Shared>,
     pub metrics: Arc<CoreMetrics>,
     pub forwarder: Forwarder,
+    /// The edge distributor stage (does nothing unless `[distributor]` enables it).
+    pub distributor: Stage,
     settings: RefCell<Rc<Settings>>,
 }
 
 impl Gateway {
-    pub fn new(core: usize, shared: Arc<Shared>, forwarder: Forwarder, cfg: &Config) -> Self {
+    pub fn new(
+        core: usize,
+        shared: Arc<Shared>,
+        forwarder: Forwarder,
+        distributor: Stage,
+        cfg: &Config,
+    ) -> Self {
         let metrics = shared.metrics.cores[core].clone();
         Self {
             shared,
             metrics,
             forwarder,
+            distributor,
             settings: RefCell::new(Rc::new(Settings::from_config(cfg))),
         }
     }
@@ -207,6 +233,7 @@ mod tests {
         ));
         let factory = Factory {
             forwarder: Forwarder::discard(),
+            distributor: distributor::Shared::new(&shared.metrics.registry).expect("metrics"),
             config: Arc::new(config),
         };
         factory.make(0, &shared)

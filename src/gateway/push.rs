@@ -11,6 +11,8 @@
 use bytes::Bytes;
 
 use super::{Gateway, Route};
+use crate::distributor::push::Verdict;
+use crate::distributor::{self, Now, Policy, Rejection, tenant};
 use crate::forward::envelope::{Envelope, Kind, Outcome};
 use crate::http::Response;
 use crate::http::server::Request;
@@ -27,10 +29,30 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
     let ct = head.content_type;
     let settings = gw.settings();
     let max = settings.max_decompressed_body as usize;
-    let (decoded, encoding) = match push::decode_body(head, req.body.clone(), max) {
+    let (mut decoded, encoding) = match push::decode_body(head, req.body.clone(), max) {
         Ok(d) => d,
         Err(e) => return push::reply_error(ct, e.code(), &e.to_string()),
     };
+    let mut rewritten_profiles = false;
+    if settings.policy.config.enabled() {
+        match distribute(gw, req, &settings.policy, &decoded) {
+            Ok(None) => {}
+            Ok(Some(verdict)) => {
+                if verdict.all_empty() {
+                    return push::reply_ok(ct);
+                }
+                decoded = verdict.apply(decoded);
+                rewritten_profiles = true;
+            }
+            Err(r) => {
+                let mut resp = push::reply_error(ct, r.code, &r.message);
+                if let Some(secs) = r.retry_after_secs {
+                    resp.headers.push(("Retry-After", secs.to_string().into()));
+                }
+                return resp;
+            }
+        }
+    }
     if !gw.forwarder.has_endpoints() {
         return push::reply_ok(ct);
     }
@@ -38,7 +60,8 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
         Some(t) => (req.received_at + t).min(req.deadline),
         None => req.deadline,
     };
-    let rewrite = ct.protocol != Protocol::Connect
+    let rewrite = rewritten_profiles
+        || ct.protocol != Protocol::Connect
         || decoded.series.iter().any(|s| {
             let pairs: Vec<(&str, &str)> = push::series_labels(s).collect();
             labels::push_needs_rewrite(&pairs, &settings.external_labels)
@@ -105,6 +128,27 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
             r
         }
     }
+}
+
+/// The edge distributor's checks (docs/distributor.md): the tenant, then Pyroscope's
+/// validation, limits and normalisation. `Ok(Some)` when profiles are to be forwarded
+/// rewritten (or not at all).
+fn distribute(
+    gw: &Gateway,
+    req: &Request<Route>,
+    policy: &Policy,
+    decoded: &PushRequest,
+) -> Result<Option<Verdict>, Rejection> {
+    let tenant = tenant::resolve(
+        req.head.header("x-scope-orgid"),
+        policy.config.multitenancy_enabled,
+    )
+    .map_err(|e| Rejection::new(Code::Unauthenticated, e.to_string()))?;
+    if !(policy.config.validate || policy.config.normalize) {
+        return Ok(None);
+    }
+    let verdict = distributor::push::check(&gw.distributor, policy, &tenant, decoded, Now::read())?;
+    Ok(verdict.changed().then_some(verdict))
 }
 
 /// Alloy's counting: one profile per sample, bytes = the raw_profile sizes.

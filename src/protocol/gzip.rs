@@ -44,6 +44,23 @@ pub fn is_gzip(b: &[u8]) -> bool {
     b.starts_with(&GZIP_MAGIC)
 }
 
+/// Compression level of re-encoded payloads (a normalised profile): zlib's fastest. The
+/// payload only crosses one hop to Pyroscope; level 1 costs a fraction of the default
+/// level's CPU for a ratio within about 10 % of it on pprof data.
+pub const DEFLATE_LEVEL: u32 = 1;
+
+/// Gzips `data` (one member, no name, no timestamp).
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 3 + 64),
+        flate2::Compression::new(DEFLATE_LEVEL),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
 /// Inflates a gzip stream (several concatenated members are accepted, like Go's
 /// `gzip.Reader`) into one buffer of at most `max_out` bytes.
 ///

@@ -6,6 +6,7 @@
 //! * [`formats`]: the other `/ingest` formats (multipart, JFR-shaped, folded, lines, trie,
 //!   tree, speedscope);
 //! * [`sdk`]: complete requests shaped like each real agent's;
+//! * [`invalid`]: profiles that each break one of Pyroscope's profile checks;
 //! * [`corpus`]: every route and format at once, broken variants with their expected
 //!   answers, and the lookup of the optional captured corpus.
 //!
@@ -14,6 +15,7 @@
 pub mod corpus;
 pub mod formats;
 pub mod gz;
+pub mod invalid;
 pub mod pprof;
 pub mod push;
 pub mod rng;

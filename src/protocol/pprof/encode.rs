@@ -3,12 +3,71 @@
 //! computed before they are written, so nothing is built twice and nothing is allocated
 //! per sample.
 
-use super::model::{Label, Location, Mapping, Profile, Sample, ValueType};
+use super::model::{Function, Label, Location, Mapping, Profile, Sample, ValueType};
 
 /// A capacity hint for the encoding of `p` (its input size, which a normalised profile
 /// rarely exceeds).
 pub fn encoded_len_hint(p: &Profile) -> usize {
     p.buf.len() + 64
+}
+
+/// The exact size of `encode(p)` (Go's `SizeVT`), computed without encoding.
+pub fn encoded_len(p: &Profile) -> usize {
+    let vts: usize = p
+        .sample_type
+        .iter()
+        .map(|vt| embedded_len(value_type_len(vt)))
+        .sum();
+    let samples: usize = p
+        .samples
+        .iter()
+        .map(|s| embedded_len(sample_len(p, s)))
+        .sum();
+    let mappings: usize = p
+        .mappings
+        .iter()
+        .map(|m| embedded_len(mapping_len(m)))
+        .sum();
+    let locations: usize = p
+        .locations
+        .iter()
+        .map(|l| embedded_len(location_len(p, l)))
+        .sum();
+    let functions: usize = p
+        .functions
+        .iter()
+        .map(|f| embedded_len(fields_len(&function_fields(f))))
+        .sum();
+    let strings: usize = p
+        .strings
+        .iter()
+        .map(|r| embedded_len(r.end.saturating_sub(r.start) as usize))
+        .sum();
+    vts + samples
+        + mappings
+        + locations
+        + functions
+        + strings
+        + uint_len(p.drop_frames as u64)
+        + uint_len(p.keep_frames as u64)
+        + uint_len(p.time_nanos as u64)
+        + uint_len(p.duration_nanos as u64)
+        + p.period_type
+            .as_ref()
+            .map_or(0, |pt| embedded_len(value_type_len(pt)))
+        + uint_len(p.period as u64)
+        + packed_len(p.comments.iter().map(|c| *c as u64))
+        + uint_len(p.default_sample_type as u64)
+}
+
+fn function_fields(f: &Function) -> [u64; 5] {
+    [
+        f.id,
+        f.name as u64,
+        f.system_name as u64,
+        f.filename as u64,
+        f.start_line as u64,
+    ]
 }
 
 /// Serializes `p`.
@@ -31,13 +90,7 @@ pub fn encode(p: &Profile) -> Vec<u8> {
         location(&mut out, p, l);
     }
     for f in &p.functions {
-        let fields = [
-            f.id,
-            f.name as u64,
-            f.system_name as u64,
-            f.filename as u64,
-            f.start_line as u64,
-        ];
+        let fields = function_fields(f);
         embedded(&mut out, 5, fields_len(&fields));
         write_fields(&mut out, &fields);
     }
@@ -63,7 +116,7 @@ pub fn encode(p: &Profile) -> Vec<u8> {
 #[inline]
 fn varint_len(v: u64) -> usize {
     // 1 byte per 7 bits, at least 1.
-    (((64 - (v | 1).leading_zeros()) + 6) / 7) as usize
+    (64 - (v | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 #[inline]

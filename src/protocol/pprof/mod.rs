@@ -17,7 +17,7 @@ mod encode;
 mod model;
 
 pub use decode::{DecodeError, Limits, decode, decode_bytes};
-pub use encode::{encode, encoded_len_hint};
+pub use encode::{encode, encoded_len, encoded_len_hint};
 pub use model::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 
 #[cfg(test)]
@@ -113,6 +113,7 @@ mod tests {
             assert_eq!(p.functions.len(), model.function.len());
             assert_eq!(p.time_nanos, model.time_nanos);
             assert_eq!(encode(&p), bytes.to_vec(), "{kind:?}: re-encoding differs");
+            assert_eq!(encoded_len(&p), bytes.len(), "{kind:?}: encoded_len");
             // And gzip'd.
             let gz = Bytes::from(spec.gzip());
             assert_eq!(view(&decode_bytes(&gz, LIMITS).expect("gzip")), view(&p));
@@ -209,7 +210,9 @@ mod tests {
         #[test]
         fn arbitrary_bytes_round_trip_or_fail(body in prop::collection::vec(any::<u8>(), 0..600)) {
             if let Ok(p) = decode(Bytes::from(body), LIMITS) {
-                let again = decode(Bytes::from(encode(&p)), LIMITS).expect("re-encoding decodes");
+                let enc = encode(&p);
+                prop_assert_eq!(encoded_len(&p), enc.len());
+                let again = decode(Bytes::from(enc), LIMITS).expect("re-encoding decodes");
                 prop_assert_eq!(view(&again), view(&p));
             }
         }
