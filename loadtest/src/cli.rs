@@ -147,6 +147,9 @@ pub struct SinkArgs {
     /// Exit after this long (a safety net for scripts).
     #[arg(long, value_parser = duration)]
     pub exit_after: Option<Duration>,
+    /// Write every profile received to DIR/<fnv1a64>.pprof (tests inspect what arrived).
+    #[arg(long, value_name = "DIR")]
+    pub keep_profiles: Option<std::path::PathBuf>,
 }
 
 impl SinkArgs {

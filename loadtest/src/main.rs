@@ -8,9 +8,13 @@ use pyrogate_load::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sink(args) => args
-            .config()
-            .and_then(|cfg| pyrogate_load::sink::run(cfg, args.exit_after)),
+        Command::Sink(args) => {
+            if let Some(dir) = &args.keep_profiles {
+                pyrogate_load::sink::check::keep_profiles_in(dir.clone());
+            }
+            args.config()
+                .and_then(|cfg| pyrogate_load::sink::run(cfg, args.exit_after))
+        }
         Command::Run(args) => run(&args),
         Command::Demo(args) => demo(&args),
         Command::Bench(args) => bench(&args),

@@ -125,16 +125,16 @@ pub fn check(
         n => labelset::parse(n).map_err(|e| Refusal::handler(400, format!("name: {e}")))?,
     };
     let format = Format::of(req.query.get("format"), req.content_type);
-    let tenant = match tenant::resolve(req.tenant_header, multitenancy) {
-        Ok(t) => t,
-        Err(e) => return Err(tenant_refusal(format, &e)),
-    };
+    let tenant = tenant::resolve(req.tenant_header, multitenancy);
     if !(policy.config.validate || policy.config.normalize) {
-        return Ok(Verdict::Unchanged);
+        return tenant
+            .map(|_| Verdict::Unchanged)
+            .map_err(|e| tenant_refusal(format, &e));
     }
     match format {
-        Format::Pprof | Format::PprofForm => check_pprof(stage, policy, req, &tenant, &name, now),
+        Format::Pprof | Format::PprofForm => check_pprof(stage, policy, req, tenant, &name, now),
         Format::Jfr | Format::Speedscope | Format::Text => {
+            let tenant = tenant.map_err(|e| tenant_refusal(format, &e))?;
             let labels = ingest_labels(&name, req.query, text_metric(req.query.get("units")));
             let n = req.body.len() as u64;
             profile::check_labels(stage, policy, &tenant, labels, n, now)
@@ -148,16 +148,23 @@ fn check_pprof(
     stage: &Stage,
     policy: &Policy,
     req: &Request<'_>,
-    tenant: &str,
+    tenant: Result<String, TenantError>,
     name: &Labels,
     now: Now,
 ) -> Result<Verdict, Refusal> {
     let parsing =
         |m: String| Refusal::handler(422, format!("parsing IngestInput-pprof failed {m}"));
     let (raw, config) = match Format::of(req.query.get("format"), req.content_type) {
-        Format::PprofForm => form_profile(req).map_err(parsing)?,
+        Format::PprofForm => form_profile(req)
+            .map_err(|e| parsing(format!("failed to parse pprof /ingest multipart form {e}")))?,
         _ => (req.body.clone(), None),
     };
+    // No profile: nothing to store, nothing to check.
+    if raw.is_empty() {
+        return Ok(Verdict::Unchanged);
+    }
+    let tenant = tenant.map_err(|e| tenant_refusal(Format::Pprof, &e))?;
+    let tenant = tenant.as_str();
     let limits = policy.limits.of(tenant);
     let mut decoded = profile::decode(&raw, limits, policy.hard_max_decoded).map_err(|f| {
         parsing(match f {
@@ -167,7 +174,20 @@ fn check_pprof(
             DecodeFailure::Invalid(e) => format!("invalid_argument: {e}"),
         })
     })?;
+    let spy = req
+        .query
+        .get("spyName")
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown");
     fix_time(&mut decoded.profile, start_nanos(req.query, now));
+    if spy == "dotnetspy"
+        || (spy == "unknown"
+            && config
+                .as_ref()
+                .is_some_and(|c| c.contains_key("inuse-space")))
+    {
+        fix_dotnet(&mut decoded.profile);
+    }
     let metric = metric_name(&decoded.profile, config.as_ref());
     let labels = ingest_labels(name, req.query, &metric);
     match profile::check(stage, policy, tenant, labels, decoded, now) {
@@ -178,23 +198,29 @@ fn check_pprof(
     }
 }
 
-/// The `profile` part of a multipart body and the parsed `sample_type_config` part.
+/// The `profile` file part of a multipart body (empty when absent) and the parsed
+/// `sample_type_config` file part. Only non-empty file parts count, as in Pyroscope's
+/// `form.ReadField`.
 fn form_profile(req: &Request<'_>) -> Result<(Bytes, Option<SampleTypeConfig>), String> {
-    let form_error =
-        |e: multipart::MultipartError| format!("failed to parse pprof /ingest multipart form {e}");
-    let boundary = multipart::boundary(req.content_type).map_err(form_error)?;
-    let parts =
-        multipart::parse(req.body, &boundary, multipart::Limits::default()).map_err(form_error)?;
-    let part = |n: &str| parts.iter().find(|p| p.name.as_deref() == Some(n));
-    if part("prev_profile").is_some() {
+    let boundary = multipart::boundary(req.content_type).map_err(|e| e.to_string())?;
+    let parts = multipart::parse(req.body, &boundary, multipart::Limits::default())
+        .map_err(|e| e.to_string())?;
+    let file = |n: &str| {
+        parts
+            .iter()
+            .find(|p| p.is_file() && p.name.as_deref() == Some(n))
+            .map(|p| p.data.clone())
+            .filter(|d| !d.is_empty())
+    };
+    if file("prev_profile").is_some() {
         return Err(
             "unsupported client version. Please update github.com/grafana/pyroscope-go to the latest version"
                 .into(),
         );
     }
-    let config = match part("sample_type_config") {
-        Some(p) => {
-            let mut buf = p.data.to_vec();
+    let config = match file("sample_type_config") {
+        Some(data) => {
+            let mut buf = data.to_vec();
             Some(
                 simd_json::serde::from_slice::<SampleTypeConfig>(&mut buf)
                     .map_err(|e| e.to_string())?,
@@ -202,10 +228,28 @@ fn form_profile(req: &Request<'_>) -> Result<(Bytes, Option<SampleTypeConfig>), 
         }
         None => None,
     };
-    Ok((
-        part("profile").map(|p| p.data.clone()).unwrap_or_default(),
-        config,
-    ))
+    Ok((file("profile").unwrap_or_default(), config))
+}
+
+/// Pyroscope's repairs of .NET profiles before validation: function ids taken from the
+/// locations when every function id is 0 (and there is one function per location), and
+/// `-` in sample type names replaced by `_`.
+fn fix_dotnet(p: &mut Profile) {
+    if p.functions.iter().all(|f| f.id == 0) && p.functions.len() == p.locations.len() {
+        for (f, l) in p.functions.iter_mut().zip(&p.locations) {
+            f.id = l.id;
+        }
+    }
+    for i in 0..p.sample_type.len() {
+        let t = p.sample_type[i].r#type;
+        if let Some(s) = p.string(t).filter(|s| s.contains(&b'-')) {
+            let fixed: Vec<u8> = s
+                .iter()
+                .map(|&c| if c == b'-' { b'_' } else { c })
+                .collect();
+            p.set_string(t, &fixed);
+        }
+    }
 }
 
 /// `sample_type_config`: per sample type, how Pyroscope should present it.

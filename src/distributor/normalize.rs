@@ -262,18 +262,16 @@ fn sanitize(p: &mut Profile) -> bool {
         .filter(|m| m.has_functions)
         .map(|m| (m.id, ()))
         .collect();
+    // Cosmetic: Pyroscope clears these again when it stores the profile, so clearing them
+    // alone is no reason to forward a rewritten profile (it does not set `changed`).
     for m in p.mappings.iter_mut().filter(|m| m.has_functions) {
-        if m.memory_start != 0 || m.memory_limit != 0 || m.file_offset != 0 {
-            m.memory_start = 0;
-            m.memory_limit = 0;
-            m.file_offset = 0;
-            changed = true;
-        }
+        m.memory_start = 0;
+        m.memory_limit = 0;
+        m.file_offset = 0;
     }
     for l in &mut p.locations {
-        if l.address != 0 && with_functions.contains_key(&l.mapping_id) {
+        if with_functions.contains_key(&l.mapping_id) {
             l.address = 0;
-            changed = true;
         }
     }
     changed

@@ -30,7 +30,8 @@ pub struct Request {
 }
 
 impl Request {
-    fn post(name: &str, target: String, headers: &[(&str, String)], body: Vec<u8>) -> Self {
+    /// A POST request with these headers and body.
+    pub fn post(name: &str, target: String, headers: &[(&str, String)], body: Vec<u8>) -> Self {
         Self {
             name: name.to_owned(),
             method: "POST".into(),

@@ -41,6 +41,24 @@ impl Checks {
     }
 }
 
+/// Where every accepted profile's bytes are written (`--keep-profiles`), once set.
+static KEEP_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Writes each profile the checks see (a Push `raw_profile`, an `/ingest` pprof body or
+/// `profile` part) to `dir/<fnv>.pprof`, for tests that inspect what was forwarded.
+pub fn keep_profiles_in(dir: std::path::PathBuf) {
+    let _ = KEEP_DIR.set(dir);
+}
+
+fn keep(raw: &[u8]) {
+    if let Some(dir) = KEEP_DIR.get() {
+        let path = dir.join(format!("{}.pprof", fnv::hex(fnv::fnv1a64(raw))));
+        if let Err(e) = std::fs::write(&path, raw) {
+            eprintln!("sink: cannot keep {}: {e}", path.display());
+        }
+    }
+}
+
 /// Size limits of the checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckLimits {
@@ -212,6 +230,7 @@ fn push_inner(
         for sample in &series.samples {
             total += 1;
             let raw = &sample.raw_profile;
+            keep(raw);
             if first_error.is_none()
                 && let Err(e) = check_pprof(raw, limits.max_profile)
             {
@@ -384,6 +403,7 @@ fn ingest_inner(
     let max = limits.max_profile;
     match detail.format {
         "pprof" => {
+            keep(body);
             check_pprof(body, max).map_err(|e| unprocessable(pprof_message(e)))?;
             Ok(1)
         }
@@ -404,6 +424,7 @@ fn ingest_inner(
             }
             match file("profile") {
                 Some(p) if !p.data.is_empty() => {
+                    keep(&p.data);
                     check_pprof(&p.data, max).map_err(|e| unprocessable(pprof_message(e)))?;
                     Ok(1)
                 }

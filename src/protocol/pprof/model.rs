@@ -106,6 +106,20 @@ impl Profile {
         self.buf.get(r.start as usize..r.end as usize)
     }
 
+    /// Replaces string `i` (in range) with `s`. The strings live in one shared buffer, so
+    /// this copies the buffer once with `s` appended: for rare repairs, not hot paths.
+    pub fn set_string(&mut self, i: i64, s: &[u8]) {
+        let Some(slot) = usize::try_from(i).ok().filter(|i| *i < self.strings.len()) else {
+            return;
+        };
+        let mut buf = Vec::with_capacity(self.buf.len() + s.len());
+        buf.extend_from_slice(&self.buf);
+        let start = buf.len() as u32;
+        buf.extend_from_slice(s);
+        self.strings[slot] = start..buf.len() as u32;
+        self.buf = Bytes::from(buf);
+    }
+
     /// The location ids of sample `s`, leaf first.
     pub fn sample_locations(&self, s: &Sample) -> &[u64] {
         slice(&self.location_ids, &s.locations)
