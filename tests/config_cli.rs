@@ -221,3 +221,44 @@ fn check_config_success() {
     let out = run(&["--check-config", "--workers", "0"], T);
     assert_config_error(&out, &["workers"]);
 }
+
+/// `[distributor]` and `[limits]` under Pyroscope's names: `--check-config` prints them,
+/// overrides included, and refuses bad values and unknown keys naming the key.
+#[test]
+fn check_config_distributor_and_limits() {
+    let toml = "[distributor]\nvalidate = true\nnormalize = true\nmultitenancy_enabled = true\n\
+                [limits]\ningestion_rate_mb = 8\nmax_label_names_per_series = 40\nreject_older_than = \"2h\"\n\
+                [limits.overrides.\"tenant-a\"]\ningestion_rate_mb = 20\n";
+    let path = write_temp("distributor.toml", toml);
+    let out = run(&["--check-config", "-c", path.to_str().unwrap()], T);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for needle in [
+        "distributor validate=true normalize=true multitenancy_enabled=true",
+        "limits ingestion_rate_mb=8 ingestion_burst_size_mb=2 ",
+        "max_label_names_per_series=40",
+        "reject_older_than=2h",
+        "limits tenant=\"tenant-a\" ingestion_rate_mb=20 ",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "{needle:?} missing from:\n{stdout}"
+        );
+    }
+    for (bad, key) in [
+        (
+            "[limits]\ningestion_rate_mb = -1\n",
+            "limits.ingestion_rate_mb",
+        ),
+        ("[limits]\nmax_label_names = 3\n", "max_label_names"),
+        ("[distributor]\nvalidte = true\n", "validte"),
+        (
+            "[limits.overrides.\"t\"]\ningestion_burst_size_mb = 0\n",
+            "ingestion_burst_size_mb",
+        ),
+    ] {
+        let p = write_temp("bad-distributor.toml", bad);
+        let out = run(&["--check-config", "-c", p.to_str().unwrap()], T);
+        assert_config_error(&out, &[key]);
+    }
+}

@@ -190,3 +190,45 @@ fn captured_corpus_when_present() {
         }
     }
 }
+
+/// With the edge distributor on (validation and normalisation, Pyroscope's default limits),
+/// every generated request of every route and format still gets Pyroscope's answer, and
+/// every accepted one is forwarded with its profiles intact or normalised, never refused
+/// or dropped. The ingestion window is off here: the corpus is stamped at a fixed time so
+/// that it is the same on every run.
+#[test]
+fn every_route_and_format_passes_validation() {
+    let a = Sink::start(&[]);
+    let config = common::write_temp(
+        "validating.toml",
+        "[distributor]\nvalidate = true\nnormalize = true\n\n[limits]\nreject_older_than = \"0s\"\nreject_newer_than = \"0s\"\n",
+    );
+    let gw = gateway(&[&a], &["--config", config.to_str().expect("utf-8 path")]);
+    let cases = corpus::every_route_and_format(13, corpus::FIXED_NOW_S);
+    let mut c = gw.connect();
+    for case in &cases {
+        c.send(&case.request.render(&gw.addr.to_string()))
+            .expect("send");
+        let r = c.read_response(common::IO_TIMEOUT).expect("response");
+        assert_eq!(
+            r.status,
+            case.pyroscope_status,
+            "{}: {}",
+            case.name(),
+            r.body_str()
+        );
+        if r.closes() {
+            c = gw.connect();
+        }
+    }
+    // The one Pyroscope refuses (`prev_profile`) is refused at the edge now.
+    let accepted: Vec<_> = cases.iter().filter(|c| c.pyroscope_status == 200).collect();
+    let recs = a.wait_records(accepted.len(), WAIT);
+    assert_eq!(recs.len(), accepted.len());
+    for (case, rec) in accepted.iter().zip(&recs) {
+        assert_eq!(rec["status"], 200, "{}: {rec}", case.name());
+        assert_eq!(rec["route"], route_name(case.route), "{}", case.name());
+    }
+    let m = gw.metrics();
+    assert_eq!(m.sum("pyroscope_discarded_samples_total"), 0.0);
+}

@@ -1211,3 +1211,53 @@ fn missing_timestamps_are_set() {
         "{t} not in [{before}, {after}]"
     );
 }
+
+/// Per-tenant overrides change on SIGHUP: a tenant's stricter label limit applies after the
+/// reload, to that tenant only.
+#[test]
+fn sighup_reloads_overrides() {
+    let sink = Sink::start(&[]);
+    let path = common::write_temp("reload-distributor.toml", NORMALIZE_CONFIG);
+    let url = sink.url();
+    let gw = Gateway::start(&[
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--forward-to",
+        &url,
+    ]);
+    let now = now_nanos();
+    let labels = [SVC[0], SVC[1], ("env", "prod")];
+    let send = |tenant: &str| {
+        gw.request(
+            "POST",
+            "/push.v1.PusherService/Push",
+            &[
+                ("Content-Type", "application/proto"),
+                ("X-Scope-OrgID", tenant),
+            ],
+            &td::push::encode(&[series(&labels, clean(60, now))]),
+        )
+    };
+    assert_eq!(send("strict").status, 200);
+    std::fs::write(
+        &path,
+        format!(
+            "{NORMALIZE_CONFIG}\n[limits.overrides.\"strict\"]\nmax_label_names_per_series = 2\n"
+        ),
+    )
+    .expect("rewrite config");
+    gw.signal(libc::SIGHUP);
+    let refused = common::poll_until(Duration::from_secs(5), || {
+        let r = send("strict");
+        (r.status == 400).then_some(r)
+    })
+    .expect("the override applies after SIGHUP");
+    assert_eq!(
+        refused.body_str(),
+        connect(
+            "invalid_argument",
+            "profile series '{__name__=\"process_cpu\", env=\"prod\", service_name=\"svc\"}' has 3 label names; limit 2"
+        )
+    );
+    assert_eq!(send("other").status, 200, "other tenants keep the defaults");
+}

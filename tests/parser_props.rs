@@ -661,3 +661,54 @@ proptest! {
         }
     }
 }
+
+// === pprof decode, validation and normalisation (the `pprof` fuzz target's checks) ===
+
+#[path = "../fuzz/fuzz_targets/pprof_check.rs"]
+mod pprof_check;
+
+/// Generated profiles with a few bytes changed, gzip'd or not: mostly still decodable, so
+/// the checks reach validation and normalisation.
+fn mutated_profile() -> impl Strategy<Value = (u8, Vec<u8>)> {
+    (
+        any::<u64>(),
+        0usize..60,
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        any::<u8>(),
+        any::<bool>(),
+    )
+        .prop_map(|(seed, samples, flips, mode, gzipped)| {
+            let spec =
+                pyrogate_testdata::pprof::Spec::new(seed, pyrogate_testdata::pprof::Kind::Heap)
+                    .samples(samples)
+                    .functions(20)
+                    .zeros(20)
+                    .duplicates(30)
+                    .negatives(5);
+            let mut bytes = spec.plain();
+            for (at, b) in flips {
+                if !bytes.is_empty() {
+                    let i = at.index(bytes.len());
+                    bytes[i] = b;
+                }
+            }
+            if gzipped {
+                bytes = pyrogate_testdata::gz::gzip(&bytes);
+            }
+            (mode, bytes)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn pprof_pipeline_on_mutated_profiles((mode, bytes) in mutated_profile()) {
+        pprof_check::check(mode, &bytes);
+    }
+
+    #[test]
+    fn pprof_pipeline_on_bytes(mode in any::<u8>(), bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        pprof_check::check(mode, &bytes);
+    }
+}

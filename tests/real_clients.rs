@@ -164,6 +164,78 @@ fn nodejs_sdk_ingest_reaches_both_destinations_intact() {
     }
 }
 
+/// The real agents' traffic passes the edge distributor (Pyroscope's validation and
+/// normalisation, default limits, the real ingestion window): every request is accepted and
+/// forwarded, nothing is discarded, and what is forwarded decodes (the sink parses every
+/// profile before it answers 200).
+#[test]
+fn real_sdk_traffic_passes_validation() {
+    let node_dir = Path::new(CLIENTS).join("node");
+    assert!(
+        node_dir.join("node_modules/@pyroscope/nodejs").exists(),
+        "@pyroscope/nodejs is not installed; run scripts/test.sh (npm install in {})",
+        node_dir.display()
+    );
+    let a = Sink::start(&[]);
+    let config = common::write_temp(
+        "validating.toml",
+        "[distributor]\nvalidate = true\nnormalize = true\n",
+    );
+    let gw = Gateway::start(&[
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--workers",
+        "2",
+        "--forward-to",
+        &a.url(),
+    ]);
+    let url = format!("http://{}", gw.addr);
+    let py = run_client(
+        "python3",
+        &["python/client.py", &url, "5", "team-py"],
+        Path::new(CLIENTS),
+        Duration::from_secs(60),
+    );
+    let node = run_client(
+        "node",
+        &["client.js", &url, "5"],
+        &node_dir,
+        Duration::from_secs(60),
+    );
+    let recs = common::poll_until(Duration::from_secs(10), || {
+        let push = accepted(&a, "push");
+        let ingest = accepted(&a, "ingest");
+        (!push.is_empty() && ingest.len() >= 2).then_some(a.records())
+    })
+    .unwrap_or_else(|| panic!("too little arrived; python said:\n{py}\nnode said:\n{node}"));
+    assert!(
+        recs.iter().all(|r| r["status"] == 200),
+        "every forwarded request accepted: {recs:?}"
+    );
+    let m = gw.metrics();
+    assert_eq!(
+        m.sum("pyroscope_discarded_samples_total"),
+        0.0,
+        "nothing refused; python said:\n{py}\nnode said:\n{node}"
+    );
+    // Every profile request the agents made was answered 200 (no other status recorded).
+    let counts: Vec<(&String, &f64)> = m
+        .series
+        .iter()
+        .filter(|(k, _)| k.starts_with("pyroscope_receive_http_request_duration_seconds_count{"))
+        .filter(|(k, _)| {
+            k.contains("route=\"ingest\"") || k.contains("route=\"push_v1_pusherservice\"")
+        })
+        .collect();
+    assert!(!counts.is_empty());
+    for (k, v) in counts {
+        assert!(
+            k.contains("status_code=\"200\"") || *v == 0.0,
+            "{k} {v}; python said:\n{py}\nnode said:\n{node}"
+        );
+    }
+}
+
 /// The generated imitations of these two agents (`pyrogate_testdata::sdk`) are only as good
 /// as their likeness: capture what the real SDKs send (straight to a sink, no gateway) and
 /// compare the shape that matters to a gateway — route, content headers, query parameters,

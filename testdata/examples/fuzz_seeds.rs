@@ -48,6 +48,20 @@ fn main() -> std::io::Result<()> {
         4 | 8,
         &push::grpc_frame(1, &gzip(&proto)),
     )?;
+    // pprof: byte 0 = mode (bit 0 normalise, bit 1 tight limits); generated profiles of
+    // every kind, plain and gzip'd, and one of each broken kind.
+    for (i, kind) in Kind::ALL.into_iter().enumerate() {
+        let spec = pyrogate_testdata::pprof::Spec::new(i as u64, kind)
+            .samples(30)
+            .functions(30);
+        write(dir, "pprof", &format!("{kind:?}_plain"), 1, &spec.plain())?;
+        write(dir, "pprof", &format!("{kind:?}_gzip"), 3, &spec.gzip())?;
+    }
+    for b in pyrogate_testdata::invalid::all(31, 6) {
+        let name = format!("{b:?}").replace(['(', ')'], "_");
+        let bytes = pyrogate_testdata::invalid::profile(b, 1, pyrogate_testdata::pprof::TIME_NANOS);
+        write(dir, "pprof", &name, 1, &bytes)?;
+    }
     // HTTP head: byte 0 = read step; the head of an agent's request (body cut off).
     let head = |r: &sdk::Request| {
         let bytes = r.render("127.0.0.1:4040");
