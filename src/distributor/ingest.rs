@@ -1,5 +1,5 @@
 //! An `/ingest` request through Pyroscope's ingest handler and its converters
-//! (docs/distributor.md §5): the tenant, the `name` parameter, then per format:
+//! (docs/distributor.md §3.2): the tenant, the `name` parameter, then per format:
 //!
 //! * pprof (raw or multipart): the profile is decoded, its time fixed, labelled as
 //!   Pyroscope labels it (`__name__` from the sample types, `__delta__`, `pyroscope_spy`,

@@ -1,4 +1,4 @@
-//! Per-tenant ingestion rate limits (docs/distributor.md §3): Pyroscope's token bucket on
+//! Per-tenant ingestion rate limits (docs/distributor.md §3.3): Pyroscope's token bucket on
 //! uncompressed bytes, `ingestion_rate_mb` per second with room for
 //! `ingestion_burst_size_mb`, enforced across all workers without a lock on the hot path.
 //!
