@@ -995,30 +995,17 @@ fn go_checker() -> PathBuf {
     .clone()
 }
 
-/// What normalisation must leave, computed from the generator's message without the
-/// gateway's code: samples with a negative value or only zeros go, numeric labels go, and
-/// samples with the same stack and string labels become one with summed values.
+/// The sample count and per-type sums normalisation must leave (the test-data crate's
+/// independent computation).
 fn expected_after_normalise(p: &td::wire::Profile) -> (usize, Vec<i64>) {
-    use std::collections::BTreeSet;
-    let mut keys = BTreeSet::new();
+    let groups = td::pprof::expected_after_normalise(p);
     let mut sums = vec![0i64; p.sample_type.len()];
-    for s in &p.sample {
-        if s.value.iter().any(|v| *v < 0) || s.value.iter().all(|v| *v == 0) {
-            continue;
-        }
-        let mut labels: Vec<(i64, i64)> = s
-            .label
-            .iter()
-            .filter(|l| l.str != 0)
-            .map(|l| (l.key, l.str))
-            .collect();
-        labels.sort_unstable();
-        keys.insert((s.location_id.clone(), labels));
-        for (sum, v) in sums.iter_mut().zip(&s.value) {
+    for values in groups.values() {
+        for (sum, v) in sums.iter_mut().zip(values) {
             *sum += v;
         }
     }
-    (keys.len(), sums)
+    (groups.len(), sums)
 }
 
 /// Profiles with known zeros, negatives and duplicates, plain and gzip'd, through Push and

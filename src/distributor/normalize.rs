@@ -479,36 +479,10 @@ mod tests {
     use super::*;
     use crate::protocol::pprof::{self, Limits};
 
-    /// What normalisation must produce, computed from the generator's model without the
-    /// gateway's code: samples without negatives or all-zero values, numeric labels
-    /// dropped, grouped by (stack, sorted string labels), values summed.
-    /// A sample's identity: its stack and its sorted (key, str) labels.
-    type Identity = (Vec<u64>, Vec<(i64, i64)>);
-    /// The same by names: function names of the stack, label (key, value) strings.
-    type NamedIdentity = (Vec<String>, Vec<(String, String)>);
+    use pyrogate_testdata::pprof::{Identity, expected_after_normalise as expected};
 
-    fn expected(m: &wire::Profile) -> BTreeMap<Identity, Vec<i64>> {
-        let mut out: BTreeMap<Identity, Vec<i64>> = BTreeMap::new();
-        for s in &m.sample {
-            if s.value.iter().any(|v| *v < 0) || s.value.iter().all(|v| *v == 0) {
-                continue;
-            }
-            let mut labels: Vec<(i64, i64)> = s
-                .label
-                .iter()
-                .filter(|l| l.str != 0)
-                .map(|l| (l.key, l.str))
-                .collect();
-            labels.sort_unstable();
-            let e = out
-                .entry((s.location_id.clone(), labels))
-                .or_insert_with(|| vec![0; s.value.len()]);
-            for (a, v) in e.iter_mut().zip(&s.value) {
-                *a += v;
-            }
-        }
-        out
-    }
+    /// A sample's identity by names: function names of the stack, label (key, value) strings.
+    type NamedIdentity = (Vec<String>, Vec<(String, String)>);
 
     /// The same grouping read back from a normalised profile decoded by the generator's
     /// own (prost) definitions, with stacks and labels translated to names so that the

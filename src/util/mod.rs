@@ -1,4 +1,6 @@
-//! Small concurrency primitives shared by the runtime, the forwarding stage and the sink.
+//! Small primitives shared across layers: concurrency (mailbox, notify, coarse timer),
+//! rate-limited logs, jitter, calendar arithmetic.
+pub mod calendar;
 pub mod coarse_timer;
 pub mod lograte;
 pub mod mailbox;
