@@ -708,6 +708,36 @@ pub fn stack_names(p: &Profile, s: &Sample) -> Vec<String> {
         .collect()
 }
 
+/// A sample's identity for normalisation: its stack and its sorted (key, str) string labels.
+pub type Identity = (Vec<u64>, Vec<(i64, i64)>);
+
+/// What normalising `p` must leave, computed from the message alone (independently of the
+/// gateway): samples with a negative value or only zeros go, numeric labels go, and samples
+/// with the same stack and string labels become one whose values are the sums. The map's
+/// values are those summed values per identity.
+pub fn expected_after_normalise(p: &Profile) -> std::collections::BTreeMap<Identity, Vec<i64>> {
+    let mut out: std::collections::BTreeMap<Identity, Vec<i64>> = Default::default();
+    for s in &p.sample {
+        if s.value.iter().any(|v| *v < 0) || s.value.iter().all(|v| *v == 0) {
+            continue;
+        }
+        let mut labels: Vec<(i64, i64)> = s
+            .label
+            .iter()
+            .filter(|l| l.str != 0)
+            .map(|l| (l.key, l.str))
+            .collect();
+        labels.sort_unstable();
+        let e = out
+            .entry((s.location_id.clone(), labels))
+            .or_insert_with(|| vec![0; s.value.len()]);
+        for (a, v) in e.iter_mut().zip(&s.value) {
+            *a = a.saturating_add(*v);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,34 +819,4 @@ mod tests {
         let p = decode(&Spec::new(3, Kind::Cpu).plain());
         assert!(p.sample.iter().all(|s| s.value.iter().all(|v| *v >= 0)));
     }
-}
-
-/// A sample's identity for normalisation: its stack and its sorted (key, str) string labels.
-pub type Identity = (Vec<u64>, Vec<(i64, i64)>);
-
-/// What normalising `p` must leave, computed from the message alone (independently of the
-/// gateway): samples with a negative value or only zeros go, numeric labels go, and samples
-/// with the same stack and string labels become one whose values are the sums. The map's
-/// values are those summed values per identity.
-pub fn expected_after_normalise(p: &Profile) -> std::collections::BTreeMap<Identity, Vec<i64>> {
-    let mut out: std::collections::BTreeMap<Identity, Vec<i64>> = Default::default();
-    for s in &p.sample {
-        if s.value.iter().any(|v| *v < 0) || s.value.iter().all(|v| *v == 0) {
-            continue;
-        }
-        let mut labels: Vec<(i64, i64)> = s
-            .label
-            .iter()
-            .filter(|l| l.str != 0)
-            .map(|l| (l.key, l.str))
-            .collect();
-        labels.sort_unstable();
-        let e = out
-            .entry((s.location_id.clone(), labels))
-            .or_insert_with(|| vec![0; s.value.len()]);
-        for (a, v) in e.iter_mut().zip(&s.value) {
-            *a = a.saturating_add(*v);
-        }
-    }
-    out
 }
