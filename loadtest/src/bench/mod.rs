@@ -10,6 +10,10 @@
 //! * `latency` (issue 3): open loop at half the saturation rate of pyrogate (fan-out 2,
 //!   16 KiB); p50/p99 added over the direct path.
 //! * `memory` (issue 4): RSS with 10,000 idle keep-alive connections, bytes per connection.
+//! * `distributor` (not run by default): the forwarding case (fan-out 1) through pyrogate
+//!   as a pass-through and with `[distributor] validate = true, normalize = true`, both on
+//!   the same profiles stamped with the current time; requests per CPU-second of pyrogate
+//!   and their ratio ([`distributor`]).
 //!
 //! Method (see `docs/benchmarking.md`): every server under test runs in a fresh process
 //! per run; runs are interleaved (A B C, A B C, …) and each figure is the median over the
@@ -25,6 +29,7 @@
 //! confined processes (pyrogate: 1 worker + its writer thread; nginx: 1 worker process).
 //! `--no-pin` lets everything float and gives each server one worker per CPU.
 
+pub mod distributor;
 pub mod memory;
 pub mod nginx;
 pub mod runner;
@@ -49,6 +54,7 @@ pub enum Suite {
     Receive,
     Latency,
     Memory,
+    Distributor,
 }
 
 /// Where the processes run.
@@ -197,6 +203,7 @@ impl BenchConfig {
                 Suite::Receive => n_sizes * 4 * self.runs,
                 Suite::Latency => 4 * self.runs,
                 Suite::Memory => 0,
+                Suite::Distributor => n_sizes * 4 * self.runs,
             };
         }
         let memory = if self.suites.contains(&Suite::Memory) {
@@ -235,6 +242,7 @@ pub struct BenchReport {
     pub receive: Vec<suites::CellReport>,
     pub latency: Option<suites::LatencyReport>,
     pub memory: Vec<memory::MemoryResult>,
+    pub distributor: Vec<suites::CellReport>,
     pub notes: Vec<String>,
     pub failures: Vec<String>,
     pub elapsed_s: f64,
@@ -334,6 +342,7 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
         receive: Vec::new(),
         latency: None,
         memory: Vec::new(),
+        distributor: Vec::new(),
         notes: Vec::new(),
         failures: Vec::new(),
         elapsed_s: 0.0,
@@ -388,6 +397,11 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
                 let mem = memory::run(&ctx, &mut report.failures, &mut report.notes);
                 let _ = writeln!(out, "{}", memory::render(cfg, &mem));
                 report.memory = mem;
+            }
+            Suite::Distributor => {
+                let cells = distributor::run(&ctx, &mut report.failures, &mut report.notes)?;
+                let _ = writeln!(out, "{}", distributor::render(cfg, &cells));
+                report.distributor = cells;
             }
         }
         let _ = out.flush();

@@ -42,6 +42,11 @@ pub enum Variant {
     Pyrogate {
         driver: &'static str,
     },
+    /// pyrogate with the edge distributor on (`validate` and `normalize`; the `distributor`
+    /// suite's config file).
+    PyrogateDistributor {
+        driver: &'static str,
+    },
     /// nginx `proxy_pass` + `mirror`.
     NginxProxy,
     NginxReturn200,
@@ -52,10 +57,10 @@ impl Variant {
     pub fn label(&self, fanout: usize) -> String {
         match self {
             Variant::Direct => "direct → sink".into(),
-            Variant::Pyrogate { driver } => format!(
-                "pyrogate {}",
-                if *driver == "legacy" { "epoll" } else { driver }
-            ),
+            Variant::Pyrogate { driver } => format!("pyrogate {}", driver_name(driver)),
+            Variant::PyrogateDistributor { driver } => {
+                format!("pyrogate {} +distributor", driver_name(driver))
+            }
             Variant::NginxProxy if fanout > 1 => "nginx proxy_pass+mirror".into(),
             Variant::NginxProxy => "nginx proxy_pass".into(),
             Variant::NginxReturn200 => "nginx return 200".into(),
@@ -69,6 +74,11 @@ impl Variant {
             Variant::NginxProxy | Variant::NginxReturn200 | Variant::NginxEcho
         )
     }
+}
+
+/// What the tables call a driver: `legacy` is monoio's epoll driver.
+fn driver_name(driver: &str) -> &str {
+    if driver == "legacy" { "epoll" } else { driver }
 }
 
 /// One cell of a table: a variant at a fan-out and profile size.
@@ -243,13 +253,20 @@ fn start_server(
     };
     match &cell.variant {
         Variant::Direct => Ok(None),
-        Variant::Pyrogate { driver } => {
+        Variant::Pyrogate { driver } | Variant::PyrogateDistributor { driver } => {
+            let extra = match &cell.variant {
+                Variant::PyrogateDistributor { .. } => {
+                    let file = super::distributor::write_config(ctx.tmp)?;
+                    vec!["--config".to_owned(), file.display().to_string()]
+                }
+                _ => Vec::new(),
+            };
             let g = Gateway::start(&GatewayOpts {
                 bin: cfg.gateway_bin.clone(),
                 driver: (*driver).to_owned(),
                 workers: cfg.layout.gateway_workers,
                 forward_to: forward.to_vec(),
-                extra: Vec::new(),
+                extra,
                 spawn,
             })?;
             Ok(Some(Server::Gateway(g)))
@@ -295,7 +312,7 @@ fn start_server(
 pub fn load_config(
     ctx: &Ctx<'_>,
     target: &str,
-    size: usize,
+    source: Source,
     rate: Option<f64>,
     duration: Duration,
 ) -> RunConfig {
@@ -308,7 +325,7 @@ pub fn load_config(
         duration: Some(duration),
         requests: None,
         timeout: REQUEST_TIMEOUT,
-        source: Source::Synthetic { size },
+        source,
         seed: 1,
         tenant: None,
         driver: cfg.load_driver,
@@ -321,7 +338,8 @@ fn run_load(cfg: &RunConfig) -> Result<Report, String> {
     load::run(cfg, &mut std::io::sink())
 }
 
-/// Measures `cell` once: fresh server, warm-up, measured run.
+/// Measures `cell` once: fresh server, warm-up, measured run, with a synthetic profile of
+/// the cell's size in every request.
 pub fn measure(
     ctx: &Ctx<'_>,
     cell: &Cell,
@@ -329,7 +347,24 @@ pub fn measure(
     rate: Option<f64>,
     round: usize,
 ) -> Result<Sample, String> {
+    let synthetic = |c: &Cell| Ok(Source::Synthetic { size: c.size });
+    measure_with(ctx, cell, sinks, rate, round, &synthetic)
+}
+
+/// Where a run's request bodies come from, asked once per run before its server starts.
+pub type PayloadFn<'a> = dyn Fn(&Cell) -> Result<Source, String> + 'a;
+
+/// [`measure`] with the request bodies from `payload`.
+pub fn measure_with(
+    ctx: &Ctx<'_>,
+    cell: &Cell,
+    sinks: Option<&Sinks>,
+    rate: Option<f64>,
+    round: usize,
+    payload: &PayloadFn<'_>,
+) -> Result<Sample, String> {
     let cfg = ctx.cfg;
+    let source = payload(cell)?;
     let sink_addrs: Vec<SocketAddr> = sinks
         .map(|s| s.procs.iter().take(cell.fanout).map(|p| p.addr).collect())
         .unwrap_or_default();
@@ -341,14 +376,14 @@ pub fn measure(
         (None, None) => return Err("the direct path needs a sink".into()),
     };
     if !cfg.warmup.is_zero() {
-        run_load(&load_config(ctx, &target, cell.size, rate, cfg.warmup))?;
+        run_load(&load_config(ctx, &target, source.clone(), rate, cfg.warmup))?;
     }
     let pids = server.as_ref().map(Server::cpu_pids).unwrap_or_default();
     let cpu0 = cpu_of(&pids);
     let sink_cpu0 = sinks.and_then(Sinks::cpu_s);
     let acc0 = sinks.and_then(Sinks::accepted);
     let t0 = procfs::cpu_times();
-    let report = run_load(&load_config(ctx, &target, cell.size, rate, cfg.duration))?;
+    let report = run_load(&load_config(ctx, &target, source, rate, cfg.duration))?;
     let t1 = procfs::cpu_times();
     let cpu1 = cpu_of(&pids);
     let sink_cpu1 = sinks.and_then(Sinks::cpu_s);
@@ -409,7 +444,7 @@ pub fn measure(
 /// One progress line (stderr).
 pub fn progress_line(what: &str, label: &str, s: &Sample) -> String {
     format!(
-        "  {what:<22} {label:<26} {:>9.0} req/s  cpu {:>7} s/1k  p50 {:>7.3}  p99 {:>7.3} ms  steal {:>4.1}%{}{}",
+        "  {what:<22} {label:<30} {:>9.0} req/s  cpu {:>7} s/1k  p50 {:>7.3}  p99 {:>7.3} ms  steal {:>4.1}%{}{}",
         s.rps,
         s.cpu_ms_per_1k
             .map_or("-".into(), |c| format!("{:.4}", c / 1000.0)),

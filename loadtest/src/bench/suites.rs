@@ -4,9 +4,10 @@
 use serde::Serialize;
 
 use super::BenchConfig;
-use super::runner::{self, Cell, Ctx, Sample, Sinks, Variant};
+use super::runner::{self, Cell, Ctx, PayloadFn, Sample, Sinks, Variant};
 use super::stats::{self, median, median_opt, round_ratio};
 use super::table::{self, Table};
+use crate::load::payload::Source;
 use crate::process;
 
 /// One cell with its runs (one per round; `None` when that run failed).
@@ -18,14 +19,14 @@ pub struct CellReport {
 }
 
 impl CellReport {
-    fn values(&self, f: impl Fn(&Sample) -> Option<f64>) -> Vec<Option<f64>> {
+    pub(super) fn values(&self, f: impl Fn(&Sample) -> Option<f64>) -> Vec<Option<f64>> {
         self.samples
             .iter()
             .map(|s| s.as_ref().and_then(&f))
             .collect()
     }
 
-    fn med(&self, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+    pub(super) fn med(&self, f: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
         median_opt(&self.values(f))
     }
 
@@ -34,7 +35,7 @@ impl CellReport {
         (median(&v), stats::max(&v))
     }
 
-    fn failed(&self) -> u64 {
+    pub(super) fn failed(&self) -> u64 {
         self.samples.iter().flatten().map(|s| s.failed).sum::<u64>()
             + self.samples.iter().filter(|s| s.is_none()).count() as u64
     }
@@ -53,6 +54,20 @@ fn run_groups(
     sinks: Option<&Sinks>,
     rate: Option<f64>,
     failures: &mut Vec<String>,
+) -> Vec<CellReport> {
+    let synthetic = |c: &Cell| Ok(Source::Synthetic { size: c.size });
+    run_groups_with(ctx, name, groups, sinks, rate, failures, &synthetic)
+}
+
+/// [`run_groups`] with the request bodies from `payload`.
+pub(super) fn run_groups_with(
+    ctx: &Ctx<'_>,
+    name: &str,
+    groups: Vec<Vec<Cell>>,
+    sinks: Option<&Sinks>,
+    rate: Option<f64>,
+    failures: &mut Vec<String>,
+    payload: &PayloadFn<'_>,
 ) -> Vec<CellReport> {
     let cfg = ctx.cfg;
     let total: usize = groups.iter().map(|g| g.len() * cfg.runs).sum();
@@ -80,7 +95,7 @@ fn run_groups(
                 cell.fanout,
                 round + 1
             );
-            let mut result = runner::measure(ctx, cell, sinks, rate, round);
+            let mut result = runner::measure_with(ctx, cell, sinks, rate, round, payload);
             if let Ok(s) = &result
                 && s.steal_pct > cfg.max_steal
                 && rerun_budget > 0
@@ -90,7 +105,8 @@ fn run_groups(
                     "  {what}: steal {:.1}% > {:.0}%, running it again",
                     s.steal_pct, cfg.max_steal
                 );
-                if let Ok(mut again) = runner::measure(ctx, cell, sinks, rate, round) {
+                if let Ok(mut again) = runner::measure_with(ctx, cell, sinks, rate, round, payload)
+                {
                     again.rerun = true;
                     if again.steal_pct < s.steal_pct {
                         result = Ok(again);
@@ -305,7 +321,7 @@ pub fn latency(
 
 // === tables ===
 
-fn steal_text(c: &CellReport) -> String {
+pub(super) fn steal_text(c: &CellReport) -> String {
     let (med, max) = c.steal();
     format!("{} ({})", table::num(med, 1), table::num(max, 1))
 }
