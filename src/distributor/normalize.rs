@@ -9,10 +9,11 @@
 //! (Pyroscope sorts by hash; the order of samples carries no meaning).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::ops::Range;
 
 use crate::protocol::pprof::{Label, Location, Profile, Sample};
+use crate::util::fxhash::{FxBuild, FxHasher};
 
 /// What normalisation did to a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,51 +77,34 @@ fn drop_negative_and_zero(p: &mut Profile) -> bool {
     true
 }
 
-/// FxHash (rustc's): a multiply-rotate hash, far cheaper than SipHash for the integer keys
-/// hashed here, and with no need for DoS resistance (the key set is bounded by the sample
-/// cap and collisions only cost a slice comparison).
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxBuild = BuildHasherDefault<FxHasher>;
-
 /// The identity of a sample for merging: its stack and its labels, sorted by (key, str).
-fn sample_key(p: &Profile, s: &Sample, scratch: &mut Vec<Label>) -> u64 {
-    let mut h = FxHasher::default();
+fn sample_key(p: &Profile, s: &Sample, scratch: &mut Vec<(i64, i64)>) -> u64 {
+    let mut h = FxHasher::seeded();
     let locs = p.sample_locations(s);
     h.write_u64(locs.len() as u64);
     for l in locs {
         h.write_u64(*l);
     }
-    scratch.clear();
-    scratch.extend_from_slice(p.sample_labels(s));
-    scratch.sort_unstable_by_key(|l| (l.key, l.str));
-    for l in scratch.iter() {
-        h.write_u64(((l.key as u64) << 32) ^ (l.str as u64));
+    for (key, str) in sorted_labels(p.sample_labels(s), scratch) {
+        h.write_u64(((*key as u64) << 32) ^ (*str as u64));
     }
     h.finish()
 }
 
-fn same_identity(p: &Profile, a: &Sample, b: &Sample) -> bool {
+/// The (key, str) pairs of `labels` in sorted order; no copy for the common zero or one.
+fn sorted_labels<'a>(labels: &[Label], scratch: &'a mut Vec<(i64, i64)>) -> &'a [(i64, i64)] {
+    scratch.clear();
+    scratch.extend(labels.iter().map(|l| (l.key, l.str)));
+    if scratch.len() > 1 {
+        scratch.sort_unstable();
+    }
+    scratch
+}
+
+/// Two scratch buffers for comparing label sets.
+type Scratch = (Vec<(i64, i64)>, Vec<(i64, i64)>);
+
+fn same_identity(p: &Profile, a: &Sample, b: &Sample, scratch: &mut Scratch) -> bool {
     if p.sample_locations(a) != p.sample_locations(b) {
         return false;
     }
@@ -128,40 +112,67 @@ fn same_identity(p: &Profile, a: &Sample, b: &Sample) -> bool {
     if la.len() != lb.len() {
         return false;
     }
-    let mut x: Vec<(i64, i64)> = la.iter().map(|l| (l.key, l.str)).collect();
-    let mut y: Vec<(i64, i64)> = lb.iter().map(|l| (l.key, l.str)).collect();
-    x.sort_unstable();
-    y.sort_unstable();
-    x == y
+    match la.len() {
+        0 => true,
+        1 => (la[0].key, la[0].str) == (lb[0].key, lb[0].str),
+        _ => sorted_labels(la, &mut scratch.0) == sorted_labels(lb, &mut scratch.1),
+    }
 }
 
+/// No sample (in [`merge_duplicates`]' chains).
+const NONE: u32 = u32::MAX;
+
+/// Samples compared per hash before giving up on merging a sample: identical stacks share a
+/// hash and are found at once, so a long chain only happens when many different stacks
+/// collide, which the seeded hash makes an attacker's work; the cap keeps that linear.
+const MAX_CHAIN: usize = 64;
+
 /// Step 4: samples with the same stack and labels become one, values summed.
+///
+/// Each distinct hash points at its first sample; samples whose hash collides but whose
+/// identity differs are chained through `next`, so nothing is allocated per sample.
 fn merge_duplicates(p: &mut Profile) -> bool {
-    let mut first: HashMap<u64, Vec<usize>, FxBuild> =
-        HashMap::with_capacity_and_hasher(p.samples.len(), FxBuild::default());
-    let mut into: Vec<Option<usize>> = vec![None; p.samples.len()];
-    let mut scratch = Vec::new();
+    let n = p.samples.len();
+    let mut head: HashMap<u64, u32, FxBuild> =
+        HashMap::with_capacity_and_hasher(n, FxBuild::default());
+    let mut next = vec![NONE; n];
+    let mut into = vec![NONE; n];
+    let mut key_scratch = Vec::new();
+    let mut cmp_scratch = (Vec::new(), Vec::new());
     let mut any = false;
     for (i, target) in into.iter_mut().enumerate() {
-        let k = sample_key(p, &p.samples[i], &mut scratch);
-        let slot = first.entry(k).or_default();
-        match slot
-            .iter()
-            .find(|&&j| same_identity(p, &p.samples[j], &p.samples[i]))
-        {
-            Some(&j) => {
-                *target = Some(j);
-                any = true;
+        let k = sample_key(p, &p.samples[i], &mut key_scratch);
+        let mut j = match head.entry(k) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(i as u32);
+                continue;
             }
-            None => slot.push(i),
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+        };
+        for _ in 0..MAX_CHAIN {
+            if same_identity(p, &p.samples[j as usize], &p.samples[i], &mut cmp_scratch) {
+                *target = j;
+                any = true;
+                break;
+            }
+            if next[j as usize] == NONE {
+                next[j as usize] = i as u32;
+                break;
+            }
+            j = next[j as usize];
         }
     }
     if !any {
         return false;
     }
-    for (i, target) in into.iter().enumerate() {
-        let Some(j) = *target else { continue };
-        let (src, dst) = (p.samples[i].values.clone(), p.samples[j].values.clone());
+    for (i, &j) in into.iter().enumerate() {
+        if j == NONE {
+            continue;
+        }
+        let (src, dst) = (
+            p.samples[i].values.clone(),
+            p.samples[j as usize].values.clone(),
+        );
         let len = (src.end - src.start).min(dst.end - dst.start) as usize;
         for k in 0..len {
             let v = p.values[src.start as usize + k];
@@ -171,11 +182,45 @@ fn merge_duplicates(p: &mut Profile) -> bool {
     }
     let mut i = 0;
     p.samples.retain(|_| {
-        let keep = into[i].is_none();
+        let keep = into[i] == NONE;
         i += 1;
         keep
     });
     true
+}
+
+/// Where each id of a table (locations, functions, mappings) sits: by arithmetic when the
+/// ids are 1..=n in order, as Go's encoder and this one write them, else by hash.
+enum IdIndex {
+    Dense(u64),
+    Sparse(HashMap<u64, usize, FxBuild>),
+}
+
+impl IdIndex {
+    fn new(ids: impl Iterator<Item = u64> + Clone) -> Self {
+        let mut n = 0u64;
+        let dense = ids.clone().all(|id| {
+            n += 1;
+            id == n
+        });
+        if dense {
+            IdIndex::Dense(n)
+        } else {
+            IdIndex::Sparse(ids.enumerate().map(|(i, id)| (id, i)).collect())
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: u64) -> Option<usize> {
+        match self {
+            IdIndex::Dense(n) => (id >= 1 && id <= *n).then(|| (id - 1) as usize),
+            IdIndex::Sparse(m) => m.get(&id).copied(),
+        }
+    }
+
+    fn is_dense(&self) -> bool {
+        matches!(self, IdIndex::Dense(_))
+    }
 }
 
 /// Step 6: references repaired — string 0 empty, out-of-range string indices zeroed, a stub
@@ -224,14 +269,16 @@ fn sanitize(p: &mut Profile) -> bool {
         }
         changed = true;
     }
-    let mapping_ids: HashMap<u64, (), FxBuild> = p.mappings.iter().map(|m| (m.id, ())).collect();
-    let functions: HashMap<u64, (), FxBuild> = p.functions.iter().map(|f| (f.id, ())).collect();
+    let mapping_index = IdIndex::new(p.mappings.iter().map(|m| m.id));
+    let function_index = IdIndex::new(p.functions.iter().map(|f| f.id));
     let lines = &p.lines;
     let valid_location = |l: &Location| {
         let ls = &lines[l.lines.start as usize..l.lines.end as usize];
         (!ls.is_empty() || l.address != 0)
-            && mapping_ids.contains_key(&l.mapping_id)
-            && ls.iter().all(|x| functions.contains_key(&x.function_id))
+            && mapping_index.get(l.mapping_id).is_some()
+            && ls
+                .iter()
+                .all(|x| function_index.get(x.function_id).is_some())
     };
     let before = p.locations.len();
     let kept: Vec<Location> = p
@@ -245,23 +292,18 @@ fn sanitize(p: &mut Profile) -> bool {
         changed = true;
     }
     // Samples that point at a dropped location, or whose value count is wrong.
-    let location_ids: HashMap<u64, (), FxBuild> = p.locations.iter().map(|l| (l.id, ())).collect();
+    let location_index = IdIndex::new(p.locations.iter().map(|l| l.id));
     let types = p.sample_type.len() as u32;
     let (ids, before) = (&p.location_ids, p.samples.len());
     p.samples.retain(|s| {
         s.values.end - s.values.start == types
             && ids[s.locations.start as usize..s.locations.end as usize]
                 .iter()
-                .all(|id| location_ids.contains_key(id))
+                .all(|id| location_index.get(*id).is_some())
     });
     changed |= p.samples.len() != before;
     // Mappings that know their functions need no addresses.
-    let with_functions: HashMap<u64, (), FxBuild> = p
-        .mappings
-        .iter()
-        .filter(|m| m.has_functions)
-        .map(|m| (m.id, ()))
-        .collect();
+    let with_functions: Vec<bool> = p.mappings.iter().map(|m| m.has_functions).collect();
     // Cosmetic: Pyroscope clears these again when it stores the profile, so clearing them
     // alone is no reason to forward a rewritten profile (it does not set `changed`).
     for m in p.mappings.iter_mut().filter(|m| m.has_functions) {
@@ -270,7 +312,10 @@ fn sanitize(p: &mut Profile) -> bool {
         m.file_offset = 0;
     }
     for l in &mut p.locations {
-        if with_functions.contains_key(&l.mapping_id) {
+        if mapping_index
+            .get(l.mapping_id)
+            .is_some_and(|i| with_functions[i])
+        {
             l.address = 0;
         }
     }
@@ -322,85 +367,60 @@ fn swap_string_refs(p: &mut Profile, a: i64, b: i64) {
 /// uses, are removed; ids are renumbered densely from 1 and string indices shifted.
 fn remove_unreferenced(p: &mut Profile) -> bool {
     let mut changed = false;
-    // Locations used by samples, in first-use order of their current position.
-    let index_of: HashMap<u64, usize, FxBuild> = p
-        .locations
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.id, i))
-        .collect();
+    let loc_index = IdIndex::new(p.locations.iter().map(|l| l.id));
     let mut used_loc = vec![false; p.locations.len()];
     for s in &p.samples {
         for id in &p.location_ids[s.locations.start as usize..s.locations.end as usize] {
-            if let Some(&i) = index_of.get(id) {
+            if let Some(i) = loc_index.get(*id) {
                 used_loc[i] = true;
             }
         }
     }
-    let dense_locations = p
-        .locations
-        .iter()
-        .enumerate()
-        .all(|(i, l)| l.id == i as u64 + 1);
-    if used_loc.iter().any(|u| !u) || !dense_locations {
+    if used_loc.iter().any(|u| !u) || !loc_index.is_dense() {
         changed = true;
-        let mut new_id: HashMap<u64, u64, FxBuild> = HashMap::default();
+        // The new id of each location, by its old position (0: dropped).
+        let mut new_id = vec![0u64; p.locations.len()];
         let mut kept = Vec::with_capacity(p.locations.len());
         for (i, l) in p.locations.iter().enumerate() {
             if used_loc[i] {
                 let mut l = l.clone();
-                new_id.insert(l.id, kept.len() as u64 + 1);
                 l.id = kept.len() as u64 + 1;
+                new_id[i] = l.id;
                 kept.push(l);
             }
         }
         p.locations = kept;
-        // Rewrite the stacks of the remaining samples into a fresh array.
-        let mut ids = Vec::with_capacity(p.location_ids.len());
-        for s in &mut p.samples {
-            let start = ids.len();
-            for id in &p.location_ids[s.locations.start as usize..s.locations.end as usize] {
-                ids.push(new_id.get(id).copied().unwrap_or(0));
+        // Every remaining sample's stack refers to kept locations only: rewrite in place.
+        for s in &p.samples {
+            for id in &mut p.location_ids[s.locations.start as usize..s.locations.end as usize] {
+                *id = loc_index.get(*id).map_or(0, |i| new_id[i]);
             }
-            s.locations = start as u32..ids.len() as u32;
         }
-        p.location_ids = ids;
     }
-    // Functions used by locations.
-    let f_index: HashMap<u64, usize, FxBuild> = p
-        .functions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.id, i))
-        .collect();
+    let fn_index = IdIndex::new(p.functions.iter().map(|f| f.id));
     let mut used_fn = vec![false; p.functions.len()];
     for l in &p.locations {
         for line in &p.lines[l.lines.start as usize..l.lines.end as usize] {
-            if let Some(&i) = f_index.get(&line.function_id) {
+            if let Some(i) = fn_index.get(line.function_id) {
                 used_fn[i] = true;
             }
         }
     }
-    let dense_functions = p
-        .functions
-        .iter()
-        .enumerate()
-        .all(|(i, f)| f.id == i as u64 + 1);
-    if used_fn.iter().any(|u| !u) || !dense_functions {
+    if used_fn.iter().any(|u| !u) || !fn_index.is_dense() {
         changed = true;
-        let mut new_id: HashMap<u64, u64, FxBuild> = HashMap::default();
+        let mut new_id = vec![0u64; p.functions.len()];
         let mut kept = Vec::with_capacity(p.functions.len());
         for (i, f) in p.functions.iter().enumerate() {
             if used_fn[i] {
                 let mut f = *f;
-                new_id.insert(f.id, kept.len() as u64 + 1);
                 f.id = kept.len() as u64 + 1;
+                new_id[i] = f.id;
                 kept.push(f);
             }
         }
         p.functions = kept;
         for line in &mut p.lines {
-            line.function_id = new_id.get(&line.function_id).copied().unwrap_or(0);
+            line.function_id = fn_index.get(line.function_id).map_or(0, |i| new_id[i]);
         }
     }
     // Lines of dropped locations stay in the flat array but are never written; strings.

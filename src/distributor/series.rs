@@ -7,7 +7,8 @@
 use std::collections::HashSet;
 
 use crate::config::distributor::Limits;
-use crate::protocol::pprof::Profile;
+use crate::protocol::pprof::{Label, Profile};
+use crate::util::fxhash::FxBuild;
 
 use super::labels::{self, Pair};
 use super::reason::Invalid;
@@ -19,27 +20,35 @@ const NOT_SPLIT: [&[u8]; 3] = [b"trace_id", b"span_id", b"profile_id"];
 const SESSION_ID: &[u8] = b"__session_id__";
 
 /// Validates every label set `p` is split into, in the order the sets first appear among the
-/// samples; the first failure is the answer.
+/// samples; the first failure is the answer. The series labels alone are checked once
+/// when no sample has a label that splits.
 pub fn validate(limits: &Limits, series: &[Pair], p: &Profile) -> Result<(), Invalid> {
     let mut base = series.to_vec();
     reduce_sessions(limits, &mut base);
-    let mut seen: HashSet<Vec<(i64, i64)>> = HashSet::new();
+    let splits =
+        |l: &Label| l.str != 0 && !NOT_SPLIT.contains(&p.string(l.key).unwrap_or_default());
+    if !p
+        .samples
+        .iter()
+        .any(|s| p.sample_labels(s).iter().any(splits))
+    {
+        return check(limits, base);
+    }
+    let mut seen: HashSet<Vec<(i64, i64)>, FxBuild> = HashSet::default();
     let mut key: Vec<(i64, i64)> = Vec::new();
-    let mut any = false;
     for s in &p.samples {
         key.clear();
         key.extend(
             p.sample_labels(s)
                 .iter()
-                .filter(|l| l.str != 0)
-                .filter(|l| !NOT_SPLIT.contains(&p.string(l.key).unwrap_or_default()))
+                .filter(|l| splits(l))
                 .map(|l| (l.key, l.str)),
         );
         key.sort_unstable();
-        if !seen.insert(key.clone()) {
+        if seen.contains(&key) {
             continue;
         }
-        any = true;
+        seen.insert(key.clone());
         let mut set = base.clone();
         for &(k, v) in &key {
             let name = p.string(k).unwrap_or_default();
@@ -48,9 +57,6 @@ pub fn validate(limits: &Limits, series: &[Pair], p: &Profile) -> Result<(), Inv
             }
         }
         check(limits, set)?;
-    }
-    if !any {
-        check(limits, base)?;
     }
     Ok(())
 }

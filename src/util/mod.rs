@@ -1,7 +1,8 @@
 //! Small primitives shared across layers: concurrency (mailbox, notify, coarse timer),
-//! rate-limited logs, jitter, calendar arithmetic.
+//! rate-limited logs, jitter, calendar arithmetic, a fast hash.
 pub mod calendar;
 pub mod coarse_timer;
+pub mod fxhash;
 pub mod lograte;
 pub mod mailbox;
 pub mod notify;

@@ -184,6 +184,8 @@ fn sample(mut r: Reader<'_>, p: &mut Profile) -> Result<Sample, DecodeError> {
             (1, 0) => p.location_ids.push(r.varint()?),
             (1, 2) => {
                 let mut m = r.message()?;
+                // At most one id per byte: the reservation is bounded by the input.
+                p.location_ids.reserve(m.remaining());
                 while !m.done() {
                     p.location_ids.push(m.varint()?);
                 }
@@ -191,6 +193,7 @@ fn sample(mut r: Reader<'_>, p: &mut Profile) -> Result<Sample, DecodeError> {
             (2, 0) => p.values.push(r.int()?),
             (2, 2) => {
                 let mut m = r.message()?;
+                p.values.reserve(m.remaining());
                 while !m.done() {
                     p.values.push(m.int()?);
                 }
@@ -320,6 +323,11 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
+    /// Bytes left in this message.
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
     fn truncated(&self) -> DecodeError {
         DecodeError::Truncated {
             what: self.what,
@@ -337,12 +345,19 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        // One-byte values are by far the most common (indices, small counts).
+        // One- and two-byte values are by far the most common (indices, ids below 16384,
+        // small counts).
         if let Some(&b) = self.buf.get(self.pos)
             && b < 0x80
         {
             self.pos += 1;
             return Ok(u64::from(b));
+        }
+        if let Some(&[b0, b1]) = self.buf.get(self.pos..self.pos + 2)
+            && b1 < 0x80
+        {
+            self.pos += 2;
+            return Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7);
         }
         let mut v: u64 = 0;
         for i in 0..10 {

@@ -78,8 +78,9 @@ pub fn encode(p: &Profile) -> Vec<u8> {
         value_type(&mut out, vt);
     }
     for s in &p.samples {
-        embedded(&mut out, 2, sample_len(p, s));
-        sample(&mut out, p, s);
+        let lens = SampleLens::of(p, s);
+        embedded(&mut out, 2, lens.total());
+        sample(&mut out, p, s, &lens);
     }
     for m in &p.mappings {
         embedded(&mut out, 3, mapping_len(m));
@@ -121,11 +122,19 @@ fn varint_len(v: u64) -> usize {
 
 #[inline]
 fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
     }
-    out.push(v as u8);
+    let mut buf = [0u8; 10];
+    let mut n = 0;
+    while v >= 0x80 {
+        buf[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    buf[n] = v as u8;
+    out.extend_from_slice(&buf[..=n]);
 }
 
 /// The key of field `field` (all field numbers here are below 16: one byte).
@@ -200,18 +209,54 @@ fn label_fields(l: &Label) -> [u64; 4] {
     [l.key as u64, l.str as u64, l.num as u64, l.num_unit as u64]
 }
 
-fn sample_len(p: &Profile, s: &Sample) -> usize {
-    packed_len(p.sample_locations(s).iter().copied())
-        + packed_len(p.sample_values(s).iter().map(|v| *v as u64))
-        + p.sample_labels(s)
-            .iter()
-            .map(|l| embedded_len(fields_len(&label_fields(l))))
-            .sum::<usize>()
+/// The lengths of one sample's parts, computed once and used for its header and its body.
+struct SampleLens {
+    /// Packed location ids, packed values (bodies only, 0 when empty), all labels.
+    locations: usize,
+    values: usize,
+    labels: usize,
 }
 
-fn sample(out: &mut Vec<u8>, p: &Profile, s: &Sample) {
-    packed(out, 1, p.sample_locations(s).iter().copied());
-    packed(out, 2, p.sample_values(s).iter().map(|v| *v as u64));
+impl SampleLens {
+    fn of(p: &Profile, s: &Sample) -> Self {
+        Self {
+            locations: p.sample_locations(s).iter().map(|v| varint_len(*v)).sum(),
+            values: p
+                .sample_values(s)
+                .iter()
+                .map(|v| varint_len(*v as u64))
+                .sum(),
+            labels: p
+                .sample_labels(s)
+                .iter()
+                .map(|l| embedded_len(fields_len(&label_fields(l))))
+                .sum(),
+        }
+    }
+
+    fn total(&self) -> usize {
+        let packed = |n: usize| if n > 0 { embedded_len(n) } else { 0 };
+        packed(self.locations) + packed(self.values) + self.labels
+    }
+}
+
+fn sample_len(p: &Profile, s: &Sample) -> usize {
+    SampleLens::of(p, s).total()
+}
+
+fn sample(out: &mut Vec<u8>, p: &Profile, s: &Sample, lens: &SampleLens) {
+    if lens.locations > 0 {
+        embedded(out, 1, lens.locations);
+        for v in p.sample_locations(s) {
+            varint(out, *v);
+        }
+    }
+    if lens.values > 0 {
+        embedded(out, 2, lens.values);
+        for v in p.sample_values(s) {
+            varint(out, *v as u64);
+        }
+    }
     for l in p.sample_labels(s) {
         let f = label_fields(l);
         embedded(out, 3, fields_len(&f));
