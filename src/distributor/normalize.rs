@@ -311,10 +311,13 @@ fn sanitize(p: &mut Profile) -> bool {
         m.memory_limit = 0;
         m.file_offset = 0;
     }
+    // A location without lines keeps its address: zeroed, it would be dropped by the next
+    // normalisation (Pyroscope's, downstream), which the original profile's would not do.
     for l in &mut p.locations {
-        if mapping_index
-            .get(l.mapping_id)
-            .is_some_and(|i| with_functions[i])
+        if !l.lines.is_empty()
+            && mapping_index
+                .get(l.mapping_id)
+                .is_some_and(|i| with_functions[i])
         {
             l.address = 0;
         }
@@ -653,6 +656,34 @@ mod tests {
             "normalising a normal profile changes nothing"
         );
         assert_eq!(pprof::encode(&q), once.to_vec());
+    }
+
+    /// Found by the `pprof` fuzz target: a location with an address but no lines, in a
+    /// mapping with function information, must keep its address, or a second
+    /// normalisation (Pyroscope's, downstream) drops it and every sample through it.
+    #[test]
+    fn normalising_twice_changes_nothing_for_line_less_locations() {
+        let mut m = Spec::new(9, Kind::Cpu)
+            .samples(30)
+            .zeros(0)
+            .duplicates(0)
+            .profile();
+        let used = m.sample[0].location_id[0];
+        let loc = m
+            .location
+            .iter_mut()
+            .find(|l| l.id == used)
+            .expect("a used location");
+        loc.line.clear();
+        loc.address = 0x4010;
+        let mut p =
+            pprof::decode(Bytes::from(m.encode_to_vec()), Limits::default()).expect("decodes");
+        normalize(&mut p, 1);
+        let samples = p.samples.len();
+        let mut q =
+            pprof::decode(Bytes::from(pprof::encode(&p)), Limits::default()).expect("decodes");
+        assert_eq!(normalize(&mut q, 1), Normalized::default());
+        assert_eq!(q.samples.len(), samples);
     }
 
     #[test]
