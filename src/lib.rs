@@ -10,5 +10,6 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod protocol;
+pub mod ring;
 pub mod runtime;
 pub mod util;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first. `main` (the binary) may use everything.
-const LAYERS: [(&str, u8); 9] = [
+const LAYERS: [(&str, u8); 10] = [
     ("util", 0),
     ("config", 1),
     ("metrics", 1),
@@ -20,6 +20,7 @@ const LAYERS: [(&str, u8); 9] = [
     ("runtime", 3),
     ("forward", 4),
     ("distributor", 5),
+    ("ring", 5),
     ("gateway", 6),
 ];
 

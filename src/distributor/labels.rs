@@ -5,7 +5,7 @@
 //! string table and need not be UTF-8, and Pyroscope reports exactly that.
 
 use crate::config::distributor::Limits;
-use crate::protocol::goquote;
+use crate::protocol::labelstring;
 
 use super::reason::{Invalid, Reason};
 
@@ -17,18 +17,7 @@ pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
 /// `LabelPairsString`: `{name="value", …}`, names raw, values Go-quoted, in slice order.
 pub fn pairs_string(ls: &[Pair]) -> String {
-    let mut s = String::with_capacity(2 + ls.len() * 24);
-    s.push('{');
-    for (i, (name, value)) in ls.iter().enumerate() {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push_str(&String::from_utf8_lossy(name));
-        s.push('=');
-        goquote::quote_into(&mut s, value);
-    }
-    s.push('}');
-    s
+    labelstring::render(ls)
 }
 
 /// The value of the first label called `name`, empty when there is none (Go's `Get`).
