@@ -48,6 +48,26 @@ pub enum Dispatch {
     Writer,
 }
 
+/// How profiles are routed (`forward.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardMode {
+    /// Every profile to every endpoint (Alloy's `forward_to`).
+    Fanout,
+    /// Each series to its owners on Pyroscope's hash ring (`[ring]`).
+    Ring,
+}
+
+/// Where ring membership comes from (`ring.store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RingStore {
+    /// `[[ring.member]]` in the configuration.
+    Static,
+    /// dskit's ring in etcd (`[ring.etcd]`).
+    Etcd,
+}
+
 /// Log output format (`log.format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "snake_case")]

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::choices::{AckPolicy, Dispatch, DriverChoice, LogFormat, OnConnLimit};
+use super::choices::{
+    AckPolicy, Dispatch, DriverChoice, ForwardMode, LogFormat, OnConnLimit, RingStore,
+};
 pub use super::distributor::{DistributorSection, LimitsSection};
 use super::units::{Dur, Size};
 
@@ -29,6 +31,45 @@ pub struct FileConfig {
     pub distributor: DistributorSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    pub ring: Option<RingSection>,
+}
+
+/// `[ring]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingSection {
+    pub replication_factor: Option<usize>,
+    pub zone_awareness: Option<bool>,
+    pub heartbeat_timeout: Option<Dur>,
+    pub push_path: Option<String>,
+    pub store: Option<RingStore>,
+    #[serde(default)]
+    pub member: Vec<RingMemberSection>,
+    pub etcd: Option<EtcdSection>,
+    /// `[[endpoint]]` keys (no `url`) applied to every member.
+    pub endpoint_defaults: Option<EndpointSection>,
+}
+
+/// `[[ring.member]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingMemberSection {
+    pub id: String,
+    pub url: String,
+    #[serde(default)]
+    pub zone: String,
+    pub tokens: Option<Vec<u32>>,
+    pub tokens_count: Option<usize>,
+}
+
+/// `[ring.etcd]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSection {
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    pub key: Option<String>,
+    pub dial_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,9 +114,10 @@ pub struct ForwardSection {
     pub delivery_timeout: Option<Dur>,
     pub max_inflight_per_endpoint: Option<usize>,
     pub dispatch: Option<Dispatch>,
+    pub mode: Option<ForwardMode>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuthSection {
     pub username: String,
@@ -83,7 +125,7 @@ pub struct BasicAuthSection {
     pub password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSection {
     pub url: Option<String>,
@@ -103,7 +145,7 @@ pub struct EndpointSection {
 }
 
 /// Alloy's `tls_config` block names.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     pub ca_file: Option<PathBuf>,

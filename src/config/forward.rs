@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::choices::{AckPolicy, Dispatch};
+use super::choices::{AckPolicy, Dispatch, ForwardMode};
 use super::file::FileConfig;
 use super::{Cli, ConfigError};
 
@@ -34,6 +34,8 @@ pub struct ForwardConfig {
     pub delivery_timeout: Duration,
     pub max_inflight_per_endpoint: usize,
     pub dispatch: Dispatch,
+    /// `fanout` (every endpoint) or `ring` (each series to its owners).
+    pub mode: ForwardMode,
 }
 
 pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, ConfigError> {
@@ -72,5 +74,6 @@ pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, Config
             .unwrap_or(DEFAULT_MAX_INFLIGHT)
             .max(1),
         dispatch,
+        mode: s.mode.unwrap_or(ForwardMode::Fanout),
     })
 }

@@ -13,6 +13,7 @@ pub mod distributor;
 pub mod endpoint;
 pub mod file;
 pub mod forward;
+pub mod ring;
 pub mod runtime;
 pub mod server;
 mod source;
@@ -22,7 +23,9 @@ pub mod units;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use choices::{AckPolicy, Dispatch, DriverChoice, LogFormat, OnConnLimit};
+pub use choices::{
+    AckPolicy, Dispatch, DriverChoice, ForwardMode, LogFormat, OnConnLimit, RingStore,
+};
 pub use cli::Cli;
 pub use distributor::{DistributorConfig, Limits, LimitsConfig};
 pub use endpoint::{Auth, EndpointConfig, EndpointUrl, Scheme};
@@ -66,6 +69,8 @@ pub struct Config {
     pub log: LogConfig,
     pub distributor: DistributorConfig,
     pub limits: LimitsConfig,
+    /// `[ring]`, required by `forward.mode = "ring"`.
+    pub ring: Option<ring::RingConfig>,
 }
 
 impl Config {
@@ -99,6 +104,22 @@ impl Config {
             format: cli.log_format.or(f.log.format).unwrap_or(LogFormat::Text),
         };
         let (distributor, limits) = distributor::resolve(&f.distributor, &f.limits)?;
+        let ring = f.ring.as_ref().map(ring::resolve).transpose()?;
+        match (forward.mode, &ring) {
+            (ForwardMode::Ring, None) => {
+                return Err(ConfigError::new(
+                    "forward.mode",
+                    "\"ring\" needs a [ring] section",
+                ));
+            }
+            (ForwardMode::Ring, Some(_)) if !endpoints.is_empty() => {
+                return Err(ConfigError::new(
+                    "endpoint",
+                    "ring mode sends to the ring's members; remove [[endpoint]] and --forward-to",
+                ));
+            }
+            _ => {}
+        }
         Ok(Self {
             server,
             runtime,
@@ -108,6 +129,7 @@ impl Config {
             log,
             distributor,
             limits,
+            ring,
         })
     }
 }
