@@ -13,8 +13,7 @@ use crate::util::fxhash::FxBuild;
 use super::labels::{self, Pair};
 use super::reason::Invalid;
 
-/// Sample labels that stay on samples instead of splitting the series.
-const NOT_SPLIT: [&[u8]; 3] = [b"trace_id", b"span_id", b"profile_id"];
+use crate::protocol::pprof::NON_SPLITTING_LABELS as NOT_SPLIT;
 
 /// The session label `max_sessions_per_series` acts on.
 const SESSION_ID: &[u8] = b"__session_id__";

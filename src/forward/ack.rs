@@ -33,6 +33,18 @@ pub struct Ack {
     state: Mutex<State>,
 }
 
+/// Where a delivery reports its result: an [`Ack`] for fan-out, or a routing stage's own
+/// tracker (ring mode's per-series quorum).
+pub trait AckSink: Send + Sync {
+    fn report(&self, d: Delivery);
+}
+
+impl AckSink for Ack {
+    fn report(&self, d: Delivery) {
+        Ack::report(self, d);
+    }
+}
+
 impl Ack {
     /// `need` successes out of `n` destinations decide success.
     pub fn new(n: usize, need: usize) -> Arc<Self> {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use prometheus::{IntCounter, IntGauge};
 
-use super::ack::Ack;
+use super::ack::AckSink;
 use super::envelope::Envelope;
 use super::metrics::ForwardMetrics;
 use crate::config::EndpointConfig;
@@ -17,7 +17,7 @@ use crate::config::EndpointConfig;
 /// One envelope on its way to one destination.
 pub struct Job {
     pub env: Arc<Envelope>,
-    pub ack: Option<Arc<Ack>>,
+    pub ack: Option<Arc<dyn AckSink>>,
     /// Last moment an attempt may end.
     pub deadline: Instant,
     /// Whether a caller waits on this delivery with its own budget (then attempts leave room

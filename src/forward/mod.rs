@@ -44,6 +44,8 @@ const SHED_RETRY_AFTER_SECS: u32 = 1;
 pub struct Snapshot {
     pub generation: u64,
     pub dests: Vec<Arc<Destination>>,
+    /// Ring mode: one destination per ring member, by member ID (its `cfg.name`).
+    pub members: Vec<Arc<Destination>>,
     /// Destinations removed by a reload that may still hold queued jobs.
     pub retired: Vec<Arc<Destination>>,
     pub ack: AckPolicy,
@@ -58,8 +60,26 @@ pub struct Snapshot {
     pub idle_conn_timeout: Duration,
 }
 
+impl Snapshot {
+    /// Every destination a writer serves: endpoints, ring members, and retired ones still
+    /// holding jobs.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Destination>> {
+        self.dests
+            .iter()
+            .chain(self.members.iter())
+            .chain(self.retired.iter())
+    }
+
+    /// The destination of ring member `id`.
+    pub fn member(&self, id: &str) -> Option<&Arc<Destination>> {
+        self.members.iter().find(|d| d.cfg.name == id)
+    }
+}
+
 pub struct Core {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Queue budget of each ring member (`forward.queue_max_bytes`).
+    member_queue_bytes: u64,
     /// Endpoint host names, resolved off the delivering threads.
     pub resolver: resolver::Resolver,
     generation: AtomicU64,
@@ -186,7 +206,7 @@ impl Forwarder {
         for d in &snap.dests {
             let job = Job {
                 env: env.clone(),
-                ack: ack.clone(),
+                ack: ack.clone().map(|a| a as Arc<dyn ack::AckSink>),
                 deadline: job_deadline,
                 caller_waiting,
                 reserved: bytes,
@@ -275,13 +295,133 @@ impl Forwarder {
                 .cloned(),
         );
         let generation = old.generation + 1;
-        let snap = Arc::new(snapshot_from(cfg, generation, dests, retired));
+        let mut snap = snapshot_from(cfg, generation, dests, retired);
+        snap.members = old.members.clone();
+        let snap = Arc::new(snap);
         if let Ok(mut g) = core.snapshot.write() {
             *g = snap;
         }
         core.generation.store(generation, Ordering::Release);
         for s in &core.writer_slots {
             s.wake();
+        }
+        Ok(())
+    }
+
+    /// The routing snapshot in force (ring mode looks its members up here).
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.core.as_ref().map(|c| c.snapshot())
+    }
+
+    /// Ring mode: the members' destinations become `members` (one per member, `name` =
+    /// member ID). A member whose configuration is unchanged keeps its destination (queue,
+    /// connections, metrics); a removed one drains in the background.
+    ///
+    /// # Errors
+    /// A member whose endpoint cannot be built (its TLS settings).
+    pub fn set_members(
+        &self,
+        members: &[crate::config::EndpointConfig],
+    ) -> Result<(), ForwardError> {
+        let Some(core) = &self.core else {
+            return Ok(());
+        };
+        let old = core.snapshot();
+        let mut next = Vec::with_capacity(members.len());
+        let mut kept = Vec::new();
+        for e in members {
+            match old.members.iter().find(|d| d.cfg == *e) {
+                Some(d) => {
+                    kept.push(Arc::as_ptr(d));
+                    next.push(d.clone());
+                }
+                None => next.push(
+                    Destination::new(e.clone(), core.member_queue_bytes, &core.metrics).map_err(
+                        |msg| ForwardError::Config {
+                            key: format!("ring member {}", e.name),
+                            msg,
+                        },
+                    )?,
+                ),
+            }
+        }
+        let mut retired: Vec<Arc<Destination>> = old
+            .retired
+            .iter()
+            .filter(|d| d.queued_bytes() > 0 || !d.rx.is_empty())
+            .cloned()
+            .collect();
+        retired.extend(
+            old.members
+                .iter()
+                .filter(|d| !kept.contains(&Arc::as_ptr(d)))
+                .cloned(),
+        );
+        let generation = old.generation + 1;
+        let snap = Arc::new(Snapshot {
+            generation,
+            dests: old.dests.clone(),
+            members: next,
+            retired,
+            ack: old.ack,
+            deadline_reserve: old.deadline_reserve,
+            forward_tenant: old.forward_tenant,
+            delivery_timeout: old.delivery_timeout,
+            max_inflight_per_writer: old.max_inflight_per_writer,
+            dispatch: old.dispatch,
+            max_idle_conns: old.max_idle_conns,
+            idle_conn_timeout: old.idle_conn_timeout,
+        });
+        if let Ok(mut g) = core.snapshot.write() {
+            *g = snap;
+        }
+        core.generation.store(generation, Ordering::Release);
+        for s in &core.writer_slots {
+            s.wake();
+        }
+        Ok(())
+    }
+
+    /// Ring mode: hands `env` to one destination, its result reported to `ack`.
+    ///
+    /// # Errors
+    /// The destination's queue budget is spent: the caller sheds the request.
+    pub fn send(
+        &self,
+        d: &Arc<Destination>,
+        env: Arc<Envelope>,
+        ack: Arc<dyn ack::AckSink>,
+        deadline: Instant,
+        caller_waiting: bool,
+    ) -> Result<(), Outcome> {
+        let Some(core) = &self.core else {
+            ack.report(ack::Delivery::Ok);
+            return Ok(());
+        };
+        let bytes = env.body_len as u64;
+        if !d.try_reserve(bytes) {
+            d.m.shed.inc();
+            return Err(Outcome::Overloaded {
+                retry_after_secs: SHED_RETRY_AFTER_SECS,
+            });
+        }
+        let snap = core.snapshot();
+        let job = Job {
+            env,
+            ack: Some(ack),
+            deadline,
+            caller_waiting,
+            reserved: bytes,
+        };
+        let local = (snap.dispatch == Dispatch::Worker).then(local::Local::current);
+        match &local {
+            Some(l) if l.inflight(d) < snap.max_inflight_per_writer => {
+                delivery::spawn(l, job, d.clone(), core.clone());
+            }
+            _ => {
+                d.push(job);
+                core.wake_writer();
+            }
         }
         Ok(())
     }
@@ -321,6 +461,7 @@ fn snapshot_from(
     Snapshot {
         generation,
         dests,
+        members: Vec::new(),
         retired,
         ack: cfg.forward.ack,
         deadline_reserve: cfg.forward.deadline_reserve,
@@ -350,7 +491,7 @@ pub fn start(
     driver: DriverKind,
 ) -> Result<Forwarder, ForwardError> {
     validate(cfg)?;
-    if cfg.endpoints.is_empty() {
+    if cfg.endpoints.is_empty() && cfg.forward.mode != crate::config::ForwardMode::Ring {
         return Ok(Forwarder::discard());
     }
     let metrics =
@@ -374,6 +515,7 @@ pub fn start(
     let writers = cfg.forward.writer_threads.max(1);
     let core = Arc::new(Core {
         snapshot: RwLock::new(Arc::new(snapshot_from(cfg, 0, dests, Vec::new()))),
+        member_queue_bytes: cfg.forward.queue_max_bytes,
         resolver: resolver::Resolver::system(),
         generation: AtomicU64::new(0),
         writer_slots: (0..writers)

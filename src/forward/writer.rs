@@ -34,7 +34,7 @@ async fn writer_main(index: usize, core: Arc<Core>) {
         let snap = core.snapshot();
         let max_inflight = snap.max_inflight_per_writer;
         let mut dispatched = false;
-        for d in snap.dests.iter().chain(snap.retired.iter()) {
+        for d in snap.all() {
             while state.inflight(d) < max_inflight {
                 let Ok(job) = d.rx.try_recv() else { break };
                 dispatched = true;
@@ -45,11 +45,7 @@ async fn writer_main(index: usize, core: Arc<Core>) {
             continue;
         }
         if core.shutdown.load(Ordering::Acquire) {
-            let empty = snap
-                .dests
-                .iter()
-                .chain(snap.retired.iter())
-                .all(|d| d.rx.is_empty());
+            let empty = snap.all().all(|d| d.rx.is_empty());
             if (empty && state.active() == 0) || Instant::now() >= core.shutdown_deadline() {
                 break;
             }
@@ -60,9 +56,7 @@ async fn writer_main(index: usize, core: Arc<Core>) {
         // loop without ever yielding to the deliveries that free the share.)
         let has_work = || {
             let s = core.snapshot();
-            s.dests
-                .iter()
-                .chain(s.retired.iter())
+            s.all()
                 .any(|d| !d.rx.is_empty() && state.inflight(d) < s.max_inflight_per_writer)
         };
         monoio::select! {

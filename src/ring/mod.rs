@@ -3,5 +3,9 @@
 //! (docs/ring.md).
 
 pub mod desc;
+pub mod membership;
+pub mod metrics;
 pub mod model;
+pub mod quorum;
+pub mod route;
 pub mod token;

@@ -72,12 +72,18 @@ fn function_fields(f: &Function) -> [u64; 5] {
 
 /// Serializes `p`.
 pub fn encode(p: &Profile) -> Vec<u8> {
+    encode_with_samples(p, &p.samples)
+}
+
+/// Serializes `p` with `samples` (ranges into `p`'s arrays) in place of its own: one part of
+/// a profile split by sample labels. The tables are written whole.
+pub fn encode_with_samples(p: &Profile, samples: &[Sample]) -> Vec<u8> {
     let mut out = Vec::with_capacity(encoded_len_hint(p));
     for vt in &p.sample_type {
         embedded(&mut out, 1, value_type_len(vt));
         value_type(&mut out, vt);
     }
-    for s in &p.samples {
+    for s in samples {
         let lens = SampleLens::of(p, s);
         embedded(&mut out, 2, lens.total());
         sample(&mut out, p, s, &lens);

@@ -17,7 +17,11 @@ mod encode;
 mod model;
 
 pub use decode::{DecodeError, Limits, decode, decode_bytes};
-pub use encode::{encode, encoded_len, encoded_len_hint};
+pub use encode::{encode, encode_with_samples, encoded_len, encoded_len_hint};
+
+/// Sample labels that stay on samples instead of splitting a profile into series
+/// (Pyroscope's split by sample labels; docs/distributor.md §4.1).
+pub const NON_SPLITTING_LABELS: [&[u8]; 3] = [b"trace_id", b"span_id", b"profile_id"];
 pub use model::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 
 #[cfg(test)]
