@@ -66,9 +66,31 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let ring = match (&config.ring, config.forward.mode) {
+        (Some(ring_cfg), pyrogate::config::ForwardMode::Ring) => {
+            match pyrogate::ring::membership::Membership::new(
+                ring_cfg,
+                forwarder.clone(),
+                &metrics.registry,
+            ) {
+                Ok(m) => {
+                    if let pyrogate::config::ring::RingStoreConfig::Etcd(etcd) = &ring_cfg.store {
+                        pyrogate::ring::etcd::spawn(m.clone(), etcd.clone());
+                    }
+                    Some(m)
+                }
+                Err(e) => {
+                    eprintln!("pyrogate: config error: ring: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let factory = gateway::Factory {
         forwarder: forwarder.clone(),
         distributor,
+        ring,
         config: Arc::new(config.clone()),
     };
     let server = match Server::start(Settings::from_config(&config), factory, metrics, driver) {

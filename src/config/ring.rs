@@ -21,6 +21,12 @@ pub const PUSH_PATHS: [&str; 2] = [DEFAULT_PUSH_PATH, "/ingester.v1.IngesterServ
 pub const DEFAULT_TOKENS_COUNT: usize = 128;
 /// dskit's ring key under its default `collectors/` prefix.
 pub const DEFAULT_ETCD_KEY: &str = "collectors/ring";
+/// Attempts per replica unless `endpoint_defaults` says otherwise: Pyroscope's distributor
+/// sends each replica one push (replication, not retries, covers a failed member), and a
+/// quorum decision must not wait for a dead member's backoff.
+pub const DEFAULT_MEMBER_ATTEMPTS: u32 = 1;
+/// Pyroscope's per-ingester push timeout (`-distributor.push.timeout`).
+pub const DEFAULT_MEMBER_TIMEOUT: Duration = Duration::from_secs(5);
 /// dskit's etcd dial timeout.
 pub const DEFAULT_ETCD_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,6 +73,10 @@ impl RingConfig {
         let mut s = self.endpoint_defaults.clone();
         s.url = Some(url.to_string());
         s.name = Some(id.to_string());
+        s.max_backoff_retries = s.max_backoff_retries.or(Some(DEFAULT_MEMBER_ATTEMPTS));
+        s.remote_timeout = s
+            .remote_timeout
+            .or(Some(super::units::Dur(DEFAULT_MEMBER_TIMEOUT)));
         EndpointConfig::from_section(&s, &format!("ring member {id}"))
     }
 }

@@ -36,7 +36,7 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>) -> Response {
         }
     }
     // Alloy with an empty `forward_to` answers 200 without looking at the request.
-    if !gw.forwarder.has_endpoints() {
+    if gw.ring.is_none() && !gw.forwarder.has_endpoints() {
         return Response::new(200);
     }
     let raw_name = q.get("name");
@@ -78,6 +78,23 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>) -> Response {
         profiles: 1,
         profile_bytes: body_len as u64,
     };
+    if let Some(ring) = &gw.ring {
+        let mut series = parse_name(raw_name);
+        labels::apply_external(&mut series, &settings.external_labels);
+        let pairs: Vec<(String, String)> = series.into_iter().collect();
+        let hash_tenant = env.tenant.as_ref().map_or_else(
+            || "anonymous".to_string(),
+            |t| String::from_utf8_lossy(t).into_owned(),
+        );
+        return match crate::ring::route::ingest(ring, &hash_tenant, &pairs, env).await {
+            Outcome::Rejected {
+                status,
+                code: Some(code),
+                message,
+            } => protocol::ingest::error_response_with_code(status, code, &message),
+            other => respond(other),
+        };
+    }
     respond(gw.forwarder.forward(env).await)
 }
 

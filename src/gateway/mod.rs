@@ -30,6 +30,7 @@ use crate::metrics::{CoreMetrics, RejectReason};
 use crate::protocol::labels::LabelsError;
 use crate::protocol::labelset::Labels;
 use crate::protocol::push as push_wire;
+use crate::ring::membership::Membership;
 use crate::runtime::{ServiceFactory, Shared, WorkerService};
 
 /// Rebuilt `/ingest` names kept per worker; SDKs send the same `name` on every upload, so
@@ -91,19 +92,23 @@ pub struct Factory {
     pub config: Arc<Config>,
     /// The distributor's shared state (tenants' buckets, metrics).
     pub distributor: Arc<distributor::Shared>,
+    /// Ring mode's membership (`forward.mode = "ring"`).
+    pub ring: Option<Arc<Membership>>,
 }
 
 impl ServiceFactory for Factory {
     type Service = Gateway;
 
     fn make(&self, worker: usize, shared: &Arc<Shared>) -> Gateway {
-        Gateway::new(
+        let mut gw = Gateway::new(
             worker,
             shared.clone(),
             self.forwarder.clone(),
             Stage::new(self.distributor.clone()),
             &self.config,
-        )
+        );
+        gw.ring = self.ring.clone();
+        gw
     }
 }
 
@@ -114,6 +119,8 @@ pub struct Gateway {
     pub forwarder: Forwarder,
     /// The edge distributor stage (does nothing unless `[distributor]` enables it).
     pub distributor: Stage,
+    /// Ring mode: where series go (`None`: fan-out to every endpoint).
+    pub ring: Option<Arc<Membership>>,
     settings: RefCell<Rc<Settings>>,
 }
 
@@ -131,6 +138,7 @@ impl Gateway {
             metrics,
             forwarder,
             distributor,
+            ring: None,
             settings: RefCell::new(Rc::new(Settings::from_config(cfg))),
         }
     }
@@ -164,6 +172,16 @@ impl Service for Gateway {
             Route::Metrics => ops::metrics(&self.shared),
             Route::Ready => ops::ready(&self.shared),
             Route::Healthy => ops::healthy(),
+            Route::Ring => match &self.ring {
+                Some(m) => {
+                    let json = req
+                        .head
+                        .header("accept")
+                        .is_some_and(|a| a.windows(16).any(|w| w == b"application/json"));
+                    crate::ring::page::render(m, json)
+                }
+                None => ops::not_found(),
+            },
             Route::PushRefused | Route::Other => ops::not_found(),
         }
     }
@@ -234,6 +252,7 @@ mod tests {
         let factory = Factory {
             forwarder: Forwarder::discard(),
             distributor: distributor::Shared::new(&shared.metrics.registry).expect("metrics"),
+            ring: None,
             config: Arc::new(config),
         };
         factory.make(0, &shared)

@@ -53,13 +53,29 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
             }
         }
     }
-    if !gw.forwarder.has_endpoints() {
-        return push::reply_ok(ct);
-    }
     let deadline = match head.timeout {
         Some(t) => (req.received_at + t).min(req.deadline),
         None => req.deadline,
     };
+    if let Some(ring) = &gw.ring {
+        let tenant = tenant_header(req);
+        let hash_tenant = tenant.as_ref().map_or_else(
+            || "anonymous".to_string(),
+            |t| String::from_utf8_lossy(t).into_owned(),
+        );
+        let decoded = rewrite_labels(decoded, &settings.external_labels);
+        let series = crate::ring::route::push_series(decoded, max);
+        let common = crate::ring::route::Common {
+            tenant,
+            deadline,
+            received_at: req.received_at,
+        };
+        let outcome = crate::ring::route::push(ring, &hash_tenant, series, common).await;
+        return reply(gw, ct, outcome);
+    }
+    if !gw.forwarder.has_endpoints() {
+        return push::reply_ok(ct);
+    }
     let rewrite = rewritten_profiles
         || ct.protocol != Protocol::Connect
         || decoded.series.iter().any(|s| {
@@ -87,11 +103,7 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
         }
         (h, vec![req.body.clone()])
     };
-    let tenant = req
-        .head
-        .header("x-scope-orgid")
-        .filter(|v| !v.is_empty())
-        .map(Bytes::copy_from_slice);
+    let tenant = tenant_header(req);
     let body_len = push_encode::encoded_len(&body);
     let env = Envelope {
         kind: Kind::Push,
@@ -105,7 +117,20 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
         profiles,
         profile_bytes,
     };
-    match gw.forwarder.forward(env).await {
+    reply(gw, ct, gw.forwarder.forward(env).await)
+}
+
+/// The caller's `X-Scope-OrgID`, when set.
+fn tenant_header(req: &Request<Route>) -> Option<Bytes> {
+    req.head
+        .header("x-scope-orgid")
+        .filter(|v| !v.is_empty())
+        .map(Bytes::copy_from_slice)
+}
+
+/// The answer to a forwarded Push in its protocol.
+fn reply(gw: &Gateway, ct: push::ContentType, outcome: Outcome) -> Response {
+    match outcome {
         Outcome::Accepted => push::reply_ok(ct),
         Outcome::Rejected {
             status,

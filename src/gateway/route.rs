@@ -22,6 +22,8 @@ pub enum Route {
     Metrics,
     Ready,
     Healthy,
+    /// `GET /ring` (ring mode).
+    Ring,
     /// Unknown paths, wrong methods, and requests refused before a route was known.
     Other,
 }
@@ -29,7 +31,7 @@ pub enum Route {
 impl Route {
     /// The metric labels of each route, by [`Route::index`]. `route` names are Alloy's
     /// (dskit's) where it has the route.
-    pub const LABELS: [RouteLabel; 6] = [
+    pub const LABELS: [RouteLabel; 7] = [
         RouteLabel {
             name: "ingest",
             method: "POST",
@@ -60,6 +62,11 @@ impl Route {
             method: "GET",
             inflight: false,
         },
+        RouteLabel {
+            name: "ring",
+            method: "GET",
+            inflight: false,
+        },
     ];
 
     /// Index into [`Route::LABELS`] and the per-core counters.
@@ -71,6 +78,7 @@ impl Route {
             Route::Ready => 3,
             Route::Healthy => 4,
             Route::Other => 5,
+            Route::Ring => 6,
         }
     }
 }
@@ -133,6 +141,7 @@ pub fn admit(head: &RequestHead, max_body: u64) -> Admission<Route> {
         "/metrics" => get(head, Route::Metrics),
         "/-/ready" | "/ready" => get(head, Route::Ready),
         "/-/healthy" => get(head, Route::Healthy),
+        "/ring" => get(head, Route::Ring),
         p if p.starts_with(push::SERVICE_PREFIX) => Admission::Respond {
             route: Route::Other,
             response: push::unknown_method(),

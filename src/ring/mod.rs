@@ -3,9 +3,11 @@
 //! (docs/ring.md).
 
 pub mod desc;
+pub mod etcd;
 pub mod membership;
 pub mod metrics;
 pub mod model;
+pub mod page;
 pub mod quorum;
 pub mod route;
 pub mod token;
