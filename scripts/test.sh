@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Quick start"). On a fresh machine it first installs
 # what the tests need — the real Pyroscope SDKs the client tests drive (pyroscope-io from
-# PyPI, @pyroscope/nodejs from npm), Go with Google's pprof package and systemd-analyze — then runs formatting, lints and
+# PyPI, @pyroscope/nodejs from npm), Go with Google's pprof package, etcd and systemd-analyze — then runs formatting, lints and
 # every test of the workspace (integration tests start the real binaries on 127.0.0.1), and
 # last the fresh-clone check (scripts/fresh-clone.sh).
 set -euo pipefail
@@ -18,6 +18,11 @@ if { ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/
    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-github-google-pprof-dev >/dev/null) \
     || echo "test.sh: could not install golang-go / golang-github-google-pprof-dev" >&2
+fi
+# etcd (Debian's etcd-server) for ring mode's membership tests (tests/ring.rs starts its own).
+if ! command -v etcd >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null) \
+    || echo "test.sh: could not install etcd-server" >&2
 fi
 if ! python3 -c 'import pyroscope' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check pyroscope-io==1.4.0

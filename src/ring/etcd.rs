@@ -27,6 +27,8 @@ const MAX_RANGE_BODY: usize = 128 << 20;
 const MAX_WATCH_LINE: usize = 128 << 20;
 /// A watch with no message for this long is re-established (it also re-reads the key).
 const WATCH_IDLE: Duration = Duration::from_secs(60);
+/// How a read that timed out on an idle watch is told apart from a failure.
+const IDLE_MARK: &str = "(idle)";
 /// Retry delays after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -93,7 +95,12 @@ fn session(m: &Membership, cfg: &EtcdConfig, ep: &EndpointUrl) -> Result<(), Str
     conn.read_head()?;
     let mut lines = ChunkedLines::new(&mut conn.reader);
     loop {
-        let mut line = lines.next_line()?;
+        let mut line = match lines.next_line() {
+            Ok(l) => l,
+            // A quiet watch: re-establish it (and re-read the key) without alarm.
+            Err(e) if e.contains(IDLE_MARK) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if line.trim_ascii().is_empty() {
             continue;
         }
@@ -299,10 +306,16 @@ impl<'a, R: BufRead> ChunkedLines<'a, R> {
     /// The next chunk's data; `None` after the last chunk.
     fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
         let mut size = String::new();
-        let n = self
-            .r
-            .read_line(&mut size)
-            .map_err(|e| format!("read: {e}"))?;
+        let n = self.r.read_line(&mut size).map_err(|e| {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                format!("read: {e} {IDLE_MARK}")
+            } else {
+                format!("read: {e}")
+            }
+        })?;
         if n == 0 {
             return Err("connection closed".into());
         }
