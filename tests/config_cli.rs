@@ -262,3 +262,39 @@ fn check_config_distributor_and_limits() {
         assert_config_error(&out, &[key]);
     }
 }
+
+/// `forward.mode = "ring"` and `[ring]`: printed by `--check-config`; ring mode with
+/// endpoints, or without `[ring]`, is refused naming the key.
+#[test]
+fn check_config_ring() {
+    let toml = "[forward]\nmode = \"ring\"\n[ring]\nreplication_factor = 3\n\
+                [[ring.member]]\nid = \"a\"\nurl = \"http://127.0.0.1:4040\"\ntokens_count = 16\n\
+                [[ring.member]]\nid = \"b\"\nurl = \"http://127.0.0.1:4041\"\n";
+    let path = write_temp("ring.toml", toml);
+    let out = run(&["--check-config", "-c", path.to_str().unwrap()], T);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for needle in [
+        "forward mode=Ring",
+        "ring replication_factor=3 zone_awareness=false heartbeat_timeout=1m push_path=/push.v1.PusherService/Push store=static members=a(16 tokens),b(128 tokens)",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "{needle:?} missing from:\n{stdout}"
+        );
+    }
+    let out = run(
+        &[
+            "--check-config",
+            "-c",
+            path.to_str().unwrap(),
+            "--forward-to",
+            "http://127.0.0.1:1",
+        ],
+        T,
+    );
+    assert_config_error(&out, &["endpoint"]);
+    let p = write_temp("ring-missing.toml", "[forward]\nmode = \"ring\"\n");
+    let out = run(&["--check-config", "-c", p.to_str().unwrap()], T);
+    assert_config_error(&out, &["forward.mode"]);
+}

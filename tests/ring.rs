@@ -556,3 +556,123 @@ fn membership_from_etcd() {
     let _ = IO_TIMEOUT;
     let _: Option<Value> = None;
 }
+
+/// `/ingest` goes to the owners of its `name` label set; a Push profile whose samples carry
+/// string labels is split, each part going to the owners of the series labels merged with
+/// its sample labels.
+#[test]
+fn ingest_and_split_series_follow_the_ring() {
+    let sinks: Vec<Sink> = (0..3).map(|_| Sink::start(&[])).collect();
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let tokens = member_tokens(3, 32);
+    let cfg = static_config(&refs, &tokens, 1, "");
+    let gw = Gateway::start(&["-c", cfg.to_str().expect("utf-8")]);
+    let flat: Vec<(u32, usize)> = tokens
+        .iter()
+        .enumerate()
+        .flat_map(|(m, ts)| ts.iter().map(move |t| (*t, m)))
+        .collect();
+    let owner = |labels: &BTreeMap<String, String>| {
+        owners(&flat, &[true; 3], token("anonymous", labels), 1)[0]
+    };
+
+    // /ingest: several apps, each to the owner of {__name__=<app>, env=prod}.
+    for app in ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"] {
+        let body = Spec::new(5, Kind::Cpu).samples(10).gzip();
+        let r = gw.request(
+            "POST",
+            &format!("/ingest?name={app}%7Benv%3Dprod%7D&format=pprof&spyName=gospy"),
+            &[("Content-Type", "application/octet-stream")],
+            &body,
+        );
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        let labels = BTreeMap::from([
+            ("__name__".to_string(), app.to_string()),
+            ("env".to_string(), "prod".to_string()),
+        ]);
+        let want = owner(&labels);
+        let at = |s: &Sink| {
+            s.records()
+                .iter()
+                .any(|r| r["route"] == "ingest" && r["name"]["__name__"] == app)
+        };
+        assert!(
+            common::poll_until(WAIT, || at(&sinks[want]).then_some(())).is_some(),
+            "{app} at its owner m{want}"
+        );
+        for (m, s) in sinks.iter().enumerate() {
+            assert_eq!(at(s), m == want, "{app} at m{m}");
+        }
+    }
+
+    // Push with string sample labels: the parts' label sets, computed independently.
+    let spec = Spec::new(8, Kind::Cpu)
+        .labels(true, false)
+        .samples(80)
+        .zeros(0);
+    let model = spec.profile();
+    let base = BTreeMap::from([
+        ("__name__".to_string(), "process_cpu".to_string()),
+        ("service_name".to_string(), "split-svc".to_string()),
+    ]);
+    let mut parts: BTreeSet<Vec<(String, String)>> = BTreeSet::new();
+    for s in &model.sample {
+        let mut l = base.clone();
+        for lab in s.label.iter().filter(|x| x.str != 0) {
+            l.entry(model.string_table[lab.key as usize].clone())
+                .or_insert_with(|| model.string_table[lab.str as usize].clone());
+        }
+        parts.insert(l.into_iter().collect());
+    }
+    assert!(parts.len() > 1);
+    let body = td::push::encode(&[Series::new(&[
+        ("__name__", "process_cpu"),
+        ("service_name", "split-svc"),
+    ])
+    .sample(spec.gzip(), "one")]);
+    let r = gw.request(
+        "POST",
+        "/push.v1.PusherService/Push",
+        &[("Content-Type", "application/proto")],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let got = |m: usize| -> BTreeSet<Vec<(String, String)>> {
+        sinks[m]
+            .records()
+            .iter()
+            .filter(|r| r["route"] == "push")
+            .flat_map(|r| r["series"].as_array().cloned().unwrap_or_default())
+            .map(|s| {
+                s["labels"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| {
+                        (
+                            l[0].as_str().unwrap_or("").to_string(),
+                            l[1].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let want: Vec<BTreeSet<Vec<(String, String)>>> = (0..3)
+        .map(|m| {
+            parts
+                .iter()
+                .filter(|p| owner(&p.iter().cloned().collect()) == m)
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let matched = common::poll_until(WAIT, || {
+        ((0..3).map(got).collect::<Vec<_>>() == want).then_some(())
+    });
+    assert!(
+        matched.is_some(),
+        "split parts:\nwant {want:?}\ngot  {:?}",
+        (0..3).map(got).collect::<Vec<_>>()
+    );
+}

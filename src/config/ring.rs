@@ -1,6 +1,6 @@
 //! `[ring]`: ring mode's placement (replication, zones, heartbeats), its members (a static
 //! list or dskit's ring in etcd) and the endpoint options every member gets
-//! (docs/ring.md §5).
+//! (docs/ring.md §1).
 
 use std::time::Duration;
 

@@ -41,6 +41,34 @@ impl Config {
                 e.max_attempts
             ));
         }
+        out.push_str(&format!("forward mode={:?}\n", self.forward.mode));
+        if let Some(r) = &self.ring {
+            let store = match &r.store {
+                super::ring::RingStoreConfig::Static(m) => format!(
+                    "static members={}",
+                    m.iter()
+                        .map(|x| format!("{}({} tokens)", x.id, x.tokens.len()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                super::ring::RingStoreConfig::Etcd(e) => format!(
+                    "etcd endpoints={} key={}",
+                    e.endpoints
+                        .iter()
+                        .map(|u| u.authority.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    e.key
+                ),
+            };
+            out.push_str(&format!(
+                "ring replication_factor={} zone_awareness={} heartbeat_timeout={} push_path={} store={store}\n",
+                r.replication_factor,
+                r.zone_awareness,
+                format_duration(r.heartbeat_timeout),
+                r.push_path
+            ));
+        }
         let d = &self.distributor;
         out.push_str(&format!(
             "distributor validate={} normalize={} multitenancy_enabled={}\n",

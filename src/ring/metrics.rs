@@ -1,4 +1,4 @@
-//! Ring mode's metrics (docs/ring.md §7): members by state, requests per member, quorum
+//! Ring mode's metrics (docs/ring.md §5): members by state, requests per member, quorum
 //! failures, replicas finishing after the client was answered, and the store's health.
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};

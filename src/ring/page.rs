@@ -1,4 +1,4 @@
-//! `GET /ring`: the ring in use, like dskit's ring page (docs/ring.md §7): every member with
+//! `GET /ring`: the ring in use, like dskit's ring page (docs/ring.md §5): every member with
 //! its state, health, zone, token count, share of the token space and heartbeat age; an
 //! HTML table by default, JSON for `Accept: application/json`.
 
