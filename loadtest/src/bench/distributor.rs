@@ -1,7 +1,7 @@
 //! The `distributor` suite: what the edge distributor costs on the forwarding path. The
 //! forwarding case at fan-out 1 runs through pyrogate twice per driver and round, as a
 //! pass-through (no configuration) and with `[distributor] validate = true, normalize =
-//! true` ([`CONFIG`]), on the same requests; the table gives pyrogate's requests per
+//! true` ([`gateway_config::DISTRIBUTOR`]), on the same requests; the table gives pyrogate's requests per
 //! CPU-second for both and the validating gateway's share of the pass-through figure.
 //!
 //! The profiles are the synthetic ones of the other suites (a generated CPU profile of the
@@ -21,6 +21,7 @@ use pyrogate_testdata::pprof::{self, Kind};
 use pyrogate_testdata::push;
 
 use super::BenchConfig;
+use super::gateway_config;
 use super::runner::{Cell, Ctx, Sinks, Variant};
 use super::stats::{self, median_opt, round_ratio};
 use super::suites::{self, CellReport};
@@ -30,35 +31,11 @@ use crate::probe;
 use crate::process::SpawnOpts;
 use crate::process::children::{Gateway, GatewayOpts};
 
-/// The validating gateway's configuration. The per-tenant rate limit stays on, set far
-/// above the load (Pyroscope's default of 4 MiB/s would refuse most requests of a
-/// saturating load, and the suite measures the checks, not the refusals).
-pub const CONFIG: &str = "\
-# pyrogate-load bench --suites distributor: the edge distributor on, as Pyroscope's distributor
-[distributor]
-validate = true
-normalize = true
-multitenancy_enabled = false
-
-[limits]
-ingestion_rate_mb = 1000000
-ingestion_burst_size_mb = 1000000
-";
-
-const CONFIG_FILE: &str = "distributor.toml";
-
 /// Seed of the generated profiles (the other suites' synthetic payloads use 1 too).
 const SEED: u64 = 1;
 
 /// Service name of the Push series (the Push payload of the other suites uses it too).
 const SERVICE: &str = "loadtest.python.app";
-
-/// Writes [`CONFIG`] to `dir` (every time: cheap, and a removed file cannot break a run).
-pub fn write_config(dir: &Path) -> Result<PathBuf, String> {
-    let path = dir.join(CONFIG_FILE);
-    std::fs::write(&path, CONFIG).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
-}
 
 /// The requests of one profile size, re-stamped with the current time on demand.
 struct Fresh {
@@ -178,7 +155,7 @@ pub fn run(
 /// profile would make the comparison meaningless).
 fn check_rewrites(ctx: &Ctx<'_>, sinks: &Sinks, fresh: &Fresh) -> Result<(), String> {
     let cfg = ctx.cfg;
-    let config = write_config(ctx.tmp)?;
+    let config = gateway_config::write_distributor(ctx.tmp)?;
     let gw = Gateway::start(&GatewayOpts {
         bin: cfg.gateway_bin.clone(),
         driver: "legacy".into(),

@@ -14,6 +14,10 @@
 //!   as a pass-through and with `[distributor] validate = true, normalize = true`, both on
 //!   the same profiles stamped with the current time; requests per CPU-second of pyrogate
 //!   and their ratio ([`distributor`]).
+//! * `ring` (not run by default): requests per CPU-second of pyrogate fanning out to 3
+//!   sinks against ring mode over the same 3 sinks with replication factor 3 and 1, for
+//!   one-series Pushes with and without string sample labels (the split), many series
+//!   ([`ring`]).
 //!
 //! Method (see `docs/benchmarking.md`): every server under test runs in a fresh process
 //! per run; runs are interleaved (A B C, A B C, …) and each figure is the median over the
@@ -30,8 +34,10 @@
 //! `--no-pin` lets everything float and gives each server one worker per CPU.
 
 pub mod distributor;
+pub mod gateway_config;
 pub mod memory;
 pub mod nginx;
+pub mod ring;
 pub mod runner;
 pub mod stats;
 pub mod suites;
@@ -55,6 +61,7 @@ pub enum Suite {
     Latency,
     Memory,
     Distributor,
+    Ring,
 }
 
 /// Where the processes run.
@@ -204,6 +211,7 @@ impl BenchConfig {
                 Suite::Latency => 4 * self.runs,
                 Suite::Memory => 0,
                 Suite::Distributor => n_sizes * 4 * self.runs,
+                Suite::Ring => ring::CELLS_PER_ROUND * self.runs,
             };
         }
         let memory = if self.suites.contains(&Suite::Memory) {
@@ -243,6 +251,7 @@ pub struct BenchReport {
     pub latency: Option<suites::LatencyReport>,
     pub memory: Vec<memory::MemoryResult>,
     pub distributor: Vec<suites::CellReport>,
+    pub ring: Vec<ring::RingCellReport>,
     pub notes: Vec<String>,
     pub failures: Vec<String>,
     pub elapsed_s: f64,
@@ -343,6 +352,7 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
         latency: None,
         memory: Vec::new(),
         distributor: Vec::new(),
+        ring: Vec::new(),
         notes: Vec::new(),
         failures: Vec::new(),
         elapsed_s: 0.0,
@@ -402,6 +412,11 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
                 let cells = distributor::run(&ctx, &mut report.failures, &mut report.notes)?;
                 let _ = writeln!(out, "{}", distributor::render(cfg, &cells));
                 report.distributor = cells;
+            }
+            Suite::Ring => {
+                let r = ring::run(&ctx, &mut report.failures, &mut report.notes)?;
+                let _ = writeln!(out, "{}", ring::render(cfg, &r));
+                report.ring = r.cells;
             }
         }
         let _ = out.flush();
