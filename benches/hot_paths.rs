@@ -166,6 +166,7 @@ fn bench_fanout(c: &mut Criterion) {
                         deadline: now,
                         caller_waiting: false,
                         reserved: n,
+                        spooled: None,
                     });
                 }
             }

@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod ring;
 pub mod runtime;
+pub mod spool;
 pub mod util;

@@ -16,6 +16,10 @@ use pyrogate::runtime::{Server, Settings, driver, listener};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("spool") {
+        return spool_command(&args[2..]);
+    }
     let cli = match Cli::parse_args() {
         Ok(c) => c,
         Err(e) => {
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
                 }
             }
         });
+    forwarder.begin_drain();
     server.drain();
     server.join();
     forwarder.shutdown(deadline);
@@ -239,9 +244,52 @@ fn spawn_watchdog(shared: std::sync::Arc<pyrogate::runtime::Shared>) {
         });
 }
 
+/// `pyrogate spool inspect DIR`: what a spool holds, per destination.
+fn spool_command(args: &[String]) -> ExitCode {
+    let usage = "usage: pyrogate spool inspect DIR";
+    match args {
+        [cmd, dir] if cmd == "inspect" => {
+            let dir = std::path::Path::new(dir);
+            if !dir.is_dir() {
+                eprintln!(
+                    "pyrogate: spool inspect: {} is not a directory",
+                    dir.display()
+                );
+                return ExitCode::from(2);
+            }
+            match pyrogate::spool::inspect::summarize(dir) {
+                Ok(s) => {
+                    let now = pyrogate::spool::commit::unix_ms();
+                    print!("{}", pyrogate::spool::inspect::render(dir, &s, now));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("pyrogate: spool inspect: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        [h] if h == "--help" || h == "-h" => {
+            println!("{usage}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("pyrogate: {usage}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `--check-config`: the configuration parses and validates, the listen address can be
-/// bound, and the driver choice can be honoured.
+/// bound, the driver choice can be honoured, and the spool directory (if any) is writable
+/// with fsync.
 fn check_config(config: &Config) -> ExitCode {
+    if let Some(s) = &config.spool
+        && let Err(e) = pyrogate::spool::check_dir(&s.dir)
+    {
+        eprintln!("pyrogate: config error: spool.dir: {e}");
+        return ExitCode::from(2);
+    }
     if let Err(e) = listener::bind_shards(
         config.server.listen,
         config.server.listen_any,

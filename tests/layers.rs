@@ -11,13 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first. `main` (the binary) may use everything.
-const LAYERS: [(&str, u8); 10] = [
+const LAYERS: [(&str, u8); 11] = [
     ("util", 0),
     ("config", 1),
     ("metrics", 1),
     ("http", 2),
     ("protocol", 3),
     ("runtime", 3),
+    ("spool", 3),
     ("forward", 4),
     ("distributor", 5),
     ("ring", 5),

@@ -35,6 +35,8 @@ pub enum AckPolicy {
     All,
     Quorum,
     Enqueue,
+    /// Answered once the profile is in the spool's write-ahead log on disk (`[spool]`).
+    Durable,
 }
 
 /// Where deliveries run (`forward.dispatch`).

@@ -87,9 +87,13 @@ pub struct Cli {
     #[arg(long = "forward-to", value_name = "URL")]
     pub forward_to: Vec<String>,
 
-    /// Ack policy: `all`, `quorum` or `enqueue`. `forward.ack`.
+    /// Ack policy: `all`, `quorum`, `enqueue` or `durable`. `forward.ack`.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub ack: Option<AckPolicy>,
+
+    /// Directory of the spool's write-ahead log (`ack = durable`). `spool.dir`.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
 
     /// Where deliveries run: `worker` (on the receiving worker, default) or `writer` (on the
     /// outbound writer threads). `forward.dispatch`.
@@ -115,7 +119,7 @@ pub struct Cli {
 }
 
 /// The configuration key each flag sets, for error messages.
-const FLAG_KEYS: [(&str, &str); 19] = [
+const FLAG_KEYS: [(&str, &str); 20] = [
     ("--listen", "server.listen_address/listen_port"),
     ("--conn-limit", "server.conn_limit"),
     ("--on-conn-limit", "server.on_conn_limit"),
@@ -134,6 +138,7 @@ const FLAG_KEYS: [(&str, &str); 19] = [
     ("--max-header-bytes", "server.max_header_bytes"),
     ("--max-connection-age", "server.max_connection_age"),
     ("--ack", "forward.ack"),
+    ("--spool-dir", "spool.dir"),
     ("--dispatch", "forward.dispatch"),
     ("--writer-threads", "forward.writer_threads"),
     ("--log-format", "log.format"),

@@ -32,6 +32,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub limits: LimitsSection,
     pub ring: Option<RingSection>,
+    pub spool: Option<super::spool::SpoolSection>,
 }
 
 /// `[ring]`.

@@ -17,6 +17,7 @@ pub mod ring;
 pub mod runtime;
 pub mod server;
 mod source;
+pub mod spool;
 mod summary;
 pub mod units;
 
@@ -71,6 +72,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[ring]`, required by `forward.mode = "ring"`.
     pub ring: Option<ring::RingConfig>,
+    /// `[spool]`, required by `forward.ack = "durable"`.
+    pub spool: Option<spool::SpoolConfig>,
 }
 
 impl Config {
@@ -120,6 +123,21 @@ impl Config {
             }
             _ => {}
         }
+        let spool = spool::resolve(f.spool.as_ref(), cli.spool_dir.as_ref())?;
+        if forward.ack == AckPolicy::Durable {
+            if spool.is_none() {
+                return Err(ConfigError::new(
+                    "forward.ack",
+                    "\"durable\" needs a [spool] section with dir (or --spool-dir)",
+                ));
+            }
+            if forward.mode == ForwardMode::Ring {
+                return Err(ConfigError::new(
+                    "forward.ack",
+                    "\"durable\" is not available in ring mode (docs/spool.md §7)",
+                ));
+            }
+        }
         Ok(Self {
             server,
             runtime,
@@ -130,6 +148,7 @@ impl Config {
             distributor,
             limits,
             ring,
+            spool,
         })
     }
 }

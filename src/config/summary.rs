@@ -41,6 +41,18 @@ impl Config {
                 e.max_attempts
             ));
         }
+        if let Some(sp) = &self.spool {
+            out.push_str(&format!(
+                "spool dir={} max_bytes={} segment_bytes={} fsync={:?} fsync_interval={} max_age={} io={:?}\n",
+                sp.dir.display(),
+                format_size(sp.max_bytes),
+                format_size(sp.segment_bytes),
+                sp.fsync,
+                format_duration(sp.fsync_interval),
+                format_duration(sp.max_age),
+                sp.io
+            ));
+        }
         out.push_str(&format!("forward mode={:?}\n", self.forward.mode));
         if let Some(r) = &self.ring {
             let store = match &r.store {

@@ -27,9 +27,19 @@ pub fn spawn(state: &Rc<Local>, job: Job, d: Arc<Destination>, core: Arc<Core>) 
 }
 
 async fn deliver(job: Job, d: Arc<Destination>, state: Rc<Local>, core: Arc<Core>) {
+    if job.spooled.is_some() && core.spool_stopping() {
+        // Shutting down: a spooled record not yet started stays in the spool for the next
+        // run instead of holding the drain up.
+        d.release(job.reserved);
+        state.finished(&d);
+        return;
+    }
     d.m.inflight.inc();
     let started = Instant::now();
-    let result = attempts(&job, &d, &state, &core).await;
+    let result = match &job.spooled {
+        Some(sp) => spooled_attempts(&job, sp.expires, &d, &state, &core).await,
+        None => attempts(&job, job.deadline, &d, &state, &core).await,
+    };
     let elapsed = started.elapsed().as_secs_f64();
     match job.env.kind {
         Kind::Push => d.m.latency_endpoint.observe(elapsed),
@@ -66,8 +76,47 @@ fn log_failure(d: &Destination, o: &Outcome) {
     });
 }
 
-/// The retry loop of one delivery (docs/alloy-compat.md §9), bounded by the job's deadline.
-async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Delivery {
+/// A spooled record's delivery: rounds of the retry loop, each bounded by the delivery
+/// timeout, until it is delivered or refused for good, the record expires, or the gateway
+/// shuts down (the record then stays in the spool). Between rounds it waits the endpoint's
+/// `max_backoff`.
+async fn spooled_attempts(
+    job: &Job,
+    expires: Instant,
+    d: &Destination,
+    state: &Local,
+    core: &Core,
+) -> Delivery {
+    let mut deadline = job.deadline;
+    loop {
+        let r = attempts(job, deadline, d, state, core).await;
+        if !matches!(r, Delivery::Failed(Outcome::Unavailable { .. })) {
+            return r;
+        }
+        let now = Instant::now();
+        if now >= expires || core.spool_stopping() {
+            return r;
+        }
+        let pause = d.cfg.max_backoff.min(expires - now);
+        // Wake early for shutdown: the writer waits for this task to end.
+        let step = Duration::from_millis(100);
+        let until = now + pause;
+        while Instant::now() < until && !core.spool_stopping() {
+            monoio::time::sleep(step.min(until.saturating_duration_since(Instant::now()))).await;
+        }
+        d.m.retries.inc();
+        deadline = (Instant::now() + core.snapshot().delivery_timeout).min(expires);
+    }
+}
+
+/// The retry loop of one delivery (docs/alloy-compat.md §9), bounded by `deadline`.
+async fn attempts(
+    job: &Job,
+    deadline: Instant,
+    d: &Destination,
+    state: &Local,
+    core: &Core,
+) -> Delivery {
     let cfg = &d.cfg;
     let reserve = core.snapshot().deadline_reserve;
     let mut backoff = Backoff::new(cfg.min_backoff, cfg.max_backoff);
@@ -77,8 +126,7 @@ async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Del
     let verb = job.env.kind.verb();
     loop {
         let now = Instant::now();
-        let remaining = job
-            .deadline
+        let remaining = deadline
             .saturating_duration_since(now)
             .saturating_sub(reserve);
         if remaining < MIN_ATTEMPT {
@@ -134,7 +182,8 @@ async fn attempts(job: &Job, d: &Destination, state: &Local, core: &Core) -> Del
                     cfg.max_backoff,
                 );
                 let next_start = Instant::now() + sleep + MIN_ATTEMPT + reserve;
-                if next_start >= job.deadline || core.shutdown_deadline_passed() {
+                let spooled_stop = job.spooled.is_some() && core.spool_stopping();
+                if next_start >= deadline || core.shutdown_deadline_passed() || spooled_stop {
                     break;
                 }
                 d.m.retries.inc();

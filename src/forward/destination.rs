@@ -25,6 +25,14 @@ pub struct Job {
     pub caller_waiting: bool,
     /// Bytes reserved in the destination's queue budget, released when the job ends.
     pub reserved: u64,
+    /// A record of the spool (`ack = "durable"`): retried until delivered or expired.
+    pub spooled: Option<Spooled>,
+}
+
+/// What a spooled delivery needs beyond a job.
+pub struct Spooled {
+    /// When the record becomes older than `spool.max_age`.
+    pub expires: Instant,
 }
 
 pub struct DestMetrics {
@@ -126,6 +134,13 @@ impl Destination {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Counts `n` bytes against the budget unconditionally (records read back from the
+    /// spool, sized to the room there was).
+    pub fn reserve_force(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::AcqRel);
+        self.m.queue_bytes.add(n as i64);
     }
 
     pub fn release(&self, n: u64) {

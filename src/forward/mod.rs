@@ -11,6 +11,7 @@
 pub mod ack;
 pub mod delivery;
 pub mod destination;
+pub mod durable;
 pub mod envelope;
 pub mod head;
 pub mod kind;
@@ -36,6 +37,9 @@ use crate::config::{AckPolicy, Config, Dispatch};
 use crate::runtime::DriverKind;
 use crate::util::mailbox::WakeSlot;
 
+/// Bytes of a spool record beyond the body: the path, headers and tenant (bounded by the
+/// server's header limit, far below this).
+const SPOOL_RECORD_OVERHEAD: u64 = 1 << 20;
 /// Seconds a shed caller is asked to wait (`Retry-After`).
 const SHED_RETRY_AFTER_SECS: u32 = 1;
 
@@ -89,6 +93,11 @@ pub struct Core {
     pub driver: DriverKind,
     pub shutdown: AtomicBool,
     shutdown_at: Mutex<Option<Instant>>,
+    /// The spool of `ack = "durable"`.
+    pub spool: Option<Arc<crate::spool::Spool>>,
+    /// Set when the gateway starts draining: spooled records stop being retried (they
+    /// are safe on disk and go out after the restart), so they do not hold the drain up.
+    pub draining: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -131,6 +140,11 @@ impl Core {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 
+    /// Whether spooled deliveries should stop (draining or shut down).
+    pub fn spool_stopping(&self) -> bool {
+        self.draining.load(Ordering::Acquire) || self.shutdown.load(Ordering::Acquire)
+    }
+
     pub fn shutdown_deadline_passed(&self) -> bool {
         self.shutdown.load(Ordering::Acquire) && Instant::now() >= self.shutdown_deadline()
     }
@@ -151,6 +165,8 @@ pub enum ForwardError {
     Thread(String),
     #[error("cannot register metrics: {0}")]
     Metrics(String),
+    #[error("{0}")]
+    Spool(String),
 }
 
 impl Forwarder {
@@ -177,6 +193,11 @@ impl Forwarder {
         if n == 0 {
             return Outcome::Accepted;
         }
+        if snap.ack == AckPolicy::Durable
+            && let Some(spool) = &core.spool
+        {
+            return durable::forward(core, spool, env).await;
+        }
         let started = Instant::now();
         let bytes = env.body_len as u64;
         for (i, d) in snap.dests.iter().enumerate() {
@@ -195,7 +216,7 @@ impl Forwarder {
         let (ack, job_deadline, caller_waiting) = match snap.ack {
             AckPolicy::All => (Some(Ack::new(n, n)), caller_deadline, true),
             AckPolicy::Quorum => (Some(Ack::new(n, n / 2 + 1)), background_deadline, false),
-            AckPolicy::Enqueue => (None, background_deadline, false),
+            AckPolicy::Enqueue | AckPolicy::Durable => (None, background_deadline, false),
         };
         if snap.ack != AckPolicy::All {
             env.deadline = background_deadline;
@@ -210,6 +231,7 @@ impl Forwarder {
                 deadline: job_deadline,
                 caller_waiting,
                 reserved: bytes,
+                spooled: None,
             };
             match &local {
                 // On this worker, while it is under its share of the destination's
@@ -261,6 +283,23 @@ impl Forwarder {
             return Ok(());
         };
         let old = core.snapshot();
+        if let Some(spool) = &core.spool {
+            let same = cfg.forward.ack == AckPolicy::Durable
+                && spool.dests.len() == cfg.endpoints.len()
+                && spool
+                    .dests
+                    .iter()
+                    .zip(&cfg.endpoints)
+                    .all(|(s, e)| s.name == e.name && s.url == e.url_string);
+            if !same {
+                return Err(ForwardError::Config {
+                    key: "endpoint".into(),
+                    msg: "with ack = \"durable\" the endpoints and the ack policy cannot change \
+                          on reload (the spool's cursors belong to them); restart"
+                        .into(),
+                });
+            }
+        }
         let mut dests = Vec::with_capacity(cfg.endpoints.len());
         let mut kept = Vec::new();
         for e in &cfg.endpoints {
@@ -412,6 +451,7 @@ impl Forwarder {
             deadline,
             caller_waiting,
             reserved: bytes,
+            spooled: None,
         };
         let local = (snap.dispatch == Dispatch::Worker).then(local::Local::current);
         match &local {
@@ -424,6 +464,14 @@ impl Forwarder {
             }
         }
         Ok(())
+    }
+
+    /// The gateway starts draining (before the workers stop): spooled deliveries stop
+    /// retrying and leave their records in the spool.
+    pub fn begin_drain(&self) {
+        if let Some(core) = &self.core {
+            core.draining.store(true, Ordering::Release);
+        }
     }
 
     /// Lets writers finish queued and in-flight deliveries until `deadline`, then stops them.
@@ -443,6 +491,9 @@ impl Forwarder {
             .unwrap_or_default();
         for t in threads {
             let _ = t.join();
+        }
+        if let Some(spool) = &core.spool {
+            spool.close();
         }
     }
 }
@@ -512,6 +563,26 @@ pub fn start(
     for e in cfg.endpoints.iter().filter(|e| e.tls.insecure_skip_verify) {
         tracing::warn!(endpoint = %e.url_string, "tls_config.insecure_skip_verify: the server certificate is not verified");
     }
+    let spool = match (&cfg.spool, cfg.forward.ack) {
+        (Some(s), AckPolicy::Durable) if !cfg.endpoints.is_empty() => {
+            let ids = cfg
+                .endpoints
+                .iter()
+                .map(|e| crate::spool::DestId {
+                    name: e.name.clone(),
+                    url: e.url_string.clone(),
+                })
+                .collect();
+            // A record holds the body and a little of the head.
+            let max_record = u32::try_from(cfg.server.max_request_body + SPOOL_RECORD_OVERHEAD)
+                .unwrap_or(u32::MAX);
+            Some(
+                crate::spool::Spool::open(s, ids, max_record, registry)
+                    .map_err(|e| ForwardError::Spool(e.to_string()))?,
+            )
+        }
+        _ => None,
+    };
     let writers = cfg.forward.writer_threads.max(1);
     let core = Arc::new(Core {
         snapshot: RwLock::new(Arc::new(snapshot_from(cfg, 0, dests, Vec::new()))),
@@ -526,6 +597,8 @@ pub fn start(
         driver,
         shutdown: AtomicBool::new(false),
         shutdown_at: Mutex::new(None),
+        spool,
+        draining: AtomicBool::new(false),
         threads: Mutex::new(Vec::new()),
     });
     let mut threads = Vec::with_capacity(writers);

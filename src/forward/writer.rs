@@ -32,6 +32,12 @@ async fn writer_main(index: usize, core: Arc<Core>) {
     let mut tick = monoio::time::interval(TICK);
     loop {
         let snap = core.snapshot();
+        if let Some(spool) = &core.spool
+            && !core.spool_stopping()
+            && super::durable::has_backlog(spool, &snap)
+        {
+            super::durable::refill(spool, &snap);
+        }
         let max_inflight = snap.max_inflight_per_writer;
         let mut dispatched = false;
         for d in snap.all() {
@@ -58,6 +64,10 @@ async fn writer_main(index: usize, core: Arc<Core>) {
             let s = core.snapshot();
             s.all()
                 .any(|d| !d.rx.is_empty() && state.inflight(d) < s.max_inflight_per_writer)
+                || core
+                    .spool
+                    .as_ref()
+                    .is_some_and(|sp| super::durable::has_backlog(sp, &s))
         };
         monoio::select! {
             _ = slot.wait_until(has_work) => {},

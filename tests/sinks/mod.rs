@@ -53,8 +53,13 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(extra: &[&str]) -> Sink {
+        Self::start_on("127.0.0.1:0", extra)
+    }
+
+    /// A sink on a given address (a destination that comes back where it was).
+    pub fn start_on(listen: &str, extra: &[&str]) -> Sink {
         let mut child = Command::new(sink_bin())
-            .args(["sink", "--listen", "127.0.0.1:0", "--exit-after", "300s"])
+            .args(["sink", "--listen", listen, "--exit-after", "300s"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
