@@ -42,12 +42,19 @@ fn config(dir: &Path, urls: &[String], spool_extra: &str) -> PathBuf {
 }
 
 fn gateway(cfg: &Path, workers: &str) -> Gateway {
-    Gateway::start(&[
-        "--config",
-        cfg.to_str().expect("utf-8"),
-        "--workers",
-        workers,
-    ])
+    gateway_on("auto", cfg, workers)
+}
+
+fn gateway_on(driver: &str, cfg: &Path, workers: &str) -> Gateway {
+    Gateway::on(
+        driver,
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--workers",
+            workers,
+        ],
+    )
 }
 
 /// Request `i`: alternately a pyroscope-io Push and a Go `/ingest`, each body unique.
@@ -131,15 +138,31 @@ fn load_until_killed(
 
 /// Push and `/ingest` traffic with one destination down, `kill -9` mid-stream, restart with
 /// the destination back: every acknowledged request reaches both destinations. Five kill
-/// points.
+/// points, over both drivers and every file-I/O and fsync mode (`fsync = "never"` is
+/// safe against the process dying, which is what `kill -9` does).
 #[test]
 fn crash_under_load_loses_nothing_acknowledged() {
-    for (round, kill_after_ms) in [120u64, 260, 400, 550, 700].into_iter().enumerate() {
+    let rounds = [
+        (120u64, "io_uring", ""),
+        (260, "legacy", ""),
+        (400, "io_uring", "io = \"thread\""),
+        (550, "io_uring", "fsync = \"always\""),
+        (700, "legacy", "fsync = \"never\""),
+    ];
+    for (round, (kill_after_ms, driver, spool_extra)) in rounds.into_iter().enumerate() {
+        if !common::driver_available(driver) {
+            eprintln!("SKIPPED round {round}: the {driver} driver is not available here");
+            continue;
+        }
         let dir = spool_dir("spool-crash");
         let up = Sink::start(&["--records", "100000"]);
         let down_addr = format!("127.0.0.1:{}", free_port());
-        let cfg = config(&dir, &[up.url(), format!("http://{down_addr}")], "");
-        let mut g = gateway(&cfg, "2");
+        let cfg = config(
+            &dir,
+            &[up.url(), format!("http://{down_addr}")],
+            spool_extra,
+        );
+        let mut g = gateway_on(driver, &cfg, "2");
         let stop = Arc::new(AtomicBool::new(false));
         let clients = load_until_killed(g.addr, 4, &stop);
         std::thread::sleep(Duration::from_millis(kill_after_ms));
@@ -156,12 +179,12 @@ fn crash_under_load_loses_nothing_acknowledged() {
             acked.len()
         );
         let down = Sink::start_on(&down_addr, &["--records", "100000"]);
-        let g2 = gateway(&cfg, "2");
+        let g2 = gateway_on(driver, &cfg, "2");
         let dup_down = wait_all(&down, &acked, "the destination that was down");
         let dup_up = wait_all(&up, &acked, "the destination that was up");
         let m = g2.metrics();
         eprintln!(
-            "round {round}: killed after {kill_after_ms} ms: {} acknowledged, all delivered to both; duplicates {dup_up} (up) / {dup_down} (down); replayed {}",
+            "round {round} ({driver}, {spool_extra:?}): killed after {kill_after_ms} ms: {} acknowledged, all delivered to both; duplicates {dup_up} (up) / {dup_down} (down); replayed {}",
             acked.len(),
             m.value("pyrogate_spool_replayed_records_total", &[])
         );
