@@ -419,6 +419,7 @@ fn systemd_unit_verifies_cleanly() {
         "ProtectSystem=strict",
         "Restart=on-failure",
         "WatchdogSec=",
+        "StateDirectory=pyrogate",
     ] {
         assert!(unit.contains(needed), "unit lacks {needed}");
     }

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::ConfigError;
 use super::units::{Dur, Size};
 
-/// Per destination: 10 GiB holds about 3 hours of a 1,000 profiles/s fleet at 1 KiB per
-/// profile, longer than most downstream outages (docs/spool.md §5 has the arithmetic).
+/// Per destination: 10 GiB holds about 2.5 hours of a 1,000 requests/s fleet at 1 KiB per
+/// request, longer than most downstream outages (docs/spool.md §5 has the arithmetic).
 pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
 /// Large enough that creating a segment (a file and a directory fsync) is rare, small
 /// enough that an acknowledged segment frees disk soon.
