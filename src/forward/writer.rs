@@ -64,10 +64,11 @@ async fn writer_main(index: usize, core: Arc<Core>) {
             let s = core.snapshot();
             s.all()
                 .any(|d| !d.rx.is_empty() && state.inflight(d) < s.max_inflight_per_writer)
-                || core
-                    .spool
-                    .as_ref()
-                    .is_some_and(|sp| super::durable::has_backlog(sp, &s))
+                || (!core.spool_stopping()
+                    && core
+                        .spool
+                        .as_ref()
+                        .is_some_and(|sp| super::durable::has_backlog(sp, &s)))
         };
         monoio::select! {
             _ = slot.wait_until(has_work) => {},
