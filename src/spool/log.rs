@@ -675,8 +675,19 @@ mod tests {
             let (first_seq, first_pos) = (a.next_seq, a.next_pos);
             for _ in 0..k {
                 let start = buf.len();
-                record::encode(&mut buf, a.next_seq, 1000 + a.next_seq, 1, "/ingest?name=x", &[], None, 1, body as u64, &[Bytes::from(vec![a.next_seq as u8; body])])
-                    .expect("encode");
+                record::encode(
+                    &mut buf,
+                    a.next_seq,
+                    1000 + a.next_seq,
+                    1,
+                    "/ingest?name=x",
+                    &[],
+                    None,
+                    1,
+                    body as u64,
+                    &[Bytes::from(vec![a.next_seq as u8; body])],
+                )
+                .expect("encode");
                 let len = (buf.len() - start) as u64;
                 places.push(Place {
                     seq: a.next_seq,
@@ -688,7 +699,8 @@ mod tests {
                 a.next_pos += len;
                 log.reserve(len);
             }
-            a.place(buf.len() as u64, first_seq, first_pos).expect("segment");
+            a.place(buf.len() as u64, first_seq, first_pos)
+                .expect("segment");
             let f = a.file.as_ref().expect("file");
             f.write_all_at(&buf, a.offset).expect("write");
             a.advance(buf.len() as u64);
