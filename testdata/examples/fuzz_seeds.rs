@@ -104,6 +104,25 @@ fn main() -> std::io::Result<()> {
         };
         std::fs::write(d.join(case.name()), unescape(name))?;
     }
+    // Queries: the raw query of every generated /ingest request (no control byte).
+    // Multipart: byte 0 = boundary length, then the boundary and the body.
+    let dq = dir.join("query");
+    std::fs::create_dir_all(&dq)?;
+    for case in corpus::every_route_and_format(1, FIXED_NOW_S) {
+        if let Some(q) = case.request.query() {
+            std::fs::write(dq.join(case.name()), q)?;
+        }
+        let boundary = case
+            .request
+            .header("content-type")
+            .and_then(|ct| ct.split("boundary=").nth(1))
+            .map(|b| b.trim_matches('"').to_owned());
+        if let Some(b) = boundary.filter(|b| !b.is_empty() && b.len() <= 70) {
+            let mut data = b.clone().into_bytes();
+            data.extend_from_slice(&case.request.body);
+            write(dir, "multipart", &case.name(), b.len() as u8, &data)?;
+        }
+    }
     Ok(())
 }
 
