@@ -91,7 +91,15 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
+    let auth_metrics = match gateway::auth::AuthMetrics::register(&metrics.registry) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("pyrogate: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let factory = gateway::Factory {
+        auth_metrics: Some(auth_metrics),
         forwarder: forwarder.clone(),
         distributor,
         ring,

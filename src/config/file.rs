@@ -90,6 +90,7 @@ pub struct ServerSection {
     pub max_connection_age: Option<Dur>,
     pub max_connection_age_jitter: Option<f64>,
     pub listen_backlog: Option<u32>,
+    pub auth: Option<super::auth::AuthSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -13,6 +13,7 @@ pub mod distributor;
 pub mod endpoint;
 pub mod file;
 pub mod forward;
+pub mod auth;
 pub mod ring;
 pub mod runtime;
 pub mod server;
@@ -74,6 +75,8 @@ pub struct Config {
     pub ring: Option<ring::RingConfig>,
     /// `[spool]`, required by `forward.ack = "durable"`.
     pub spool: Option<spool::SpoolConfig>,
+    /// `[server.auth]`: authenticated agents.
+    pub auth: Option<auth::AuthConfig>,
 }
 
 impl Config {
@@ -124,6 +127,7 @@ impl Config {
             _ => {}
         }
         let spool = spool::resolve(f.spool.as_ref(), cli.spool_dir.as_ref())?;
+        let auth = auth::resolve(f.server.auth.as_ref())?;
         if forward.ack == AckPolicy::Durable {
             if spool.is_none() {
                 return Err(ConfigError::new(
@@ -149,6 +153,7 @@ impl Config {
             limits,
             ring,
             spool,
+            auth,
         })
     }
 }

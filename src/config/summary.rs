@@ -41,6 +41,15 @@ impl Config {
                 e.max_attempts
             ));
         }
+        if let Some(a) = &self.auth {
+            out.push_str(&format!(
+                "auth tokens={} users={} client_tenant={:?} cache_ttl={}\n",
+                a.tokens.len(),
+                a.users.len(),
+                a.client_tenant,
+                format_duration(a.cache_ttl)
+            ));
+        }
         if let Some(sp) = &self.spool {
             out.push_str(&format!(
                 "spool dir={} max_bytes={} segment_bytes={} fsync={:?} fsync_interval={} max_age={} io={:?}\n",

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::{Gateway, Route};
+use super::{Caller, Gateway, Route};
 use crate::distributor::ingest::{Refusal, Verdict};
 use crate::distributor::{self, Now};
 use crate::forward::envelope::{Envelope, Kind, Outcome};
@@ -16,14 +16,14 @@ use crate::protocol::labelset::{self, Labels};
 use crate::protocol::query;
 use crate::protocol::{self, connect};
 
-pub async fn handle(gw: &Gateway, req: &Request<Route>) -> Response {
+pub async fn handle(gw: &Gateway, req: &Request<Route>, caller: &Caller) -> Response {
     let settings = gw.settings();
     let q = query::parse(req.head.query().unwrap_or(""));
     let mut body = vec![req.body.clone()];
     if settings.policy.config.enabled() {
         let content_type = req.head.header("content-type").unwrap_or(b"");
         let check = distributor::ingest::Request {
-            tenant_header: req.head.header("x-scope-orgid"),
+            tenant_header: caller.tenant.as_deref(),
             query: &q,
             content_type: &String::from_utf8_lossy(content_type),
             body: &req.body,
@@ -60,11 +60,7 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>) -> Response {
         .headers_named("content-type")
         .map(|v| ("Content-Type", Bytes::copy_from_slice(v)))
         .collect();
-    let tenant = req
-        .head
-        .header("x-scope-orgid")
-        .filter(|v| !v.is_empty())
-        .map(Bytes::copy_from_slice);
+    let tenant = caller.tenant.clone();
     let body_len = body.iter().map(Bytes::len).sum();
     let env = Envelope {
         kind: Kind::Ingest,

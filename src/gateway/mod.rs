@@ -8,6 +8,7 @@
 //! the answer in the route's protocol. A new stage (validation, ring routing, spool) plugs
 //! in between the handler's decode and the envelope (docs/architecture.md §5).
 
+pub mod auth;
 pub mod ingest;
 pub mod ops;
 pub mod push;
@@ -46,6 +47,8 @@ pub struct Settings {
     pub external_labels: Labels,
     /// The edge distributor's switches and limits.
     pub policy: Policy,
+    /// `[server.auth]`: the worker's authenticator and its credential cache.
+    pub auth: Option<auth::Auth>,
     name_cache: RefCell<HashMap<String, Result<String, LabelsError>>>,
 }
 
@@ -81,9 +84,17 @@ impl Settings {
                 hard_max_decoded: usize::try_from(cfg.server.max_decompressed_body)
                     .unwrap_or(usize::MAX),
             },
+            auth: cfg.auth.as_ref().map(auth::Auth::new),
             name_cache: RefCell::new(HashMap::new()),
         }
     }
+}
+
+/// Who sent a profile request: the tenant its forwarded request carries.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The authenticated tenant (`[server.auth]`), else the client's `X-Scope-OrgID`.
+    pub tenant: Option<bytes::Bytes>,
 }
 
 /// Makes one [`Gateway`] per worker.
@@ -94,6 +105,8 @@ pub struct Factory {
     pub distributor: Arc<distributor::Shared>,
     /// Ring mode's membership (`forward.mode = "ring"`).
     pub ring: Option<Arc<Membership>>,
+    /// Authentication failure counters (`[server.auth]`).
+    pub auth_metrics: Option<Arc<auth::AuthMetrics>>,
 }
 
 impl ServiceFactory for Factory {
@@ -108,6 +121,7 @@ impl ServiceFactory for Factory {
             &self.config,
         );
         gw.ring = self.ring.clone();
+        gw.auth_metrics = self.auth_metrics.clone();
         gw
     }
 }
@@ -121,6 +135,7 @@ pub struct Gateway {
     pub distributor: Stage,
     /// Ring mode: where series go (`None`: fan-out to every endpoint).
     pub ring: Option<Arc<Membership>>,
+    pub auth_metrics: Option<Arc<auth::AuthMetrics>>,
     settings: RefCell<Rc<Settings>>,
 }
 
@@ -139,6 +154,7 @@ impl Gateway {
             forwarder,
             distributor,
             ring: None,
+            auth_metrics: None,
             settings: RefCell::new(Rc::new(Settings::from_config(cfg))),
         }
     }
@@ -146,6 +162,51 @@ impl Gateway {
     /// The settings in force for a request that starts now.
     pub fn settings(&self) -> Rc<Settings> {
         self.settings.borrow().clone()
+    }
+
+    /// Who sent a profile request: with `[server.auth]`, its credentials are checked and
+    /// their tenant stamped; without, the client's `X-Scope-OrgID` is passed on.
+    ///
+    /// # Errors
+    /// The refusal to send: `401` (Connect `unauthenticated` on Push, plain on `/ingest`),
+    /// `429` when the verifier is saturated.
+    async fn caller(&self, req: &Request<Route>) -> Result<Caller, Response> {
+        let client = req.head.header("x-scope-orgid").filter(|v| !v.is_empty());
+        let settings = self.settings();
+        let Some(auth) = &settings.auth else {
+            return Ok(Caller {
+                tenant: client.map(bytes::Bytes::copy_from_slice),
+            });
+        };
+        match auth.check(req.head.header("authorization"), client).await {
+            Ok(tenant) => Ok(Caller {
+                tenant: Some(tenant),
+            }),
+            Err(d) => {
+                if let Some(m) = &self.auth_metrics {
+                    m.failed(d, req.peer_ip());
+                }
+                let (status, code) = match d {
+                    auth::Denied::Busy => (429, crate::protocol::connect::Code::ResourceExhausted),
+                    _ => (401, crate::protocol::connect::Code::Unauthenticated),
+                };
+                let mut resp = match &req.route {
+                    Route::Push(head) => {
+                        push_wire::reply_error(head.content_type, code, d.message())
+                    }
+                    _ => Response::text(status, format!("{}\n", d.message())),
+                };
+                if status == 401 {
+                    resp.headers.push((
+                        "WWW-Authenticate",
+                        "Basic realm=\"pyrogate\", Bearer".into(),
+                    ));
+                } else {
+                    resp.headers.push(("Retry-After", "1".into()));
+                }
+                Err(resp)
+            }
+        }
     }
 
     /// Runs a profile handler with the route's in-flight gauge raised.
@@ -167,8 +228,17 @@ impl Service for Gateway {
     async fn call(&self, req: Request<Route>) -> Response {
         let index = req.route.index();
         match req.route {
-            Route::Ingest => self.profile(index, ingest::handle(self, &req)).await,
-            Route::Push(ref head) => self.profile(index, push::handle(self, &req, head)).await,
+            Route::Ingest => match self.caller(&req).await {
+                Ok(c) => self.profile(index, ingest::handle(self, &req, &c)).await,
+                Err(resp) => resp,
+            },
+            Route::Push(ref head) => match self.caller(&req).await {
+                Ok(c) => {
+                    self.profile(index, push::handle(self, &req, head, &c))
+                        .await
+                }
+                Err(resp) => resp,
+            },
             Route::Metrics => ops::metrics(&self.shared),
             Route::Ready => ops::ready(&self.shared),
             Route::Healthy => ops::healthy(),
@@ -253,6 +323,7 @@ mod tests {
             forwarder: Forwarder::discard(),
             distributor: distributor::Shared::new(&shared.metrics.registry).expect("metrics"),
             ring: None,
+            auth_metrics: None,
             config: Arc::new(config),
         };
         factory.make(0, &shared)
@@ -273,6 +344,7 @@ mod tests {
             route,
             received_at: Instant::now(),
             deadline: Instant::now() + Duration::from_secs(5),
+            fd: -1,
         };
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use super::{Gateway, Route};
+use super::{Caller, Gateway, Route};
 use crate::distributor::push::Verdict;
 use crate::distributor::{self, Now, Policy, Rejection, tenant};
 use crate::forward::envelope::{Envelope, Kind, Outcome};
@@ -25,7 +25,12 @@ use crate::protocol::push::encode as push_encode;
 use crate::protocol::push::{self, PushHead};
 use crate::protocol::push::{Encoding, Protocol};
 
-pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Response {
+pub async fn handle(
+    gw: &Gateway,
+    req: &Request<Route>,
+    head: &PushHead,
+    caller: &Caller,
+) -> Response {
     let ct = head.content_type;
     let settings = gw.settings();
     let max = settings.max_decompressed_body as usize;
@@ -35,7 +40,7 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
     };
     let mut rewritten_profiles = false;
     if settings.policy.config.enabled() {
-        match distribute(gw, req, &settings.policy, &decoded) {
+        match distribute(gw, caller, &settings.policy, &decoded) {
             Ok(None) => {}
             Ok(Some(verdict)) => {
                 if verdict.all_empty() {
@@ -58,7 +63,7 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
         None => req.deadline,
     };
     if let Some(ring) = &gw.ring {
-        let tenant = tenant_header(req);
+        let tenant = caller.tenant.clone();
         let hash_tenant = tenant.as_ref().map_or_else(
             || "anonymous".to_string(),
             |t| String::from_utf8_lossy(t).into_owned(),
@@ -103,7 +108,7 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
         }
         (h, vec![req.body.clone()])
     };
-    let tenant = tenant_header(req);
+    let tenant = caller.tenant.clone();
     let body_len = push_encode::encoded_len(&body);
     let env = Envelope {
         kind: Kind::Push,
@@ -118,14 +123,6 @@ pub async fn handle(gw: &Gateway, req: &Request<Route>, head: &PushHead) -> Resp
         profile_bytes,
     };
     reply(gw, ct, gw.forwarder.forward(env).await)
-}
-
-/// The caller's `X-Scope-OrgID`, when set.
-fn tenant_header(req: &Request<Route>) -> Option<Bytes> {
-    req.head
-        .header("x-scope-orgid")
-        .filter(|v| !v.is_empty())
-        .map(Bytes::copy_from_slice)
 }
 
 /// The answer to a forwarded Push in its protocol.
@@ -160,15 +157,12 @@ fn reply(gw: &Gateway, ct: push::ContentType, outcome: Outcome) -> Response {
 /// rewritten (or not at all).
 fn distribute(
     gw: &Gateway,
-    req: &Request<Route>,
+    caller: &Caller,
     policy: &Policy,
     decoded: &PushRequest,
 ) -> Result<Option<Verdict>, Rejection> {
-    let tenant = tenant::resolve(
-        req.head.header("x-scope-orgid"),
-        policy.config.multitenancy_enabled,
-    )
-    .map_err(|e| Rejection::new(Code::Unauthenticated, e.to_string()))?;
+    let tenant = tenant::resolve(caller.tenant.as_deref(), policy.config.multitenancy_enabled)
+        .map_err(|e| Rejection::new(Code::Unauthenticated, e.to_string()))?;
     if !(policy.config.validate || policy.config.normalize) {
         return Ok(None);
     }

@@ -100,6 +100,27 @@ pub struct Request<R> {
     /// The server's own answer deadline (end of head + write timeout); the service should
     /// answer before it.
     pub deadline: Instant,
+    /// The connection's socket (valid while the request is served; -1 in tests), for
+    /// [`Request::peer_ip`]: looked up only when needed, so the normal path makes no
+    /// `getpeername` call.
+    pub fd: std::os::fd::RawFd,
+}
+
+impl<R> Request<R> {
+    /// The client's IP address, if the socket still has a peer.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        if self.fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is the socket of the connection serving this request; it stays open
+        // for as long as the request exists, and is only borrowed here.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        socket2::SockRef::from(&fd)
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.ip())
+    }
 }
 
 pub trait Service: 'static {
@@ -398,6 +419,7 @@ async fn serve_one<S: Service>(
         route,
         received_at: started,
         deadline,
+        fd: std::os::fd::AsRawFd::as_raw_fd(&c.stream),
     };
     // Boxed so that the (possibly large) service future does not inflate every idle
     // connection's state.

@@ -1,5 +1,6 @@
 // Runs the real @pyroscope/nodejs SDK against the gateway for a bounded time
-// (argv: server address, seconds). Driven by tests/real_clients.rs.
+// (argv: server address, seconds). A bearer token from PYROGATE_TEST_AUTH_TOKEN when set.
+// Driven by tests/real_clients.rs and tests/auth.rs.
 const Pyroscope = require('@pyroscope/nodejs');
 const crypto = require('crypto');
 
@@ -8,6 +9,7 @@ Pyroscope.init({
   appName: 'pyrogate.test.node',
   tags: { env: 'ci' },
   flushIntervalMs: 2000,
+  authToken: process.env.PYROGATE_TEST_AUTH_TOKEN || undefined,
 });
 Pyroscope.start();
 const end = Date.now() + Number(process.argv[3]) * 1000;
