@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Quick start"). On a fresh machine it first installs
 # what the tests need — the real Pyroscope SDKs the client tests drive (pyroscope-io from
-# PyPI, @pyroscope/nodejs from npm), Go with Google's pprof package, etcd and systemd-analyze — then runs formatting, lints and
+# PyPI, @pyroscope/nodejs from npm), Go with Google's pprof package, etcd, curl and systemd-analyze — then runs formatting, lints and
 # every test of the workspace (integration tests start the real binaries on 127.0.0.1), and
 # last the fresh-clone check (scripts/fresh-clone.sh).
 set -euo pipefail
@@ -23,6 +23,11 @@ fi
 if ! command -v etcd >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null) \
     || echo "test.sh: could not install etcd-server" >&2
+fi
+# curl for the authentication tests (tests/auth.rs), as an independent HTTP client.
+if ! command -v curl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null) \
+    || echo "test.sh: could not install curl" >&2
 fi
 if ! python3 -c 'import pyroscope' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check pyroscope-io==1.4.0
