@@ -7,13 +7,13 @@
 //! [`endpoint`]); [`file`] is the TOML as written, [`cli`] the flags, [`choices`] the named
 //! values both accept, [`source`] reads the file, [`summary`] prints the result.
 
+pub mod auth;
 pub mod choices;
 pub mod cli;
 pub mod distributor;
 pub mod endpoint;
 pub mod file;
 pub mod forward;
-pub mod auth;
 pub mod ring;
 pub mod runtime;
 pub mod server;
