@@ -18,6 +18,11 @@
 //!   sinks against ring mode over the same 3 sinks with replication factor 3 and 1, for
 //!   one-series Pushes with and without string sample labels (the split), many series
 //!   ([`ring`]).
+//! * `durable` (not run by default): `ack = "durable"` (the spool's write-ahead log, group
+//!   commit with `fsync = "batch"` and `"always"`, file I/O on the worker's io_uring or a
+//!   plain thread) against `ack = "enqueue"` and `"all"`, fan-out 2, 16 KiB `/ingest`
+//!   pprof and Push: requests per CPU-second (closed loop), then p50/p99 in an open loop at
+//!   half the enqueue saturation just measured; a fresh spool per run ([`durable`]).
 //!
 //! Method (see `docs/benchmarking.md`): every server under test runs in a fresh process
 //! per run; runs are interleaved (A B C, A B C, …) and each figure is the median over the
@@ -34,6 +39,7 @@
 //! `--no-pin` lets everything float and gives each server one worker per CPU.
 
 pub mod distributor;
+pub mod durable;
 pub mod gateway_config;
 pub mod memory;
 pub mod nginx;
@@ -62,6 +68,7 @@ pub enum Suite {
     Memory,
     Distributor,
     Ring,
+    Durable,
 }
 
 /// Where the processes run.
@@ -212,6 +219,7 @@ impl BenchConfig {
                 Suite::Memory => 0,
                 Suite::Distributor => n_sizes * 4 * self.runs,
                 Suite::Ring => ring::CELLS_PER_ROUND * self.runs,
+                Suite::Durable => durable::RUNS_PER_ROUND * self.runs,
             };
         }
         let memory = if self.suites.contains(&Suite::Memory) {
@@ -252,6 +260,7 @@ pub struct BenchReport {
     pub memory: Vec<memory::MemoryResult>,
     pub distributor: Vec<suites::CellReport>,
     pub ring: Vec<ring::RingCellReport>,
+    pub durable: Option<durable::DurableResult>,
     pub notes: Vec<String>,
     pub failures: Vec<String>,
     pub elapsed_s: f64,
@@ -353,6 +362,7 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
         memory: Vec::new(),
         distributor: Vec::new(),
         ring: Vec::new(),
+        durable: None,
         notes: Vec::new(),
         failures: Vec::new(),
         elapsed_s: 0.0,
@@ -417,6 +427,11 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
                 let r = ring::run(&ctx, &mut report.failures, &mut report.notes)?;
                 let _ = writeln!(out, "{}", ring::render(cfg, &r));
                 report.ring = r.cells;
+            }
+            Suite::Durable => {
+                let r = durable::run(&ctx, &mut report.failures, &mut report.notes)?;
+                let _ = writeln!(out, "{}", durable::render(cfg, &r));
+                report.durable = Some(r);
             }
         }
         let _ = out.flush();

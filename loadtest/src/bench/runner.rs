@@ -2,17 +2,21 @@
 //! read the server's CPU time and peak memory and the machine's steal around the run, stop
 //! the server.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::BenchConfig;
+use super::gateway_config::Ack;
 use super::nginx::{self, Nginx};
 use crate::load::payload::Source;
 use crate::load::report::Report;
 use crate::load::{self, RunConfig};
+use crate::probe;
 use crate::process::children::{Gateway, GatewayOpts, SinkProc};
 use crate::process::{self, SpawnOpts, procfs};
 
@@ -53,6 +57,12 @@ pub enum Variant {
         driver: &'static str,
         rf: usize,
     },
+    /// pyrogate forwarding with the given `forward.ack` (`durable`: a fresh spool per run in
+    /// a scratch directory removed afterwards; [`super::gateway_config::durable`]).
+    PyrogateAck {
+        driver: &'static str,
+        ack: Ack,
+    },
     /// nginx `proxy_pass` + `mirror`.
     NginxProxy,
     NginxReturn200,
@@ -69,6 +79,9 @@ impl Variant {
             }
             Variant::PyrogateRing { driver, rf } => {
                 format!("pyrogate {} ring RF {rf}", driver_name(driver))
+            }
+            Variant::PyrogateAck { driver, ack } => {
+                format!("pyrogate {} {}", driver_name(driver), ack.label())
             }
             Variant::NginxProxy if fanout > 1 => "nginx proxy_pass+mirror".into(),
             Variant::NginxProxy => "nginx proxy_pass".into(),
@@ -131,6 +144,10 @@ pub struct Sample {
     pub driver: Option<String>,
     /// This run replaced one with too much steal.
     pub rerun: bool,
+    /// Gateway metrics asked for ([`measure_scraped`]): their change over the measured run,
+    /// by series (`name{labels}` as `/metrics` prints it).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateway_metrics: BTreeMap<String, f64>,
 }
 
 /// The sinks of the forwarding suites.
@@ -254,6 +271,7 @@ fn start_server(
     cell: &Cell,
     sinks: &[SocketAddr],
     forward: &[String],
+    scratch: Option<&Path>,
 ) -> Result<Option<Server>, String> {
     let cfg = ctx.cfg;
     let spawn = SpawnOpts {
@@ -264,7 +282,8 @@ fn start_server(
         Variant::Direct => Ok(None),
         Variant::Pyrogate { driver }
         | Variant::PyrogateDistributor { driver }
-        | Variant::PyrogateRing { driver, .. } => {
+        | Variant::PyrogateRing { driver, .. }
+        | Variant::PyrogateAck { driver, .. } => {
             let (forward_to, extra) = match &cell.variant {
                 Variant::PyrogateDistributor { .. } => {
                     let file = super::gateway_config::write_distributor(ctx.tmp)?;
@@ -281,6 +300,7 @@ fn start_server(
                         vec!["--config".to_owned(), file.display().to_string()],
                     )
                 }
+                Variant::PyrogateAck { ack, .. } => (forward.to_vec(), ack.flags(scratch)?),
                 _ => (forward.to_vec(), Vec::new()),
             };
             let g = Gateway::start(&GatewayOpts {
@@ -411,6 +431,113 @@ pub fn measure_full(
     payload: &PayloadFn<'_>,
     load: &LoadFn<'_>,
 ) -> Result<Sample, String> {
+    measure_scraped(ctx, cell, sinks, rate, round, payload, load, &[])
+}
+
+/// A directory of one run under the benchmark's temp dir (the spool of a durable gateway
+/// and its configuration), removed when dropped, i.e. after the server stopped.
+pub struct Scratch {
+    pub path: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn new(ctx: &Ctx<'_>) -> Result<Self, String> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = ctx.tmp.join(format!("run-{n}"));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self {
+            path,
+            keep: ctx.cfg.keep_temp,
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Whether a run of `cell` needs a [`Scratch`] directory.
+fn needs_scratch(cell: &Cell) -> bool {
+    matches!(
+        cell.variant,
+        Variant::PyrogateAck {
+            ack: Ack::Durable { .. },
+            ..
+        }
+    )
+}
+
+/// The series of the gateway's `/metrics` whose name starts with one of `prefixes`, by
+/// `name{labels}`.
+pub fn scrape(addr: SocketAddr, prefixes: &[&str]) -> Result<BTreeMap<String, f64>, String> {
+    let answer = probe::get(addr, "/metrics", Duration::from_secs(5))?;
+    if answer.status != 200 {
+        return Err(format!("GET /metrics answered {}", answer.status));
+    }
+    Ok(parse_metrics(
+        &String::from_utf8_lossy(&answer.body),
+        prefixes,
+    ))
+}
+
+/// [`scrape`] on Prometheus' text format.
+pub fn parse_metrics(text: &str, prefixes: &[&str]) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+        .filter_map(|l| {
+            let (series, value) = l.trim_end().rsplit_once(' ')?;
+            let v = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().ok()?,
+            };
+            Some((series.to_owned(), v))
+        })
+        .collect()
+}
+
+/// After the measured run of a gateway that answers before it delivers: waits until the
+/// sinks have every copy of the run's requests, or nothing arrived for 300 ms, or 3 s.
+fn wait_for_deliveries(sinks: &Sinks, before: u64, expected: u64) {
+    let end = Instant::now() + Duration::from_secs(3);
+    let (mut last, mut since) = (None, Instant::now());
+    while Instant::now() < end {
+        let Some(now) = sinks.accepted() else { return };
+        if now.saturating_sub(before) >= expected {
+            return;
+        }
+        if last != Some(now) {
+            (last, since) = (Some(now), Instant::now());
+        } else if since.elapsed() >= Duration::from_millis(300) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`measure_full`] that also reads the gateway's `/metrics` series starting with one of
+/// `scrape_prefixes` before and after the measured run ([`Sample::gateway_metrics`] holds
+/// the change). A durable gateway gets a fresh [`Scratch`] directory (its spool) that is
+/// removed after the run.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_scraped(
+    ctx: &Ctx<'_>,
+    cell: &Cell,
+    sinks: Option<&Sinks>,
+    rate: Option<f64>,
+    round: usize,
+    payload: &PayloadFn<'_>,
+    load: &LoadFn<'_>,
+    scrape_prefixes: &[&str],
+) -> Result<Sample, String> {
     let cfg = ctx.cfg;
     let source = payload(cell)?;
     let sink_addrs: Vec<SocketAddr> = sinks
@@ -419,7 +546,19 @@ pub fn measure_full(
     let forward: Vec<String> = sinks
         .map(|s| s.urls(destinations(cell, s)))
         .unwrap_or_default();
-    let mut server = start_server(ctx, cell, &sink_addrs, &forward)?;
+    // Declared before the server, so dropped after it.
+    let scratch = needs_scratch(cell).then(|| Scratch::new(ctx)).transpose()?;
+    let mut server = start_server(
+        ctx,
+        cell,
+        &sink_addrs,
+        &forward,
+        scratch.as_ref().map(|s| s.path.as_path()),
+    )?;
+    let gateway_addr = match &server {
+        Some(Server::Gateway(g)) if !scrape_prefixes.is_empty() => Some(g.addr),
+        _ => None,
+    };
     let target = match (&server, sinks) {
         (Some(s), _) => s.url(),
         (None, Some(s)) => s.procs.first().ok_or("no sink")?.url(),
@@ -428,6 +567,10 @@ pub fn measure_full(
     if !cfg.warmup.is_zero() {
         load(&load_config(ctx, &target, source.clone(), rate, cfg.warmup))?;
     }
+    // Read before the gateway's CPU time, so that answering it is not counted.
+    let metrics0 = gateway_addr
+        .map(|a| scrape(a, scrape_prefixes))
+        .transpose()?;
     let pids = server.as_ref().map(Server::cpu_pids).unwrap_or_default();
     let cpu0 = cpu_of(&pids);
     let sink_cpu0 = sinks.and_then(Sinks::cpu_s);
@@ -437,13 +580,33 @@ pub fn measure_full(
     let t1 = procfs::cpu_times();
     let cpu1 = cpu_of(&pids);
     let sink_cpu1 = sinks.and_then(Sinks::cpu_s);
-    // The last mirrored copies may still be on their way to the sinks.
-    if sinks.is_some() && server.is_some() {
-        std::thread::sleep(Duration::from_millis(50));
+    let metrics1 = gateway_addr
+        .map(|a| scrape(a, scrape_prefixes))
+        .transpose()?;
+    // The last mirrored copies may still be on their way to the sinks; a gateway that
+    // answers before delivering may still hold a queue (or a spool) of them.
+    match (&cell.variant, sinks, acc0) {
+        (Variant::PyrogateAck { ack, .. }, Some(s), Some(before))
+            if ack.answers_before_delivery() =>
+        {
+            wait_for_deliveries(s, before, report.ok * cell.fanout as u64);
+        }
+        _ if sinks.is_some() && server.is_some() => {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        _ => {}
     }
     let acc1 = sinks.and_then(Sinks::accepted);
+    let gateway_metrics = match (metrics0, metrics1) {
+        (Some(a), Some(b)) => b
+            .iter()
+            .map(|(k, v)| (k.clone(), v - a.get(k).copied().unwrap_or(0.0)))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
     let mut sample = Sample {
         round,
+        gateway_metrics,
         rps: report.achieved_rate,
         requests: report.requests,
         ok: report.ok,
@@ -488,6 +651,7 @@ pub fn measure_full(
         sample.delivered = Some((b.saturating_sub(a)) as f64 / (report.ok * fanout as u64) as f64);
     }
     drop(server);
+    drop(scratch);
     Ok(sample)
 }
 
