@@ -65,10 +65,19 @@ fn committer(core: &Arc<Core>, spool: &Arc<Spool>) -> Result<Rc<Commit>, String>
         return Ok(c);
     }
     let log = spool.claim_log().map_err(|e| e.to_string())?;
+    let on_uring = core.driver == crate::runtime::DriverKind::IoUring;
     let uring = match spool.cfg.io {
         crate::config::spool::SpoolIo::Thread => false,
-        crate::config::spool::SpoolIo::Uring | crate::config::spool::SpoolIo::Auto => {
-            core.driver == crate::runtime::DriverKind::IoUring
+        crate::config::spool::SpoolIo::Auto => on_uring,
+        crate::config::spool::SpoolIo::Uring => {
+            if !on_uring {
+                crate::util::lograte::warn_limited("spool-io", |_| {
+                    tracing::warn!(
+                        "spool.io = \"uring\" needs the io_uring driver; the epoll driver uses a spool thread"
+                    );
+                });
+            }
+            on_uring
         }
     };
     let c2 = core.clone();

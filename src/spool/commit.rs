@@ -56,7 +56,10 @@ impl BatchDone {
 struct Open<T> {
     buf: Vec<u8>,
     items: Vec<(Place, T)>,
-    done: Rc<BatchDone>,
+    /// What each item's request waits on: one shared signal per group, or (with
+    /// `fsync = "always"`) one per record, so each is answered right after its own sync.
+    dones: Vec<Rc<BatchDone>>,
+    group: Rc<BatchDone>,
 }
 
 impl<T> Open<T> {
@@ -64,8 +67,26 @@ impl<T> Open<T> {
         Self {
             buf: Vec::new(),
             items: Vec::new(),
-            done: BatchDone::new(),
+            dones: Vec::new(),
+            group: BatchDone::new(),
         }
+    }
+
+    /// The first record alone, as a group of its own (`fsync = "always"`).
+    fn take_first(&mut self) -> Option<Self> {
+        if self.items.is_empty() {
+            return None;
+        }
+        let (p, item) = self.items.remove(0);
+        let done = self.dones.remove(0);
+        let len = ((p.end - p.pos) as usize).min(self.buf.len());
+        let buf: Vec<u8> = self.buf.drain(..len).collect();
+        Some(Self {
+            buf,
+            items: vec![(p, item)],
+            dones: vec![done.clone()],
+            group: done,
+        })
     }
 }
 
@@ -189,7 +210,12 @@ impl<T: 'static> Committer<T> {
         a.next_pos += len;
         self.log.reserve(len);
         open.items.push((place, item));
-        let done = open.done.clone();
+        let done = if self.policy == FsyncPolicy::Always {
+            BatchDone::new()
+        } else {
+            open.group.clone()
+        };
+        open.dones.push(done.clone());
         drop(open);
         self.wake.notify();
         Ok(done)
@@ -213,7 +239,14 @@ async fn commit_loop<T: 'static>(c: Rc<Committer<T>>) {
                 break;
             }
         }
-        let batch = std::mem::replace(&mut *c.open.borrow_mut(), Open::new());
+        let batch = if c.policy == FsyncPolicy::Always {
+            match c.open.borrow_mut().take_first() {
+                Some(b) => b,
+                None => continue,
+            }
+        } else {
+            std::mem::replace(&mut *c.open.borrow_mut(), Open::new())
+        };
         let Some((first, _)) = batch.items.first() else {
             continue;
         };
@@ -240,7 +273,13 @@ async fn commit_loop<T: 'static>(c: Rc<Committer<T>>) {
                 });
             }
         }
-        batch.done.finish(result);
+        if c.policy == FsyncPolicy::Always {
+            for d in &batch.dones {
+                d.finish(result.clone());
+            }
+        } else {
+            batch.group.finish(result);
+        }
     }
 }
 
