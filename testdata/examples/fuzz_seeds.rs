@@ -120,7 +120,7 @@ fn main() -> std::io::Result<()> {
         if let Some(b) = boundary.filter(|b| !b.is_empty() && b.len() <= 70) {
             let mut data = b.clone().into_bytes();
             data.extend_from_slice(&case.request.body);
-            write(dir, "multipart", &case.name(), b.len() as u8, &data)?;
+            write(dir, "multipart", case.name(), b.len() as u8, &data)?;
         }
     }
     Ok(())
