@@ -339,20 +339,44 @@ fn chunked_body_with_extensions_and_trailers(driver: &str) {
 
 fn malformed_requests_are_refused(driver: &str) {
     let gw = Gateway::on(driver, &[]);
+    // Every case carries a valid Host, so each is refused for its own fault (the Host
+    // rules and the rest of RFC 9112 are in tests/http_strictness.rs).
     let cases: &[(&[u8], u16)] = &[
         (b"GARBAGE\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
-        (b"POST /ingest HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400),
-        (b"POST /ingest HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+        (b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
         (
-            b"POST /ingest HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
             400,
         ),
-        (b"POST /ingest HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
-        (b"POST /ingest HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
-        (b"POST /ingest HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417),
-        (b"POST /ingest HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
-        (b"POST /ingest HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY", 400),
+        (
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            501,
+        ),
+        (b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 is faulty framing.
+        (
+            b"POST /ingest HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx",
+            417,
+        ),
+        (
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+        ),
+        (
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY",
+            400,
+        ),
+        (b"GET /-/healthy HTTP/1.1\r\n\r\n", 400),
+        (b"GET /-/healthy HTTP/2.0\r\nHost: x\r\n\r\n", 505),
     ];
     for (req, status) in cases {
         let mut c = gw.connect();
@@ -373,7 +397,7 @@ fn malformed_requests_are_refused(driver: &str) {
     // On the Push route the loop's own errors are Connect JSON.
     let mut c = gw.connect();
     c.send(
-        b"POST /push.v1.PusherService/Push HTTP/1.1\r\nContent-Type: application/proto\r\n\
+        b"POST /push.v1.PusherService/Push HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\n\
           Transfer-Encoding: chunked\r\n\r\nnot-hex\r\n",
     )
     .unwrap();

@@ -6,7 +6,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use pyrogate::http::head::{BodyFraming, MAX_HEADERS, RequestHead, find_head_end};
+use pyrogate::http::head::{
+    BodyFraming, MAX_HEADERS, Method, RequestHead, TargetForm, find_head_end,
+};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the read size, so resumed scans are exercised too.
@@ -40,6 +42,17 @@ fuzz_target!(|data: &[u8]| {
     let _ = head.headers_named("content-type").count();
     if head.framing == BodyFraming::Chunked {
         assert_eq!(head.minor_version, 1);
+        assert!(head.header("content-length").is_none());
+    }
+    // RFC 9112 §3.2: the target forms and where the host comes from.
+    let _ = head.check_host();
+    match head.target_form() {
+        TargetForm::Origin | TargetForm::Absolute => assert!(head.path().starts_with('/')),
+        TargetForm::Asterisk => assert_eq!((head.method, head.path()), (Method::Options, "*")),
+        TargetForm::Authority => assert!(head.host().is_some() && head.path().is_empty()),
+    }
+    if head.target_form() == TargetForm::Absolute {
+        assert!(head.host().is_some_and(|h| !h.is_empty()));
     }
     assert_ne!(head.framing, BodyFraming::Length(0));
 });

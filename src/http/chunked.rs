@@ -1,14 +1,22 @@
 //! Incremental decoder for `Transfer-Encoding: chunked` request bodies (the Java agent's
 //! OkHttp multipart uploads use it).
 //!
-//! Every line it reads is bounded (size line with extensions, trailers) and the decoded
-//! length is checked against the body limit before data is copied, so a hostile stream can
-//! neither grow memory nor spin.
+//! Every line it reads is bounded (size line with extensions, trailers), extensions are
+//! bounded per body, and the decoded length is checked against the body limit before data
+//! is copied, so a hostile stream can neither grow memory nor spin.
+//!
+//! The grammar is RFC 9112 §7.1 exactly: `chunk-size [ chunk-ext ] CRLF`, chunk data, CRLF,
+//! and trailer field lines after the last chunk. Lines end in CRLF; a bare LF, or anything
+//! but CRLF after chunk data, is refused: lenient chunk parsing is a request-smuggling vector
+//! when a proxy in front reads the same bytes differently.
 
 use bytes::BytesMut;
 
 /// A chunk-size line (hex digits plus optional `;ext`) longer than this is refused.
 const MAX_SIZE_LINE: usize = 1024;
+/// Chunk-extension bytes accepted over a whole body (they are parsed and ignored); many
+/// small chunks with large extensions would otherwise cost far more than the body.
+const MAX_EXT_BYTES: usize = 16 * 1024;
 /// Total bytes of trailer fields accepted (they are read and discarded).
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
@@ -30,16 +38,31 @@ pub enum Progress {
 enum State {
     /// Reading hex digits of the size.
     Size,
-    /// After the digits: optional whitespace and `;extension` up to CR.
-    Ext,
+    /// Whitespace after the size or after an extension value: only more whitespace or `;`.
+    ExtBws,
+    /// After `;`: optional whitespace, then an extension name.
+    ExtPreName,
+    ExtName,
+    /// Whitespace after an extension name: `=` or `;` follows.
+    ExtAfterName,
+    /// After `=`: optional whitespace, then a token or a quoted string.
+    ExtPreValue,
+    ExtToken,
+    ExtQuoted,
+    ExtQuotedPair,
+    ExtAfterQuoted,
     /// Expecting LF after the size line's CR.
     SizeLf,
     Data,
     DataCr,
     DataLf,
-    /// Reading trailer lines after the last chunk; `line_len` tracks the current line.
-    Trailer,
+    /// At the start of a trailer line (or of the final empty line).
+    TrailerStart,
+    TrailerName,
+    TrailerValue,
     TrailerLf,
+    /// Expecting the LF of the final empty line.
+    EndLf,
     Done,
 }
 
@@ -47,8 +70,8 @@ enum State {
 pub struct ChunkedDecoder {
     state: State,
     size: u64,
-    digits: usize,
     line_len: usize,
+    ext_bytes: usize,
     trailer_bytes: usize,
     total: u64,
     max_body: u64,
@@ -59,8 +82,8 @@ impl ChunkedDecoder {
         Self {
             state: State::Size,
             size: 0,
-            digits: 0,
             line_len: 0,
+            ext_bytes: 0,
             trailer_bytes: 0,
             total: 0,
             max_body,
@@ -80,99 +103,166 @@ impl ChunkedDecoder {
         input: &[u8],
         out: &mut BytesMut,
     ) -> Result<(usize, Progress), ChunkedError> {
+        use State::*;
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
             match self.state {
-                State::Size => {
-                    if let Some(d) = hex_val(b) {
-                        self.digits += 1;
-                        if self.digits > 16 {
-                            return Err(ChunkedError::Invalid);
-                        }
-                        self.size = (self.size << 4) | u64::from(d);
-                        i += 1;
-                    } else if self.digits == 0 {
-                        return Err(ChunkedError::Invalid);
-                    } else {
-                        self.line_len = self.digits;
-                        self.state = State::Ext;
-                    }
-                }
-                State::Ext => {
-                    i += 1;
-                    self.line_len += 1;
-                    if self.line_len > MAX_SIZE_LINE {
-                        return Err(ChunkedError::Invalid);
-                    }
-                    match b {
-                        b'\r' => self.state = State::SizeLf,
-                        b'\n' => self.end_size_line()?,
-                        _ => {}
-                    }
-                }
-                State::SizeLf => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::Invalid);
-                    }
-                    i += 1;
-                    self.end_size_line()?;
-                }
-                State::Data => {
+                Data => {
                     let avail = (input.len() - i) as u64;
                     let take = avail.min(self.size) as usize;
                     out.extend_from_slice(&input[i..i + take]);
                     i += take;
                     self.size -= take as u64;
                     if self.size == 0 {
-                        self.state = State::DataCr;
+                        self.state = DataCr;
+                    }
+                    continue;
+                }
+                Done => return Ok((i, Progress::Done)),
+                _ => {}
+            }
+            i += 1;
+            self.state = match self.state {
+                Size => {
+                    self.size_line_byte()?;
+                    if let Some(d) = hex_val(b) {
+                        // chunk-size overflowing 64 bits is invalid, not merely too large.
+                        if self.size >> 60 != 0 {
+                            return Err(ChunkedError::Invalid);
+                        }
+                        self.size = (self.size << 4) | u64::from(d);
+                        Size
+                    } else if self.line_len == 1 {
+                        return Err(ChunkedError::Invalid);
+                    } else {
+                        match b {
+                            b'\r' => SizeLf,
+                            b';' => self.ext_byte(ExtPreName)?,
+                            b' ' | b'\t' => self.ext_byte(ExtBws)?,
+                            _ => return Err(ChunkedError::Invalid),
+                        }
                     }
                 }
-                State::DataCr => {
-                    i += 1;
+                ExtBws => match b {
+                    b' ' | b'\t' => self.ext_byte(ExtBws)?,
+                    b';' => self.ext_byte(ExtPreName)?,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                ExtPreName => match b {
+                    b' ' | b'\t' => self.ext_byte(ExtPreName)?,
+                    b if is_tchar(b) => self.ext_byte(ExtName)?,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                ExtName => match b {
+                    b if is_tchar(b) => self.ext_byte(ExtName)?,
+                    b'=' => self.ext_byte(ExtPreValue)?,
+                    b';' => self.ext_byte(ExtPreName)?,
+                    b' ' | b'\t' => self.ext_byte(ExtAfterName)?,
+                    b'\r' => SizeLf,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                ExtAfterName => match b {
+                    b' ' | b'\t' => self.ext_byte(ExtAfterName)?,
+                    b'=' => self.ext_byte(ExtPreValue)?,
+                    b';' => self.ext_byte(ExtPreName)?,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                ExtPreValue => match b {
+                    b' ' | b'\t' => self.ext_byte(ExtPreValue)?,
+                    b'"' => self.ext_byte(ExtQuoted)?,
+                    b if is_tchar(b) => self.ext_byte(ExtToken)?,
+                    // An empty value (`;a=`) is tolerated: not in the grammar, but harmless
+                    // and sent by some encoders.
+                    b';' => self.ext_byte(ExtPreName)?,
+                    b'\r' => SizeLf,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                ExtToken => match b {
+                    b if is_tchar(b) => self.ext_byte(ExtToken)?,
+                    b';' => self.ext_byte(ExtPreName)?,
+                    b' ' | b'\t' => self.ext_byte(ExtBws)?,
+                    b'\r' => SizeLf,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                ExtQuoted => match b {
+                    b'"' => self.ext_byte(ExtAfterQuoted)?,
+                    b'\\' => self.ext_byte(ExtQuotedPair)?,
+                    // qdtext
+                    b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => {
+                        self.ext_byte(ExtQuoted)?
+                    }
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                ExtQuotedPair => match b {
+                    b'\t' | b' '..=0x7e | 0x80..=0xff => self.ext_byte(ExtQuoted)?,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                ExtAfterQuoted => match b {
+                    b';' => self.ext_byte(ExtPreName)?,
+                    b' ' | b'\t' => self.ext_byte(ExtBws)?,
+                    b'\r' => SizeLf,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                SizeLf => {
+                    if b != b'\n' {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    self.end_size_line()?
+                }
+                DataCr => {
+                    if b != b'\r' {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    DataLf
+                }
+                DataLf => {
+                    if b != b'\n' {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    Size
+                }
+                TrailerStart => {
+                    self.trailer_byte()?;
                     match b {
-                        b'\r' => self.state = State::DataLf,
-                        b'\n' => self.state = State::Size,
+                        b'\r' => EndLf,
+                        b if is_tchar(b) => TrailerName,
                         _ => return Err(ChunkedError::Invalid),
                     }
                 }
-                State::DataLf => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::Invalid);
-                    }
-                    i += 1;
-                    self.state = State::Size;
-                }
-                State::Trailer => {
-                    i += 1;
-                    self.trailer_bytes += 1;
-                    if self.trailer_bytes > MAX_TRAILER_BYTES {
-                        return Err(ChunkedError::Invalid);
-                    }
+                TrailerName => {
+                    self.trailer_byte()?;
                     match b {
-                        b'\r' => self.state = State::TrailerLf,
-                        b'\n' => {
-                            if self.end_trailer_line() {
-                                return Ok((i, Progress::Done));
-                            }
-                        }
-                        _ => self.line_len += 1,
+                        b if is_tchar(b) => TrailerName,
+                        b':' => TrailerValue,
+                        _ => return Err(ChunkedError::Invalid),
                     }
                 }
-                State::TrailerLf => {
+                TrailerValue => {
+                    self.trailer_byte()?;
+                    match b {
+                        b'\r' => TrailerLf,
+                        b'\t' | b' '..=0x7e | 0x80..=0xff => TrailerValue,
+                        _ => return Err(ChunkedError::Invalid),
+                    }
+                }
+                TrailerLf => {
                     if b != b'\n' {
                         return Err(ChunkedError::Invalid);
                     }
-                    i += 1;
-                    if self.end_trailer_line() {
-                        return Ok((i, Progress::Done));
-                    }
-                    self.state = State::Trailer;
+                    TrailerStart
                 }
-                State::Done => return Ok((i, Progress::Done)),
-            }
+                EndLf => {
+                    if b != b'\n' {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    self.state = Done;
+                    return Ok((i, Progress::Done));
+                }
+                Data | Done => unreachable!("handled above"),
+            };
         }
-        let p = if self.state == State::Done {
+        let p = if self.state == Done {
             Progress::Done
         } else {
             Progress::NeedMore
@@ -180,34 +270,48 @@ impl ChunkedDecoder {
         Ok((i, p))
     }
 
-    fn end_size_line(&mut self) -> Result<(), ChunkedError> {
-        if self.size == 0 {
-            self.state = State::Trailer;
-            self.line_len = 0;
-        } else {
-            self.total = self
-                .total
-                .checked_add(self.size)
-                .ok_or(ChunkedError::TooLarge)?;
-            if self.total > self.max_body {
-                return Err(ChunkedError::TooLarge);
-            }
-            self.state = State::Data;
+    /// Counts a byte of the size line (digits and extensions) against its bound.
+    fn size_line_byte(&mut self) -> Result<(), ChunkedError> {
+        self.line_len += 1;
+        if self.line_len > MAX_SIZE_LINE {
+            return Err(ChunkedError::Invalid);
         }
-        self.digits = 0;
         Ok(())
     }
 
-    /// An empty line ends the trailer section (and the body).
-    fn end_trailer_line(&mut self) -> bool {
-        let empty = self.line_len == 0;
-        self.line_len = 0;
-        if empty {
-            self.state = State::Done;
-        } else {
-            self.state = State::Trailer;
+    /// Counts an extension byte against the line and per-body bounds; returns `next`.
+    fn ext_byte(&mut self, next: State) -> Result<State, ChunkedError> {
+        if self.state != State::Size {
+            self.size_line_byte()?;
         }
-        empty
+        self.ext_bytes += 1;
+        if self.ext_bytes > MAX_EXT_BYTES {
+            return Err(ChunkedError::Invalid);
+        }
+        Ok(next)
+    }
+
+    fn trailer_byte(&mut self) -> Result<(), ChunkedError> {
+        self.trailer_bytes += 1;
+        if self.trailer_bytes > MAX_TRAILER_BYTES {
+            return Err(ChunkedError::Invalid);
+        }
+        Ok(())
+    }
+
+    fn end_size_line(&mut self) -> Result<State, ChunkedError> {
+        self.line_len = 0;
+        if self.size == 0 {
+            return Ok(State::TrailerStart);
+        }
+        self.total = self
+            .total
+            .checked_add(self.size)
+            .ok_or(ChunkedError::TooLarge)?;
+        if self.total > self.max_body {
+            return Err(ChunkedError::TooLarge);
+        }
+        Ok(State::Data)
     }
 }
 
@@ -218,6 +322,28 @@ fn hex_val(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
+}
+
+/// RFC 9110 §5.6.2 tchar.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 #[cfg(test)]
@@ -286,6 +412,65 @@ mod tests {
         long_ext.extend(std::iter::repeat_n(b'a', 2000));
         let mut d = ChunkedDecoder::new(1 << 20);
         assert!(d.decode(&long_ext, &mut BytesMut::new()).is_err());
+    }
+
+    #[test]
+    fn extensions_follow_the_grammar() {
+        for ok in [
+            &b"5;a\r\nhello\r\n0\r\n\r\n"[..],
+            b"5 ; a = b ;c\r\nhello\r\n0;z=\"q\\\"\"\r\n\r\n",
+            b"5;a=\"x y\" ;b\r\nhello\r\n0\r\n\r\n",
+            b"00000000000000000000000005\r\nhello\r\n0\r\n\r\n",
+            b"5;a=;b=\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let (out, _) = decode_all(ok, 100).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+            assert_eq!(out, b"hello", "{ok:?}");
+        }
+        for bad in [
+            &b"5;\r\n"[..],
+            b"5 \r\n",
+            b"5;a b\r\n",
+            b"5;a=\"x\r\n",
+            b"5;a=b c\r\n",
+            b"5;a\x00\r\n",
+            b"5;a\n",
+            b"5\n",
+            b"5x\r\n",
+            b"5\r\nhello\n",
+            b"5\r\nhello\r\n0\n",
+            b"0\r\n\n",
+            b"0\r\nno colon\r\n",
+            b"0\r\n X: folded\r\n",
+            b"0\r\nX: a\x01\r\n",
+            b"0\r\nX: a\rb\r\n",
+            b"fffffffffffffffff\r\n",
+        ] {
+            let mut d = ChunkedDecoder::new(1 << 20);
+            assert_eq!(
+                d.decode(bad, &mut BytesMut::new()).unwrap_err(),
+                ChunkedError::Invalid,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn extensions_are_bounded_per_body() {
+        let mut enc = Vec::new();
+        for _ in 0..40 {
+            enc.extend_from_slice(b"1;e=");
+            enc.extend(std::iter::repeat_n(b'y', 500));
+            enc.extend_from_slice(b"\r\nx\r\n");
+        }
+        let mut d = ChunkedDecoder::new(1 << 20);
+        assert_eq!(
+            d.decode(&enc, &mut BytesMut::new()).unwrap_err(),
+            ChunkedError::Invalid
+        );
+        // 30 of them (15 KiB) are fine.
+        enc.truncate(enc.len() / 40 * 30);
+        enc.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(decode_all(&enc, 1 << 20).unwrap().0, vec![b'x'; 30]);
     }
 
     proptest! {

@@ -3,10 +3,17 @@
 //! monoio-http has no header or body limits and no `Expect: 100-continue`, so the inbound
 //! side parses heads itself. The head bytes are kept as one `Bytes` and every header is a
 //! pair of offsets into it: parsing allocates nothing per header.
+//!
+//! Strictness follows RFC 9112 point by point (the table is in docs/security.md, "HTTP/1.1
+//! strictness (RFC 9112)"): httparse checks the request-line and field syntax (single SP,
+//! token method, no whitespace before a colon, no obs-fold, no CTLs in values, no bare CR);
+//! [`RequestHead::parse`] adds the version rules, the request-target forms and the body
+//! framing rules of §6; [`RequestHead::check_host`] the `Host` rules of §3.2, which the
+//! server applies to every request it reads.
 
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::metrics::RejectReason;
 
@@ -39,19 +46,49 @@ impl Method {
     }
 }
 
+/// The form of the request-target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    /// `/path?query`: every route.
+    Origin,
+    /// `http://authority/path?query` (§3.2.2): routed on its path, Host from the target.
+    Absolute,
+    /// `host:port`, CONNECT only (§3.2.3).
+    Authority,
+    /// `*`, OPTIONS only (§3.2.4).
+    Asterisk,
+}
+
 /// Why a head was refused; each maps to one status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HeadError {
     #[error("request header fields too large")]
     TooLarge,
+    /// The request line alone exceeds the head limit (the server decides this one).
+    #[error("URI too long")]
+    UriTooLong,
     #[error("too many header fields")]
     TooManyHeaders,
     #[error("malformed request head")]
     Malformed,
+    #[error("HTTP version not supported")]
+    VersionNotSupported,
+    #[error("invalid request-target")]
+    BadTarget,
+    #[error("missing required Host header")]
+    MissingHost,
+    #[error("too many Host headers")]
+    DuplicateHost,
+    #[error("malformed Host header")]
+    InvalidHost,
     #[error("invalid Content-Length")]
     BadContentLength,
     #[error("both Transfer-Encoding and Content-Length")]
     AmbiguousLength,
+    /// chunked missing, not final, repeated, or Transfer-Encoding on HTTP/1.0.
+    #[error("invalid Transfer-Encoding")]
+    BadTransferEncoding,
+    /// chunked is final but another coding precedes it.
     #[error("unsupported Transfer-Encoding")]
     UnsupportedTransferEncoding,
     #[error("unsupported Expect")]
@@ -62,16 +99,27 @@ impl HeadError {
     pub fn status(self) -> u16 {
         match self {
             HeadError::TooLarge | HeadError::TooManyHeaders => 431,
+            HeadError::UriTooLong => 414,
+            HeadError::VersionNotSupported => 505,
             HeadError::UnsupportedTransferEncoding => 501,
             HeadError::UnsupportedExpect => 417,
-            HeadError::Malformed | HeadError::BadContentLength | HeadError::AmbiguousLength => 400,
+            HeadError::Malformed
+            | HeadError::BadTarget
+            | HeadError::MissingHost
+            | HeadError::DuplicateHost
+            | HeadError::InvalidHost
+            | HeadError::BadContentLength
+            | HeadError::AmbiguousLength
+            | HeadError::BadTransferEncoding => 400,
         }
     }
 
     /// Why the request is refused, for the rejected-requests metric.
     pub fn reason(self) -> RejectReason {
         match self {
-            HeadError::TooLarge | HeadError::TooManyHeaders => RejectReason::HeaderTooLarge,
+            HeadError::TooLarge | HeadError::TooManyHeaders | HeadError::UriTooLong => {
+                RejectReason::HeaderTooLarge
+            }
             HeadError::UnsupportedTransferEncoding => RejectReason::UnsupportedTransferEncoding,
             HeadError::UnsupportedExpect => RejectReason::UnsupportedExpect,
             _ => RejectReason::BadRequest,
@@ -91,9 +139,16 @@ pub enum BodyFraming {
 pub struct RequestHead {
     raw: Bytes,
     pub method: Method,
+    /// The path (for absolute-form the target's path; empty there means `/`).
     path: Range<u32>,
     query: Option<Range<u32>>,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    target_form: TargetForm,
+    /// The authority of an absolute-form or authority-form target.
+    authority: Option<Range<u32>>,
+    /// The first `Host` field value and how many `Host` lines there were.
+    host_field: Option<Range<u32>>,
+    host_lines: u8,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1 (and for HTTP/1.2+, processed as 1.1).
     pub minor_version: u8,
     headers: Vec<(Range<u32>, Range<u32>)>,
     pub framing: BodyFraming,
@@ -121,7 +176,10 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 impl RequestHead {
-    /// Parses a complete head (`raw` ends at the blank line, see [`find_head_end`]).
+    /// Parses a complete head (`raw` ends at the blank line, see [`find_head_end`]): syntax,
+    /// version, request-target and body framing. The `Host` rules are [`check_host`]'s.
+    ///
+    /// [`check_host`]: RequestHead::check_host
     pub fn parse(raw: Bytes) -> Result<Self, HeadError> {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut slots);
@@ -129,6 +187,11 @@ impl RequestHead {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(HeadError::Malformed),
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+            Err(httparse::Error::Version) => {
+                // Rare path: HTTP/1.2+ is parsed again as HTTP/1.1, another major is 505.
+                let as_http11 = newer_minor_as_http11(&raw)?;
+                return Self::parse(as_http11);
+            }
             Err(_) => return Err(HeadError::Malformed),
         }
         let base = raw.as_ptr() as usize;
@@ -136,36 +199,34 @@ impl RequestHead {
             let start = s.as_ptr() as usize - base;
             start as u32..(start + s.len()) as u32
         };
-        let method = Method::from_str(req.method.unwrap_or(""));
-        let target = req.path.unwrap_or("");
-        let (path, query) = match target.find('?') {
-            Some(q) => {
-                let p = off(&target.as_bytes()[..q]);
-                let qs = off(&target.as_bytes()[q + 1..]);
-                (p, Some(qs))
-            }
-            None => (off(target.as_bytes()), None),
-        };
+        let method_str = req.method.unwrap_or("");
+        let method = Method::from_str(method_str);
+        let target = Target::classify(method_str, req.path.unwrap_or("").as_bytes())?;
         let minor_version = req.version.unwrap_or(1);
         let mut headers = Vec::with_capacity(req.headers.len());
         let mut content_length: Option<u64> = None;
-        let mut chunked = false;
-        let mut te_seen = false;
+        let mut te = TransferCodings::default();
         let mut expect_continue = false;
         let mut conn_close = false;
         let mut conn_keep_alive = false;
+        let mut host_field = None;
+        let mut host_lines = 0u8;
         for h in req.headers.iter() {
             headers.push((off(h.name.as_bytes()), off(h.value)));
             let name = h.name.as_bytes();
-            if name.eq_ignore_ascii_case(b"content-length") {
+            if name.eq_ignore_ascii_case(b"host") {
+                host_lines = host_lines.saturating_add(1);
+                if host_field.is_none() {
+                    host_field = Some(off(h.value));
+                }
+            } else if name.eq_ignore_ascii_case(b"content-length") {
                 let v = parse_content_length(h.value)?;
                 if content_length.is_some_and(|c| c != v) {
                     return Err(HeadError::BadContentLength);
                 }
                 content_length = Some(v);
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                te_seen = true;
-                chunked = transfer_encoding_is_chunked(h.value, chunked)?;
+                te.add(h.value);
             } else if name.eq_ignore_ascii_case(b"expect") {
                 if trim(h.value).eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = true;
@@ -180,13 +241,7 @@ impl RequestHead {
                 }
             }
         }
-        // RFC 9112 §6.1: a request with both is a smuggling vector; refuse it.
-        if te_seen && content_length.is_some() {
-            return Err(HeadError::AmbiguousLength);
-        }
-        if te_seen && (!chunked || minor_version == 0) {
-            return Err(HeadError::UnsupportedTransferEncoding);
-        }
+        let chunked = te.check(minor_version, content_length.is_some())?;
         let framing = match (chunked, content_length) {
             (true, _) => BodyFraming::Chunked,
             (false, Some(0)) | (false, None) => BodyFraming::None,
@@ -198,25 +253,47 @@ impl RequestHead {
             !conn_close
         };
         Ok(Self {
-            raw,
             method,
-            path,
-            query,
+            path: off(target.path),
+            query: target.query.map(off),
+            target_form: target.form,
+            authority: target.authority.map(off),
+            host_field,
+            host_lines,
             minor_version,
             headers,
             framing,
             expect_continue: expect_continue && minor_version >= 1 && framing != BodyFraming::None,
             keep_alive,
+            raw,
         })
+    }
+
+    /// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, any request with more than one
+    /// `Host` line, or with an invalid `Host` value is refused with 400. HTTP/1.0 may omit
+    /// it. (Kept apart from [`parse`](RequestHead::parse) so that heads built in tests of
+    /// other layers need not carry a `Host`.)
+    pub fn check_host(&self) -> Result<(), HeadError> {
+        match (self.host_lines, &self.host_field) {
+            (0, _) if self.minor_version == 0 => Ok(()),
+            (0, _) => Err(HeadError::MissingHost),
+            (1, Some(v)) if valid_host(self.slice(v), false) => Ok(()),
+            (1, _) => Err(HeadError::InvalidHost),
+            _ => Err(HeadError::DuplicateHost),
+        }
     }
 
     fn slice(&self, r: &Range<u32>) -> &[u8] {
         &self.raw[r.start as usize..r.end as usize]
     }
 
-    /// The path without the query string. httparse only accepts visible ASCII in the target,
-    /// so this is always valid UTF-8.
+    /// The path without the query string (`/` for an absolute-form target with an empty
+    /// path, `*` for asterisk-form, empty for authority-form). httparse only accepts
+    /// visible ASCII and valid UTF-8 in the target, so this is always valid UTF-8.
     pub fn path(&self) -> &str {
+        if self.path.is_empty() && self.target_form == TargetForm::Absolute {
+            return "/";
+        }
         std::str::from_utf8(self.slice(&self.path)).unwrap_or("")
     }
 
@@ -225,6 +302,19 @@ impl RequestHead {
         self.query
             .as_ref()
             .and_then(|q| std::str::from_utf8(self.slice(q)).ok())
+    }
+
+    pub fn target_form(&self) -> TargetForm {
+        self.target_form
+    }
+
+    /// The host the request is for: the target's authority for absolute-form (RFC 9112
+    /// §3.2.2: the `Host` field is then ignored), else the `Host` field.
+    pub fn host(&self) -> Option<&[u8]> {
+        self.authority
+            .as_ref()
+            .or(self.host_field.as_ref())
+            .map(|r| self.slice(r))
     }
 
     /// The first value of a header (case-insensitive name).
@@ -255,12 +345,215 @@ impl RequestHead {
     }
 }
 
+/// The length of the empty lines (CRLF or LF) at the start of `buf`, which a server ignores
+/// before a request-line (RFC 9112 §2.2). A CR at the very end is left for the next read.
+pub fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match (buf.get(i), buf.get(i + 1)) {
+            (Some(b'\n'), _) => i += 1,
+            (Some(b'\r'), Some(b'\n')) => i += 2,
+            _ => return i,
+        }
+    }
+}
+
+/// Called when httparse refused the version: `HTTP/1.x` with x >= 2 is processed as
+/// HTTP/1.1 (RFC 9110 §2.5: the highest minor version of the major we implement), so a
+/// copy with the version rewritten is returned; `HTTP/d.d` of another major is 505; any
+/// other version is malformed. The request line must otherwise be well formed (exactly two
+/// SP), which also guarantees the copy parses past the version.
+fn newer_minor_as_http11(raw: &[u8]) -> Result<Bytes, HeadError> {
+    let start = leading_empty_lines(raw);
+    let rest = &raw[start..];
+    let eol = rest
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or(HeadError::Malformed)?;
+    let line = rest[..eol].strip_suffix(b"\r").unwrap_or(&rest[..eol]);
+    if line.iter().filter(|b| **b == b' ').count() != 2 {
+        return Err(HeadError::Malformed);
+    }
+    let sp = line
+        .iter()
+        .rposition(|b| *b == b' ')
+        .ok_or(HeadError::Malformed)?;
+    let v = &line[sp + 1..];
+    let [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] = *v else {
+        return Err(HeadError::Malformed);
+    };
+    if !major.is_ascii_digit() || !minor.is_ascii_digit() {
+        return Err(HeadError::Malformed);
+    }
+    if major != b'1' {
+        return Err(HeadError::VersionNotSupported);
+    }
+    if minor < b'2' {
+        // 1.0 and 1.1 were refused for another reason; never loop.
+        return Err(HeadError::Malformed);
+    }
+    let mut copy = BytesMut::from(raw);
+    copy[start + sp + 1 + 7] = b'1';
+    Ok(copy.freeze())
+}
+
+/// A classified request-target, as slices of the head.
+struct Target<'a> {
+    form: TargetForm,
+    path: &'a [u8],
+    query: Option<&'a [u8]>,
+    authority: Option<&'a [u8]>,
+}
+
+impl<'a> Target<'a> {
+    /// RFC 9112 §3.2: origin-form for every method but CONNECT, absolute-form (`http` or
+    /// `https`, no userinfo, non-empty host), authority-form for CONNECT only, asterisk-form
+    /// for OPTIONS only.
+    fn classify(method: &str, t: &'a [u8]) -> Result<Self, HeadError> {
+        if method == "CONNECT" {
+            // host ":" port, the port not empty.
+            return match t.iter().rposition(|b| *b == b':') {
+                Some(c) if c + 1 < t.len() && valid_host(t, true) => Ok(Target {
+                    form: TargetForm::Authority,
+                    path: &t[..0],
+                    query: None,
+                    authority: Some(t),
+                }),
+                _ => Err(HeadError::BadTarget),
+            };
+        }
+        match t.first() {
+            Some(b'/') => {
+                let (path, query) = split_query(t);
+                Ok(Target {
+                    form: TargetForm::Origin,
+                    path,
+                    query,
+                    authority: None,
+                })
+            }
+            Some(b'*') if t.len() == 1 => {
+                if method == "OPTIONS" {
+                    Ok(Target {
+                        form: TargetForm::Asterisk,
+                        path: t,
+                        query: None,
+                        authority: None,
+                    })
+                } else {
+                    Err(HeadError::BadTarget)
+                }
+            }
+            _ => {
+                let after_scheme = strip_prefix_ci(t, b"http://")
+                    .or_else(|| strip_prefix_ci(t, b"https://"))
+                    .ok_or(HeadError::BadTarget)?;
+                let end = after_scheme
+                    .iter()
+                    .position(|b| matches!(b, b'/' | b'?'))
+                    .unwrap_or(after_scheme.len());
+                let (authority, rest) = after_scheme.split_at(end);
+                // RFC 9110 §4.2.1: an empty host is invalid; §4.2.4: userinfo is an error
+                // (valid_host refuses '@').
+                if authority.is_empty() || authority[0] == b':' || !valid_host(authority, false) {
+                    return Err(HeadError::BadTarget);
+                }
+                let (path, query) = split_query(rest);
+                Ok(Target {
+                    form: TargetForm::Absolute,
+                    path,
+                    query,
+                    authority: Some(authority),
+                })
+            }
+        }
+    }
+}
+
+fn split_query(t: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match t.iter().position(|b| *b == b'?') {
+        Some(q) => (&t[..q], Some(&t[q + 1..])),
+        None => (t, None),
+    }
+}
+
+fn strip_prefix_ci<'a>(t: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (t.len() >= prefix.len() && t[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &t[prefix.len()..])
+}
+
+/// RFC 3986 unreserved / sub-delims.
+fn is_host_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2), uri-host being an IP-literal in brackets or a
+/// reg-name (unreserved, sub-delims, %HH; IPv4 addresses are reg-names syntactically), port
+/// `*DIGIT`. With `need_port` the `:port` must be there.
+fn valid_host(v: &[u8], need_port: bool) -> bool {
+    let host_end = if v.first() == Some(&b'[') {
+        let Some(close) = v.iter().position(|b| *b == b']') else {
+            return false;
+        };
+        // IPv6address / IPvFuture (and an RFC 6874 zone), loosely: their characters only.
+        let lit = &v[1..close];
+        if lit.is_empty()
+            || !lit
+                .iter()
+                .all(|b| is_host_char(*b) || matches!(b, b':' | b'%'))
+        {
+            return false;
+        }
+        close + 1
+    } else {
+        let end = v.iter().position(|b| *b == b':').unwrap_or(v.len());
+        let host = &v[..end];
+        let mut i = 0;
+        while i < host.len() {
+            match host[i] {
+                b'%' => {
+                    let hex = |j: usize| host.get(j).is_some_and(u8::is_ascii_hexdigit);
+                    if !(hex(i + 1) && hex(i + 2)) {
+                        return false;
+                    }
+                    i += 3;
+                }
+                b if is_host_char(b) => i += 1,
+                _ => return false,
+            }
+        }
+        end
+    };
+    match &v[host_end..] {
+        [] => !need_port,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
 fn trim(v: &[u8]) -> &[u8] {
     v.trim_ascii()
 }
 
-/// Digits only, at most 19 (fits u64); a list like `5, 5` is tolerated when the values agree,
-/// as Go does.
+/// Digits only, at most 19 (fits u64); a list like `5, 5` is accepted when the values agree
+/// (RFC 9110 §8.6 allows it; repeated lines are compared by the caller).
 fn parse_content_length(v: &[u8]) -> Result<u64, HeadError> {
     let mut result: Option<u64> = None;
     for part in v.split(|b| *b == b',') {
@@ -277,26 +570,54 @@ fn parse_content_length(v: &[u8]) -> Result<u64, HeadError> {
     result.ok_or(HeadError::BadContentLength)
 }
 
-/// `chunked` must be the last coding; any other coding (gzip, compress) is not supported for
-/// requests (Go answers 501 too).
-fn transfer_encoding_is_chunked(v: &[u8], already: bool) -> Result<bool, HeadError> {
-    let mut chunked = already;
-    for tok in v.split(|b| *b == b',') {
-        let tok = trim(tok);
-        if tok.is_empty() {
-            continue;
-        }
-        if chunked {
-            // Anything after `chunked` means chunked is not final.
-            return Err(HeadError::UnsupportedTransferEncoding);
-        }
-        if tok.eq_ignore_ascii_case(b"chunked") {
-            chunked = true;
-        } else {
-            return Err(HeadError::UnsupportedTransferEncoding);
+/// The transfer codings of every `Transfer-Encoding` line, in order.
+#[derive(Default)]
+struct TransferCodings {
+    seen: bool,
+    /// The last coding is chunked.
+    chunked_last: bool,
+    chunked_count: u32,
+    /// A coding other than chunked appears.
+    other: bool,
+}
+
+impl TransferCodings {
+    fn add(&mut self, v: &[u8]) {
+        self.seen = true;
+        // Empty list elements are ignored (RFC 9110 §5.6.1).
+        for tok in v.split(|b| *b == b',').map(trim).filter(|t| !t.is_empty()) {
+            if tok.eq_ignore_ascii_case(b"chunked") {
+                self.chunked_count += 1;
+                self.chunked_last = true;
+            } else {
+                self.other = true;
+                self.chunked_last = false;
+            }
         }
     }
-    Ok(chunked)
+
+    /// Whether the body is chunked, or why the framing is refused (RFC 9112 §6.1, §6.3):
+    /// Transfer-Encoding on HTTP/1.0, or with Content-Length, or without chunked as the
+    /// final coding (or chunked twice) is 400; a coding we do not implement before chunked
+    /// is 501. The server closes after each of these.
+    fn check(&self, minor_version: u8, content_length: bool) -> Result<bool, HeadError> {
+        if !self.seen {
+            return Ok(false);
+        }
+        if minor_version == 0 {
+            return Err(HeadError::BadTransferEncoding);
+        }
+        if content_length {
+            return Err(HeadError::AmbiguousLength);
+        }
+        if !self.chunked_last || self.chunked_count > 1 {
+            return Err(HeadError::BadTransferEncoding);
+        }
+        if self.other {
+            return Err(HeadError::UnsupportedTransferEncoding);
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -407,5 +728,163 @@ mod tests {
         s.push_str("\r\n");
         assert_eq!(parse(&s).unwrap_err(), HeadError::TooManyHeaders);
         assert_eq!(HeadError::TooManyHeaders.status(), 431);
+    }
+
+    #[test]
+    fn transfer_coding_rules() {
+        let te = |v: &str, version: &str| {
+            parse(&format!(
+                "POST / {version}\r\nTransfer-Encoding: {v}\r\n\r\n"
+            ))
+            .map(|h| h.framing)
+        };
+        assert_eq!(te("Chunked", "HTTP/1.1"), Ok(BodyFraming::Chunked));
+        assert_eq!(te(" , chunked,", "HTTP/1.1"), Ok(BodyFraming::Chunked));
+        for bad in [
+            "gzip",
+            "chunked, gzip",
+            "chunked, chunked",
+            "",
+            "chunked;a=b",
+        ] {
+            assert_eq!(
+                te(bad, "HTTP/1.1"),
+                Err(HeadError::BadTransferEncoding),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            te("x, chunked", "HTTP/1.1"),
+            Err(HeadError::UnsupportedTransferEncoding)
+        );
+        assert_eq!(
+            te("chunked", "HTTP/1.0"),
+            Err(HeadError::BadTransferEncoding)
+        );
+        assert_eq!(
+            parse(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            .unwrap_err(),
+            HeadError::BadTransferEncoding
+        );
+        assert_eq!(HeadError::BadTransferEncoding.status(), 400);
+        assert_eq!(HeadError::UnsupportedTransferEncoding.status(), 501);
+    }
+
+    #[test]
+    fn versions() {
+        let h = parse("GET /a HTTP/1.2\r\nHost: x\r\nX-A: b\r\n\r\n").unwrap();
+        assert_eq!((h.minor_version, h.path(), h.keep_alive), (1, "/a", true));
+        assert_eq!(h.header("x-a"), Some(&b"b"[..]));
+        let h = parse("\r\nGET /a HTTP/1.9\nHost: x\n\n").unwrap();
+        assert_eq!(h.minor_version, 1);
+        for v in ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1"] {
+            assert_eq!(
+                parse(&format!("GET / {v}\r\n\r\n")).unwrap_err(),
+                HeadError::VersionNotSupported,
+                "{v}"
+            );
+        }
+        assert_eq!(
+            parse("PRI * HTTP/2.0\r\n\r\n").unwrap_err(),
+            HeadError::VersionNotSupported
+        );
+        for v in ["HTTP/1.10", "http/1.1", "HTTP/1", "HTTP/1.1 x", "HTTP/1.x"] {
+            assert_eq!(
+                parse(&format!("GET / {v}\r\n\r\n")).unwrap_err(),
+                HeadError::Malformed,
+                "{v}"
+            );
+        }
+        assert_eq!(
+            parse("GET / x HTTP/1.2\r\n\r\n").unwrap_err(),
+            HeadError::Malformed
+        );
+        assert_eq!(HeadError::VersionNotSupported.status(), 505);
+    }
+
+    #[test]
+    fn target_forms() {
+        let h =
+            parse("GET http://Example.com:8080/-/ready?x=1 HTTP/1.1\r\nHost: y\r\n\r\n").unwrap();
+        assert_eq!(h.target_form(), TargetForm::Absolute);
+        assert_eq!((h.path(), h.query()), ("/-/ready", Some("x=1")));
+        assert_eq!(h.host(), Some(&b"Example.com:8080"[..]));
+        let h = parse("GET https://h?q HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!((h.path(), h.query()), ("/", Some("q")));
+        let h = parse("GET /p HTTP/1.1\r\nHost: y\r\n\r\n").unwrap();
+        assert_eq!(
+            (h.target_form(), h.host()),
+            (TargetForm::Origin, Some(&b"y"[..]))
+        );
+        let h = parse("OPTIONS * HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!((h.target_form(), h.path()), (TargetForm::Asterisk, "*"));
+        let h = parse("CONNECT [::1]:443 HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!((h.target_form(), h.path()), (TargetForm::Authority, ""));
+        assert_eq!(h.host(), Some(&b"[::1]:443"[..]));
+        for bad in [
+            "GET * HTTP/1.1",
+            "GET h:80 HTTP/1.1",
+            "GET http:/h/ HTTP/1.1",
+            "GET http:// HTTP/1.1",
+            "GET http://u@h/ HTTP/1.1",
+            "GET http://:80/ HTTP/1.1",
+            "GET ftp://h/ HTTP/1.1",
+            "CONNECT / HTTP/1.1",
+            "CONNECT h HTTP/1.1",
+            "CONNECT h: HTTP/1.1",
+            "CONNECT http://h:1/ HTTP/1.1",
+            "OPTIONS ** HTTP/1.1",
+        ] {
+            assert_eq!(
+                parse(&format!("{bad}\r\n\r\n")).unwrap_err(),
+                HeadError::BadTarget,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_rules() {
+        let check = |s: &str| parse(s).unwrap().check_host();
+        assert_eq!(check("GET / HTTP/1.1\r\nHost: a:1\r\n\r\n"), Ok(()));
+        assert_eq!(check("GET / HTTP/1.0\r\n\r\n"), Ok(()));
+        assert_eq!(check("GET / HTTP/1.1\r\n\r\n"), Err(HeadError::MissingHost));
+        assert_eq!(
+            check("GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n"),
+            Err(HeadError::DuplicateHost)
+        );
+        assert_eq!(
+            check("GET http://a/ HTTP/1.1\r\n\r\n"),
+            Err(HeadError::MissingHost)
+        );
+        for ok in [
+            "",
+            "a.b",
+            "a:",
+            "1.2.3.4:80",
+            "[::1]",
+            "[v1.x]:9",
+            "[fe80::1%25en0]",
+            "%41",
+            "a_b~c",
+        ] {
+            assert!(valid_host(ok.as_bytes(), false), "{ok}");
+        }
+        for bad in [
+            "a b", "a/b", "u@h", "[::1", "[]", "::1", "a:b", "a:1:2", "%4", "%zz", "a\"b", "[::1]x",
+        ] {
+            assert!(!valid_host(bad.as_bytes(), false), "{bad}");
+        }
+        assert!(valid_host(b"h:1", true) && !valid_host(b"h", true));
+    }
+
+    #[test]
+    fn empty_lines() {
+        assert_eq!(leading_empty_lines(b"\r\n\nGET"), 3);
+        assert_eq!(leading_empty_lines(b"\r\n\r"), 2);
+        assert_eq!(leading_empty_lines(b"\rX"), 0);
+        assert_eq!(leading_empty_lines(b""), 0);
     }
 }

@@ -121,6 +121,7 @@ pub fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         411 => "Length Required",
         413 => "Request Entity Too Large",
+        414 => "Request URI Too Long",
         415 => "Unsupported Media Type",
         417 => "Expectation Failed",
         422 => "Unprocessable Entity",

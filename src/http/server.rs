@@ -22,7 +22,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::chunked::{ChunkedDecoder, ChunkedError, Progress};
-use super::head::{BodyFraming, Method, RequestHead, find_head_end};
+use super::head::{
+    BodyFraming, HeadError, Method, RequestHead, find_head_end, leading_empty_lines,
+};
 use super::response::Response;
 use crate::metrics::RejectReason;
 use crate::util::coarse_timer::CoarseTimer;
@@ -315,20 +317,30 @@ async fn serve_one<S: Service>(
     // --- head ---
     let mut scanned = 0;
     let head_end = loop {
+        if scanned == 0 {
+            // RFC 9112 §2.2: empty lines before the request-line are ignored (an old
+            // client's CRLF after a body). When that was all there was, go back to the
+            // idle wait rather than hold the request state.
+            let empty = leading_empty_lines(&c.buf);
+            if empty > 0 {
+                c.buf.advance(empty);
+                if c.buf.is_empty() {
+                    return Next::KeepAlive;
+                }
+            }
+        }
         if let Some(end) = find_head_end(&c.buf, scanned) {
             break end;
         }
         if c.buf.len() >= limits.max_header_bytes {
-            return fail(
-                c,
-                svc,
-                RejectReason::HeaderTooLarge,
-                431,
-                "request header fields too large",
-            )
-            .await;
+            return head_too_large(c, svc, limits.max_header_bytes).await;
         }
-        scanned = c.buf.len();
+        // A lone CR may be the start of an empty line: look at it again with what follows.
+        scanned = if c.buf[..] == b"\r"[..] {
+            0
+        } else {
+            c.buf.len()
+        };
         let want = if c.buf.is_empty() {
             FIRST_READ
         } else {
@@ -346,17 +358,12 @@ async fn serve_one<S: Service>(
         }
     };
     if head_end > limits.max_header_bytes {
-        return fail(
-            c,
-            svc,
-            RejectReason::HeaderTooLarge,
-            431,
-            "request header fields too large",
-        )
-        .await;
+        return head_too_large(c, svc, limits.max_header_bytes).await;
     }
     let head_bytes = c.buf.split_to(head_end).freeze();
-    let head = match RequestHead::parse(head_bytes) {
+    // Every refusal of a head closes the connection: after a malformed head the framing
+    // of whatever follows cannot be trusted.
+    let head = match RequestHead::parse(head_bytes).and_then(|h| h.check_host().map(|()| h)) {
         Ok(h) => h,
         Err(e) => return fail(c, svc, e.reason(), e.status(), &e.to_string()).await,
     };
@@ -577,6 +584,22 @@ async fn respond_early<S: Service>(
         (true, true, None) if !head.expect_continue => Next::Linger,
         _ => Next::Close,
     }
+}
+
+/// The head limit was reached: 414 when the request line alone does not fit (RFC 9110
+/// §15.5.15), else 431.
+async fn head_too_large<S: Service>(c: &mut Conn, svc: &Rc<S>, max_header_bytes: usize) -> Next {
+    let line = c
+        .buf
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(c.buf.len());
+    let e = if line >= max_header_bytes {
+        HeadError::UriTooLong
+    } else {
+        HeadError::TooLarge
+    };
+    fail(c, svc, e.reason(), e.status(), &e.to_string()).await
 }
 
 async fn fail<S: Service>(
