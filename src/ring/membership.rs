@@ -6,8 +6,10 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
+
+use prometheus::IntCounter;
 
 use super::desc::InstanceState;
 use super::metrics::RingMetrics;
@@ -23,6 +25,36 @@ pub struct RingState {
     /// `static` or `etcd`.
     pub source: &'static str,
     pub updated_at: SystemTime,
+    /// Each member's `pyrogate_ring_member_requests_total` counters (`sent`, `failed`),
+    /// looked up at its first request instead of at every one.
+    counters: Vec<OnceLock<(IntCounter, IntCounter)>>,
+}
+
+impl RingState {
+    fn new(ring: Ring, generation: u64, source: &'static str, updated_at: SystemTime) -> Self {
+        Self {
+            counters: (0..ring.members.len()).map(|_| OnceLock::new()).collect(),
+            ring,
+            generation,
+            source,
+            updated_at,
+        }
+    }
+
+    /// Member `i`'s request counters (`sent`, `failed`).
+    pub fn member_counters(&self, i: usize, metrics: &RingMetrics) -> (IntCounter, IntCounter) {
+        let lookup = || {
+            let id = self.ring.members.get(i).map_or("", |m| m.id.as_str());
+            (
+                metrics.member_requests.with_label_values(&[id, "sent"]),
+                metrics.member_requests.with_label_values(&[id, "failed"]),
+            )
+        };
+        match self.counters.get(i) {
+            Some(c) => c.get_or_init(lookup).clone(),
+            None => lookup(),
+        }
+    }
 }
 
 pub struct Membership {
@@ -53,12 +85,12 @@ impl Membership {
     ) -> Result<Arc<Self>, String> {
         let metrics = RingMetrics::register(registry).map_err(|e| e.to_string())?;
         let m = Arc::new(Self {
-            state: RwLock::new(Arc::new(RingState {
-                ring: Ring::default(),
-                generation: 0,
-                source: "none",
-                updated_at: SystemTime::UNIX_EPOCH,
-            })),
+            state: RwLock::new(Arc::new(RingState::new(
+                Ring::default(),
+                0,
+                "none",
+                SystemTime::UNIX_EPOCH,
+            ))),
             generation: AtomicU64::new(0),
             placement: Placement {
                 replication_factor: cfg.replication_factor,
@@ -118,12 +150,7 @@ impl Membership {
         }
         let now = SystemTime::now();
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        let state = Arc::new(RingState {
-            ring,
-            generation,
-            source,
-            updated_at: now,
-        });
+        let state = Arc::new(RingState::new(ring, generation, source, now));
         if let Ok(mut g) = self.state.write() {
             *g = state;
         }

@@ -87,10 +87,15 @@ impl Tracker {
                 self.background.inc();
                 return;
             }
-            let carried = s.carries.get(dest).cloned().unwrap_or_default();
+            let State {
+                series,
+                carries,
+                pending,
+                ..
+            } = &mut *s;
             let mut failure: Option<Outcome> = None;
-            for i in carried {
-                let Some(st) = s.series.get_mut(i as usize) else {
+            for i in carries.get(dest).map_or(&[][..], Vec::as_slice) {
+                let Some(st) = series.get_mut(*i as usize) else {
                     continue;
                 };
                 if st.done {
@@ -101,7 +106,7 @@ impl Tracker {
                         st.ok += 1;
                         if st.ok >= st.need {
                             st.done = true;
-                            s.pending -= 1;
+                            *pending -= 1;
                         }
                     }
                     Delivery::Failed(o) => {

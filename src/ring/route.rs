@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::membership::Membership;
+use super::membership::{Membership, RingState};
 use super::model::Ring;
 use super::quorum::{DestSink, Quorum, Tracker};
 use super::token;
@@ -32,11 +32,35 @@ const UNKNOWN_SERVICE: &str = "unknown_service";
 /// Most strings and samples decoded to find sample labels.
 const SPLIT_DECODE_CAP: usize = 1 << 20;
 
-/// One series as the ring sees it: sorted labels and its profiles.
+/// Shorter input is not a profile: Go's gzip sniffing reads a 10-byte header first and
+/// fails on it, and so does the decoder (`pprof::decode_bytes`).
+const MIN_PROFILE_LEN: usize = 10;
+
+/// One series as the ring sees it: its labels sorted by name, its profiles, no annotations
+/// (the series as it is sent to its owners).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RingSeries {
-    pub labels: Vec<(String, String)>,
-    pub samples: Vec<RawSample>,
+    pub series: RawProfileSeries,
+}
+
+impl RingSeries {
+    fn new(labels: Vec<LabelPair>, samples: Vec<RawSample>) -> Self {
+        Self {
+            series: RawProfileSeries {
+                labels,
+                samples,
+                annotations: Vec::new(),
+            },
+        }
+    }
+
+    /// The labels as `(name, value)` pairs, sorted by name.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.series
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+    }
 }
 
 /// The series of a Push, split by sample labels as Pyroscope splits them (profiles that do
@@ -44,45 +68,47 @@ pub struct RingSeries {
 pub fn push_series(req: PushRequest, max_decoded: usize) -> Vec<RingSeries> {
     let mut out = Vec::with_capacity(req.series.len());
     for s in req.series {
-        let mut labels: Vec<(String, String)> =
-            s.labels.into_iter().map(|l| (l.name, l.value)).collect();
+        let mut labels = s.labels;
         if !labels
             .iter()
-            .any(|(n, v)| n == "service_name" && !v.is_empty())
+            .any(|l| l.name == "service_name" && !l.value.is_empty())
         {
-            labels.retain(|(n, _)| n != "service_name");
-            labels.push(("service_name".into(), UNKNOWN_SERVICE.into()));
+            labels.retain(|l| l.name != "service_name");
+            labels.push(LabelPair {
+                name: "service_name".into(),
+                value: UNKNOWN_SERVICE.into(),
+            });
         }
-        labels.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut whole = Vec::new();
-        for sample in s.samples {
-            match split(&sample, max_decoded) {
-                None => whole.push(sample),
-                Some(parts) => {
-                    for (extra, raw) in parts {
-                        let mut merged = labels.clone();
-                        for (k, v) in extra {
-                            if !merged.iter().any(|(n, _)| *n == k) {
-                                merged.push((k, v));
-                            }
-                        }
-                        merged.sort_by(|a, b| a.0.cmp(&b.0));
-                        out.push(RingSeries {
-                            labels: merged,
-                            samples: vec![RawSample {
-                                raw_profile: raw,
-                                id: sample.id.clone(),
-                            }],
-                        });
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        // Profiles that split leave the series (each part becomes a series of its own);
+        // the rest stay, in order, in the series' own vector.
+        let mut whole = s.samples;
+        let mut i = 0;
+        while i < whole.len() {
+            let Some(parts) = split(&whole[i], max_decoded) else {
+                i += 1;
+                continue;
+            };
+            let sample = whole.remove(i);
+            for (extra, raw) in parts {
+                let mut merged = labels.clone();
+                for (name, value) in extra {
+                    if !merged.iter().any(|l| l.name == name) {
+                        merged.push(LabelPair { name, value });
                     }
                 }
+                merged.sort_by(|a, b| a.name.cmp(&b.name));
+                out.push(RingSeries::new(
+                    merged,
+                    vec![RawSample {
+                        raw_profile: raw,
+                        id: sample.id.clone(),
+                    }],
+                ));
             }
         }
         if !whole.is_empty() {
-            out.push(RingSeries {
-                labels,
-                samples: whole,
-            });
+            out.push(RingSeries::new(labels, whole));
         }
     }
     out
@@ -94,13 +120,31 @@ type Part = (Vec<(String, String)>, Bytes);
 /// The parts of a profile whose samples carry splitting labels: each distinct label set with
 /// the profile of its samples (the original bytes when there is one set). `None` when no
 /// sample has such labels, or the profile does not decode.
+///
+/// The profile is inflated (when gzip'd) once, then scanned for string sample labels
+/// without decoding ([`pprof::has_string_sample_labels`]); only a profile that has some is
+/// decoded, from the same inflated bytes.
 fn split(sample: &RawSample, max_decoded: usize) -> Option<Vec<Part>> {
+    let raw = &sample.raw_profile;
+    let gzipped = gzip::is_gzip(raw);
+    let plain = if gzipped {
+        gzip::inflate_bounded(raw, max_decoded).ok()?
+    } else if raw.len() < MIN_PROFILE_LEN || raw.len() > max_decoded {
+        // The decoder refuses both.
+        return None;
+    } else {
+        raw.clone()
+    };
+    // A scan error falls through to the decoder, which has the last word.
+    if pprof::has_string_sample_labels(&plain, &NON_SPLITTING_LABELS) == Ok(false) {
+        return None;
+    }
     let limits = pprof::Limits {
         max_size: max_decoded,
         max_strings: SPLIT_DECODE_CAP,
         max_samples: SPLIT_DECODE_CAP,
     };
-    let p = pprof::decode_bytes(&sample.raw_profile, limits).ok()?;
+    let p = pprof::decode(plain, limits).ok()?;
     let key_of = |s: &Sample| -> Vec<(i64, i64)> {
         let mut k: Vec<(i64, i64)> = p
             .sample_labels(s)
@@ -121,22 +165,23 @@ fn split(sample: &RawSample, max_decoded: usize) -> Option<Vec<Part>> {
     if groups.keys().all(Vec::is_empty) {
         return None;
     }
-    let gzipped = gzip::is_gzip(&sample.raw_profile);
     let single = groups.len() == 1;
+    let parts = (!single).then(|| pprof::PartEncoder::new(&p));
     Some(
         groups
             .into_iter()
             .map(|(key, samples)| {
                 let labels = names(&p, &key);
-                let raw = if single {
-                    sample.raw_profile.clone()
-                } else {
-                    let plain = pprof::encode_with_samples(&p, &samples);
-                    Bytes::from(if gzipped {
-                        gzip::compress(&plain)
-                    } else {
-                        plain
-                    })
+                let raw = match &parts {
+                    None => sample.raw_profile.clone(),
+                    Some(parts) => {
+                        let plain = parts.encode(&p, &samples);
+                        Bytes::from(if gzipped {
+                            gzip::compress(&plain)
+                        } else {
+                            plain
+                        })
+                    }
                 };
                 (labels, raw)
             })
@@ -158,27 +203,25 @@ fn names(p: &Profile, key: &[(i64, i64)]) -> Vec<(String, String)> {
 /// What a request becomes: per series its owners, per destination the series it carries.
 pub struct Plan {
     pub quorums: Vec<Quorum>,
-    /// (member index, series indices), one entry per destination.
+    /// (member index, series indices), one entry per destination, by member index.
     pub destinations: Vec<(u32, Vec<u32>)>,
 }
 
-/// Places each series (by its labels) on `ring`.
+/// Places each series, given by its token, on `ring`.
 ///
 /// # Errors
 /// Pyroscope's message for the first series whose healthy replicas cannot make a quorum.
 pub fn plan(
     m: &Membership,
     ring: &Ring,
-    tenant: &str,
-    series_labels: &[&[(String, String)]],
+    tokens: impl ExactSizeIterator<Item = u32>,
 ) -> Result<Plan, String> {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let mut quorums = Vec::with_capacity(series_labels.len());
+    let mut quorums = Vec::with_capacity(tokens.len());
     let mut by_member: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for (i, labels) in series_labels.iter().enumerate() {
-        let key = token::token(tenant, labels);
+    for (i, key) in tokens.enumerate() {
         let set = ring.replicas(key, &m.placement, now)?;
         quorums.push(Quorum {
             replicas: set.members.len() as u32,
@@ -202,60 +245,80 @@ pub struct Common {
 }
 
 /// Sends a Push's series on the ring and waits for the answer.
+///
+/// Destinations that carry the same series share one encoded request (one `Arc`): with one
+/// series per request (the SDKs' case), or every series on the same owners, the request is
+/// encoded once whatever the replication factor.
 pub async fn push(m: &Membership, tenant: &str, series: Vec<RingSeries>, c: Common) -> Outcome {
     let state = m.current();
-    let labels: Vec<&[(String, String)]> = series.iter().map(|s| s.labels.as_slice()).collect();
-    let plan = match plan(m, &state.ring, tenant, &labels) {
+    // Split parts follow their series: each token resumes after the labels it shares
+    // with the previous series.
+    let mut hasher = token::Hasher::new(tenant);
+    let mut prev: &[LabelPair] = &[];
+    let tokens = series.iter().map(|s| {
+        let labels = &s.series.labels;
+        let shared = prev.iter().zip(labels).take_while(|(a, b)| a == b).count();
+        prev = labels;
+        hasher.token(
+            shared,
+            labels
+                .iter()
+                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+        )
+    });
+    let plan = match plan(m, &state.ring, tokens) {
         Ok(p) => p,
         Err(message) => return no_quorum(m, message),
     };
-    let mut envelopes = Vec::with_capacity(plan.destinations.len());
-    for (member, carried) in &plan.destinations {
-        let req = PushRequest {
-            series: carried
-                .iter()
-                .map(|i| {
-                    let s = &series[*i as usize];
-                    RawProfileSeries {
-                        labels: s
-                            .labels
-                            .iter()
-                            .map(|(n, v)| LabelPair {
-                                name: n.clone(),
-                                value: v.clone(),
-                            })
-                            .collect(),
-                        samples: s.samples.clone(),
-                        annotations: Vec::new(),
-                    }
-                })
-                .collect(),
-        };
-        let (profiles, profile_bytes) = req
-            .series
+    let Some(snap) = m.forwarder.snapshot() else {
+        return Outcome::Accepted;
+    };
+    let background_deadline = Instant::now() + snap.delivery_timeout;
+    let mut envelopes: Vec<(u32, Arc<Envelope>)> = Vec::with_capacity(plan.destinations.len());
+    for (d, (member, carried)) in plan.destinations.iter().enumerate() {
+        let same = plan.destinations[..d]
             .iter()
-            .flat_map(|s| &s.samples)
-            .fold((0u64, 0u64), |(n, b), s| {
-                (n + 1, b + s.raw_profile.len() as u64)
-            });
-        let body = push_encode::encode_chunks(&req);
-        envelopes.push((
-            *member,
-            Envelope {
-                kind: Kind::Push,
-                path_and_query: m.push_path.clone(),
-                headers: vec![("Content-Type", Bytes::from_static(b"application/proto"))],
-                body_len: push_encode::encoded_len(&body),
-                body,
-                tenant: c.tenant.clone(),
-                deadline: c.deadline,
-                received_at: c.received_at,
-                profiles,
-                profile_bytes,
-            },
-        ));
+            .position(|(_, earlier)| earlier == carried);
+        let env = match same.and_then(|j| envelopes.get(j)) {
+            Some((_, env)) => env.clone(),
+            None => Arc::new(envelope(m, &series, carried, &c, background_deadline)),
+        };
+        envelopes.push((*member, env));
     }
-    execute(m, &state.ring, plan, envelopes, c.deadline).await
+    execute(m, &state, &snap, plan, envelopes, c.deadline).await
+}
+
+/// The Push request carrying `carried` of `series`.
+fn envelope(
+    m: &Membership,
+    series: &[RingSeries],
+    carried: &[u32],
+    c: &Common,
+    deadline: Instant,
+) -> Envelope {
+    let chosen = carried
+        .iter()
+        .filter_map(|i| series.get(*i as usize))
+        .map(|s| &s.series);
+    let (profiles, profile_bytes) = chosen
+        .clone()
+        .flat_map(|s| &s.samples)
+        .fold((0u64, 0u64), |(n, b), s| {
+            (n + 1, b + s.raw_profile.len() as u64)
+        });
+    let body = push_encode::encode_series_chunks(chosen);
+    Envelope {
+        kind: Kind::Push,
+        path_and_query: m.push_path.clone(),
+        headers: vec![("Content-Type", Bytes::from_static(b"application/proto"))],
+        body_len: push_encode::encoded_len(&body),
+        body,
+        tenant: c.tenant.clone(),
+        deadline,
+        received_at: c.received_at,
+        profiles,
+        profile_bytes,
+    }
 }
 
 /// Sends an `/ingest` request (its series: the `name` labels) to its owners.
@@ -263,36 +326,30 @@ pub async fn ingest(
     m: &Membership,
     tenant: &str,
     labels: &[(String, String)],
-    env: Envelope,
+    mut env: Envelope,
 ) -> Outcome {
     let state = m.current();
-    let plan = match plan(m, &state.ring, tenant, &[labels]) {
+    let plan = match plan(
+        m,
+        &state.ring,
+        std::iter::once(token::token(tenant, labels)),
+    ) {
         Ok(p) => p,
         Err(message) => return no_quorum(m, message),
     };
-    let deadline = env.deadline;
+    let Some(snap) = m.forwarder.snapshot() else {
+        return Outcome::Accepted;
+    };
+    let caller_deadline = env.deadline;
+    env.deadline = Instant::now() + snap.delivery_timeout;
+    // Every owner gets the same request.
+    let env = Arc::new(env);
     let envelopes = plan
         .destinations
         .iter()
-        .map(|(member, _)| {
-            (
-                *member,
-                Envelope {
-                    kind: env.kind,
-                    path_and_query: env.path_and_query.clone(),
-                    headers: env.headers.clone(),
-                    body: env.body.clone(),
-                    body_len: env.body_len,
-                    tenant: env.tenant.clone(),
-                    deadline: env.deadline,
-                    received_at: env.received_at,
-                    profiles: env.profiles,
-                    profile_bytes: env.profile_bytes,
-                },
-            )
-        })
+        .map(|(member, _)| (*member, env.clone()))
         .collect();
-    execute(m, &state.ring, plan, envelopes, deadline).await
+    execute(m, &state, &snap, plan, envelopes, caller_deadline).await
 }
 
 fn no_quorum(m: &Membership, message: String) -> Outcome {
@@ -304,39 +361,38 @@ fn no_quorum(m: &Membership, message: String) -> Outcome {
     }
 }
 
-/// Sends every destination's envelope and waits for the per-series quorum decision (or
-/// answers just before the caller's deadline). Replicas beyond the quorum go on in the
-/// background, bounded by the destinations' queue budgets and the delivery timeout.
+/// Sends every destination's envelope (their deadline: the background delivery deadline)
+/// and waits for the per-series quorum decision (or answers just before the caller's
+/// deadline). Replicas beyond the quorum go on in the background, bounded by the
+/// destinations' queue budgets and the delivery timeout.
 async fn execute(
     m: &Membership,
-    ring: &Ring,
+    state: &RingState,
+    snap: &crate::forward::Snapshot,
     plan: Plan,
-    envelopes: Vec<(u32, Envelope)>,
+    envelopes: Vec<(u32, Arc<Envelope>)>,
     caller_deadline: Instant,
 ) -> Outcome {
-    let carries: Vec<Vec<u32>> = plan.destinations.iter().map(|(_, c)| c.clone()).collect();
+    let carries: Vec<Vec<u32>> = plan.destinations.into_iter().map(|(_, c)| c).collect();
     let tracker = Tracker::new(
         &plan.quorums,
         carries,
         m.metrics.background.clone(),
         m.metrics.quorum_failures.clone(),
     );
-    let Some(snap) = m.forwarder.snapshot() else {
-        return Outcome::Accepted;
-    };
-    let background_deadline = Instant::now() + snap.delivery_timeout;
-    for (dest, (member, mut env)) in envelopes.into_iter().enumerate() {
-        let id = ring
+    for (dest, (member, env)) in envelopes.into_iter().enumerate() {
+        let id = state
+            .ring
             .members
             .get(member as usize)
             .map_or("", |mm| mm.id.as_str());
+        let (sent, failed) = state.member_counters(member as usize, &m.metrics);
         let sink = Arc::new(DestSink {
             tracker: tracker.clone(),
             dest,
-            sent: m.metrics.member_requests.with_label_values(&[id, "sent"]),
-            failed: m.metrics.member_requests.with_label_values(&[id, "failed"]),
+            sent,
+            failed,
         });
-        env.deadline = background_deadline;
         let Some(d) = snap.member(id) else {
             crate::forward::ack::AckSink::report(
                 &*sink,
@@ -347,10 +403,8 @@ async fn execute(
             );
             continue;
         };
-        if let Err(o) = m
-            .forwarder
-            .send(d, Arc::new(env), sink.clone(), background_deadline, false)
-        {
+        let deadline = env.deadline;
+        if let Err(o) = m.forwarder.send(d, env, sink.clone(), deadline, false) {
             crate::forward::ack::AckSink::report(&*sink, crate::forward::ack::Delivery::Failed(o));
         }
     }
@@ -405,13 +459,55 @@ mod tests {
         let out = push_series(req(&[("__name__", "process_cpu")], raw.clone()), 1 << 20);
         assert_eq!(out.len(), 1);
         assert_eq!(
-            out[0].labels,
+            out[0].labels().collect::<Vec<_>>(),
             [
-                ("__name__".to_string(), "process_cpu".to_string()),
-                ("service_name".to_string(), "unknown_service".to_string())
+                ("__name__", "process_cpu"),
+                ("service_name", "unknown_service")
             ]
         );
-        assert_eq!(&out[0].samples[0].raw_profile[..], &raw[..]);
+        assert_eq!(&out[0].series.samples[0].raw_profile[..], &raw[..]);
+    }
+
+    #[test]
+    fn profiles_without_splitting_labels_are_not_decoded_apart() {
+        // gzip'd, without string labels: kept as sent (gzip'd).
+        let spec = Spec::new(3, Kind::Cpu).labels(false, true).samples(30);
+        let gz = spec.gzip();
+        let out = push_series(req(&[("service_name", "svc")], gz.clone()), 1 << 20);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].series.samples[0].raw_profile[..], &gz[..]);
+        // String labels under trace_id / span_id / profile_id only: not split either.
+        let mut p = Spec::new(4, Kind::Cpu)
+            .labels(true, false)
+            .samples(30)
+            .profile();
+        let keys: std::collections::BTreeSet<i64> = p
+            .sample
+            .iter()
+            .flat_map(|s| &s.label)
+            .filter(|l| l.str != 0)
+            .map(|l| l.key)
+            .collect();
+        assert!(!keys.is_empty());
+        for (k, name) in keys.iter().zip(["span_id", "trace_id", "profile_id"]) {
+            p.string_table[*k as usize] = name.into();
+        }
+        let raw = p.encode_to_vec();
+        let out = push_series(req(&[("service_name", "svc")], raw.clone()), 1 << 20);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].series.samples[0].raw_profile[..], &raw[..]);
+        // Over the size limit, or not a profile: routed whole.
+        let labelled = Spec::new(5, Kind::Cpu).labels(true, false).samples(30);
+        for (raw, max) in [
+            (labelled.plain(), 100),
+            (labelled.gzip(), 100),
+            (b"short".to_vec(), 1 << 20),
+            (vec![0x10, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1 << 20),
+        ] {
+            let out = push_series(req(&[("service_name", "svc")], raw.clone()), max);
+            assert_eq!(out.len(), 1);
+            assert_eq!(&out[0].series.samples[0].raw_profile[..], &raw[..]);
+        }
     }
 
     #[test]
@@ -450,13 +546,10 @@ mod tests {
         assert_eq!(out.len(), sets.len());
         let mut total = 0;
         for s in &out {
-            assert!(
-                s.labels
-                    .iter()
-                    .any(|(n, v)| n == "service_name" && v == "svc")
-            );
-            assert!(s.labels.windows(2).all(|w| w[0].0 <= w[1].0), "sorted");
-            let raw = &s.samples[0].raw_profile;
+            let labels: Vec<(&str, &str)> = s.labels().collect();
+            assert!(labels.contains(&("service_name", "svc")));
+            assert!(labels.windows(2).all(|w| w[0].0 <= w[1].0), "sorted");
+            let raw = &s.series.samples[0].raw_profile;
             assert!(gzip::is_gzip(raw), "gzip'd as sent");
             let plain = gzip::inflate_bounded(raw, 1 << 20).expect("inflates");
             let p = pyrogate_testdata::wire::Profile::decode(&plain[..]).expect("decodes");

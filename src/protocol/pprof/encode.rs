@@ -79,45 +79,94 @@ pub fn encode(p: &Profile) -> Vec<u8> {
 /// a profile split by sample labels. The tables are written whole.
 pub fn encode_with_samples(p: &Profile, samples: &[Sample]) -> Vec<u8> {
     let mut out = Vec::with_capacity(encoded_len_hint(p));
-    for vt in &p.sample_type {
-        embedded(&mut out, 1, value_type_len(vt));
-        value_type(&mut out, vt);
+    head(&mut out, p);
+    samples_into(&mut out, p, samples);
+    tail(&mut out, p);
+    out
+}
+
+/// The parts of a split profile: [`encode_with_samples`] for several sample selections of
+/// one profile, with everything but the samples (the tables, which every part repeats)
+/// encoded once and copied into each part.
+pub struct PartEncoder {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl PartEncoder {
+    pub fn new(p: &Profile) -> Self {
+        let mut head_bytes = Vec::new();
+        head(&mut head_bytes, p);
+        let mut tail_bytes = Vec::with_capacity(encoded_len_hint(p));
+        tail(&mut tail_bytes, p);
+        Self {
+            head: head_bytes,
+            tail: tail_bytes,
+        }
     }
+
+    /// `encode_with_samples(p, samples)`, `p` being the profile this encoder was made for.
+    pub fn encode(&self, p: &Profile, samples: &[Sample]) -> Vec<u8> {
+        let sample_bytes: usize = samples
+            .iter()
+            .map(|s| embedded_len(SampleLens::of(p, s).total()))
+            .sum();
+        let mut out = Vec::with_capacity(self.head.len() + sample_bytes + self.tail.len());
+        out.extend_from_slice(&self.head);
+        samples_into(&mut out, p, samples);
+        out.extend_from_slice(&self.tail);
+        out
+    }
+}
+
+/// The fields before the samples: `sample_type` (1).
+fn head(out: &mut Vec<u8>, p: &Profile) {
+    for vt in &p.sample_type {
+        embedded(out, 1, value_type_len(vt));
+        value_type(out, vt);
+    }
+}
+
+/// `sample` (2).
+fn samples_into(out: &mut Vec<u8>, p: &Profile, samples: &[Sample]) {
     for s in samples {
         let lens = SampleLens::of(p, s);
-        embedded(&mut out, 2, lens.total());
-        sample(&mut out, p, s, &lens);
+        embedded(out, 2, lens.total());
+        sample(out, p, s, &lens);
     }
+}
+
+/// The fields after the samples: the tables (3 to 6) and the scalars (7 to 14).
+fn tail(out: &mut Vec<u8>, p: &Profile) {
     for m in &p.mappings {
-        embedded(&mut out, 3, mapping_len(m));
-        mapping(&mut out, m);
+        embedded(out, 3, mapping_len(m));
+        mapping(out, m);
     }
     for l in &p.locations {
-        embedded(&mut out, 4, location_len(p, l));
-        location(&mut out, p, l);
+        embedded(out, 4, location_len(p, l));
+        location(out, p, l);
     }
     for f in &p.functions {
         let fields = function_fields(f);
-        embedded(&mut out, 5, fields_len(&fields));
-        write_fields(&mut out, &fields);
+        embedded(out, 5, fields_len(&fields));
+        write_fields(out, &fields);
     }
     for r in &p.strings {
         let s = p.buf.get(r.start as usize..r.end as usize).unwrap_or(&[]);
-        embedded(&mut out, 6, s.len());
+        embedded(out, 6, s.len());
         out.extend_from_slice(s);
     }
-    uint(&mut out, 7, p.drop_frames as u64);
-    uint(&mut out, 8, p.keep_frames as u64);
-    uint(&mut out, 9, p.time_nanos as u64);
-    uint(&mut out, 10, p.duration_nanos as u64);
+    uint(out, 7, p.drop_frames as u64);
+    uint(out, 8, p.keep_frames as u64);
+    uint(out, 9, p.time_nanos as u64);
+    uint(out, 10, p.duration_nanos as u64);
     if let Some(pt) = &p.period_type {
-        embedded(&mut out, 11, value_type_len(pt));
-        value_type(&mut out, pt);
+        embedded(out, 11, value_type_len(pt));
+        value_type(out, pt);
     }
-    uint(&mut out, 12, p.period as u64);
-    packed(&mut out, 13, p.comments.iter().map(|c| *c as u64));
-    uint(&mut out, 14, p.default_sample_type as u64);
-    out
+    uint(out, 12, p.period as u64);
+    packed(out, 13, p.comments.iter().map(|c| *c as u64));
+    uint(out, 14, p.default_sample_type as u64);
 }
 
 #[inline]

@@ -9,15 +9,21 @@
 //! strings stay ranges into the (decompressed) input, and the repeated fields of all
 //! samples live in three flat arrays instead of three vectors per sample.
 //!
+//! [`has_string_sample_labels`] answers the one question ring mode asks of every profile
+//! (do its samples carry string labels?) from the wire format, without decoding or
+//! allocating.
+//!
 //! [`encode`] writes a [`Profile`] back (packed repeated fields, fields in number order, as
 //! Go's and prost's encoders do); unknown fields of the input are not kept.
 
 mod decode;
 mod encode;
 mod model;
+mod scan;
 
 pub use decode::{DecodeError, Limits, decode, decode_bytes};
-pub use encode::{encode, encode_with_samples, encoded_len, encoded_len_hint};
+pub use encode::{PartEncoder, encode, encode_with_samples, encoded_len, encoded_len_hint};
+pub use scan::has_string_sample_labels;
 
 /// Sample labels that stay on samples instead of splitting a profile into series
 /// (Pyroscope's split by sample labels; docs/distributor.md §4.1).
@@ -218,6 +224,26 @@ mod tests {
                 prop_assert_eq!(encoded_len(&p), enc.len());
                 let again = decode(Bytes::from(enc), LIMITS).expect("re-encoding decodes");
                 prop_assert_eq!(view(&again), view(&p));
+            }
+        }
+
+        /// A split profile's parts: the part encoder writes what `encode_with_samples` does.
+        #[test]
+        fn parts_encode_as_encode_with_samples(
+            seed in any::<u64>(),
+            kind in prop::sample::select(Kind::ALL.to_vec()),
+            samples in 0usize..120,
+            pick in any::<u64>(),
+        ) {
+            let spec = Spec::new(seed, kind).samples(samples).negatives(2);
+            let p = decode(Bytes::from(spec.plain()), LIMITS).expect("decodes");
+            let parts = PartEncoder::new(&p);
+            let odd: Vec<Sample> = p.samples.iter().enumerate()
+                .filter(|(i, _)| pick >> (i % 64) & 1 == 1)
+                .map(|(_, s)| s.clone())
+                .collect();
+            for chosen in [&odd[..], &p.samples[..], &[]] {
+                prop_assert_eq!(parts.encode(&p, chosen), encode_with_samples(&p, chosen));
             }
         }
 

@@ -36,20 +36,32 @@ const PAIR_SECOND: u8 = 2; // LabelPair.value, ProfileAnnotation.value
 /// most `2 × samples + 1` chunks, and all the small chunks share a single allocation sized
 /// exactly up front.
 pub fn encode_chunks(req: &PushRequest) -> Vec<Bytes> {
-    let profiles: Vec<&Bytes> = req
-        .series
-        .iter()
-        .flat_map(|s| &s.samples)
-        .map(|s| &s.raw_profile)
-        .filter(|p| !p.is_empty())
-        .collect();
-    let profile_bytes: usize = profiles.iter().map(|p| p.len()).sum();
+    encode_series_chunks(req.series.iter())
+}
+
+/// [`encode_chunks`] of a `PushRequest` whose series are `series`, in order, without
+/// building that request (ring mode sends each member a selection of one request's series).
+pub fn encode_series_chunks<'a, I>(series: I) -> Vec<Bytes>
+where
+    I: Iterator<Item = &'a RawProfileSeries> + Clone,
+{
+    let (mut profiles, mut profile_bytes, mut total) = (0usize, 0usize, 0usize);
+    for s in series.clone() {
+        let len = s.encoded_len();
+        total += 1 + prost::length_delimiter_len(len) + len;
+        for p in s.samples.iter().map(|x| &x.raw_profile) {
+            if !p.is_empty() {
+                profiles += 1;
+                profile_bytes += p.len();
+            }
+        }
+    }
     let mut enc = ChunkEncoder {
-        small: BytesMut::with_capacity(req.encoded_len().saturating_sub(profile_bytes)),
-        chunks: Vec::with_capacity(2 * profiles.len() + 1),
+        small: BytesMut::with_capacity(total.saturating_sub(profile_bytes)),
+        chunks: Vec::with_capacity(2 * profiles + 1),
     };
-    for series in &req.series {
-        enc.series(series);
+    for s in series {
+        enc.series(s);
     }
     enc.finish()
 }
@@ -289,6 +301,21 @@ mod tests {
     }
 
     proptest! {
+        /// A selection of a request's series encodes as the request of just those.
+        #[test]
+        fn selected_series_encode_as_their_request(req in arb_request(), pick in any::<u16>()) {
+            let chosen: Vec<&RawProfileSeries> = req
+                .series
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| pick >> (i % 16) & 1 == 1)
+                .map(|(_, s)| s)
+                .collect();
+            let alone = PushRequest { series: chosen.iter().map(|s| (*s).clone()).collect() };
+            let chunks = encode_series_chunks(chosen.iter().copied());
+            prop_assert_eq!(concat(&chunks), alone.encode_to_vec());
+        }
+
         #[test]
         fn matches_prost_and_never_copies(req in arb_request()) {
             let chunks = encode_chunks(&req);
