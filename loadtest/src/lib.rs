@@ -13,6 +13,9 @@
 //!   [`bench::table`]), with [`process`] (child processes, `/proc`) and [`probe`] (a
 //!   blocking control-plane client).
 //!
+//! * soak: [`soak`] (two real gateways, ack all and ack durable, under flapping sinks,
+//!   hostile clients, reloads and floods; growth, delivery and health verdict).
+//!
 //! Shared helpers: [`fnv`] (body checksums), [`multipart`] (the parser of the sink's
 //! checks), [`fixtures`] (reading a directory of captured requests). Payloads come from the
 //! `pyrogate-testdata` crate.
@@ -25,3 +28,4 @@ pub mod load;
 pub mod probe;
 pub mod process;
 pub mod sink;
+pub mod soak;

@@ -2,12 +2,40 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use pyrogate_load::cli::{Cli, Command};
+use clap::{Parser, Subcommand};
+use pyrogate_load::cli::Command;
+
+/// The command line: the subcommands of [`pyrogate_load::cli`] plus `soak`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pyrogate-load",
+    version,
+    about = "Load generator and Pyroscope-compatible sink for pyrogate"
+)]
+struct MainCli {
+    #[command(subcommand)]
+    command: MainCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum MainCommand {
+    #[command(flatten)]
+    Base(Command),
+    /// Chaos soak: the real `pyrogate` (ack all and ack durable) under flapping sinks,
+    /// hostile clients, reloads and connection floods; fails on growth, lost
+    /// acknowledged profiles or failed health checks.
+    Soak(pyrogate_load::soak::SoakArgs),
+}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let cli = MainCli::parse();
+    let command = match cli.command {
+        MainCommand::Base(c) => c,
+        MainCommand::Soak(args) => {
+            return finish(args.config().and_then(|cfg| soak(&cfg)));
+        }
+    };
+    let result = match command {
         Command::Sink(args) => {
             if let Some(dir) = &args.keep_profiles {
                 pyrogate_load::sink::check::keep_profiles_in(dir.clone());
@@ -19,6 +47,10 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo(&args),
         Command::Bench(args) => bench(&args),
     };
+    finish(result)
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -58,5 +90,14 @@ fn bench(args: &pyrogate_load::cli::BenchArgs) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("bench: {} run(s) failed", report.failures.len()))
+    }
+}
+
+fn soak(cfg: &pyrogate_load::soak::SoakConfig) -> Result<(), String> {
+    let mut out = std::io::stdout();
+    if pyrogate_load::soak::run(cfg, &mut out)? {
+        Ok(())
+    } else {
+        Err("soak: FAILED (see the verdict above)".into())
     }
 }
