@@ -510,3 +510,98 @@ fn a_second_gateway_on_the_same_port_is_refused() {
     );
     assert!(ready(first.addr.port()), "the first one keeps serving");
 }
+
+fn endpoints_config(port: u16, sinks: &[&Sink], remote_timeout: &str) -> String {
+    let mut s = format!(
+        "[server]\nlisten_address = \"127.0.0.1\"\nlisten_port = {port}\n[runtime]\nworkers = 1\n"
+    );
+    for (i, sink) in sinks.iter().enumerate() {
+        s += &format!(
+            "[[endpoint]]\nname = \"e{i}\"\nurl = \"{}\"\nremote_timeout = \"{remote_timeout}\"\n",
+            sink.url()
+        );
+    }
+    s
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn accepted(sink: &Sink) -> u64 {
+    sink.stats()["totals"]["accepted"].as_u64().unwrap_or(0)
+}
+
+/// Regression: pools were keyed by the destination's address, so after reloads that rebuilt
+/// the endpoints a new destination could inherit a freed one's pooled connections (profiles
+/// meant for one sink went to the other while `ack = all` answered 200), and the pools of
+/// removed destinations were never closed (a file-descriptor leak per reload).
+#[test]
+fn repeated_reloads_keep_each_endpoint_on_its_own_connections() {
+    const ROUNDS: usize = 12;
+    const CONNS: usize = 4;
+    const PER_CONN: usize = 25;
+    let (a, b) = (Sink::start(&[]), Sink::start(&[]));
+    let port = free_port();
+    let cfg = write_temp("ops-pools.toml", &endpoints_config(port, &[&a, &b], "4s"));
+    let p = Proc::start(&["-c", cfg.to_str().unwrap_or_default()], &[], Some(port));
+    let pid = p.child.id();
+    let body = common::cpu_pprof_gz();
+    let mut fds_after_first = 0;
+    for round in 0..ROUNDS {
+        std::thread::scope(|s| {
+            for _ in 0..CONNS {
+                s.spawn(|| {
+                    let mut c = Conn::connect(([127, 0, 0, 1], port).into()).expect("connect");
+                    for _ in 0..PER_CONN {
+                        let r = c
+                            .request("POST", "/ingest?name=pools.app&format=pprof", &[], &body)
+                            .expect("response");
+                        assert_eq!(r.status, 200);
+                    }
+                });
+            }
+        });
+        if round == 0 {
+            fds_after_first = open_fds(pid);
+        }
+        let timeout = if round % 2 == 0 { "5s" } else { "4s" };
+        std::fs::write(&cfg, endpoints_config(port, &[&a, &b], timeout)).expect("write");
+        let before = p.stderr().matches("configuration reloaded").count();
+        p.signal(libc::SIGHUP);
+        let reloaded = poll_until(WAIT, || {
+            (p.stderr().matches("configuration reloaded").count() > before).then_some(())
+        });
+        assert!(reloaded.is_some(), "{}", p.stderr());
+    }
+    let sent = (ROUNDS * CONNS * PER_CONN) as u64;
+    let counts = poll_until(WAIT, || {
+        let c = (accepted(&a), accepted(&b));
+        (c.0 >= sent && c.1 >= sent).then_some(c)
+    });
+    assert_eq!(
+        counts,
+        Some((sent, sent)),
+        "each endpoint gets every profile, no more: a {} b {}",
+        accepted(&a),
+        accepted(&b)
+    );
+    // Pools of replaced destinations are closed at the next prune (every 500 ms) that a
+    // delivery triggers.
+    std::thread::sleep(Duration::from_millis(700));
+    let mut c = Conn::connect(([127, 0, 0, 1], port).into()).expect("connect");
+    let r = c
+        .request("POST", "/ingest?name=pools.app&format=pprof", &[], &body)
+        .expect("response");
+    assert_eq!(r.status, 200);
+    let fds = poll_until(WAIT, || {
+        let n = open_fds(pid);
+        (n <= fds_after_first + 4).then_some(n)
+    });
+    assert!(
+        fds.is_some(),
+        "file descriptors grew across {ROUNDS} reloads: {fds_after_first} → {}",
+        open_fds(pid)
+    );
+    let _ = std::fs::remove_file(cfg);
+}

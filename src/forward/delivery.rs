@@ -204,8 +204,12 @@ async fn attempts(
 /// turns out to be dead is replaced once, at no cost to the attempt count.
 async fn send(job: &Job, d: &Destination, state: &Local, budget: Duration, core: &Core) -> Attempt {
     let deadline = Instant::now() + budget;
-    let pool = state.pool(d);
     let snap = core.snapshot();
+    // Workers run no writer loop: prune here too (rate-limited inside).
+    state.prune_idle(snap.idle_conn_timeout, || {
+        snap.all().map(|x| x.id).collect()
+    });
+    let pool = state.pool(d);
     let head = head::build(&job.env, d, budget, snap.forward_tenant);
     for fresh_try in 0..2 {
         let pooled = if fresh_try == 0 {

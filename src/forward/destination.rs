@@ -50,7 +50,13 @@ pub struct DestMetrics {
     pub ingest_downstream: prometheus::Histogram,
 }
 
+/// Source of [`Destination::id`].
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 pub struct Destination {
+    /// Unique for the process's lifetime: per-thread pools and counts are keyed by it (an
+    /// address could be reused by a later destination after a reload).
+    pub id: u64,
     pub cfg: EndpointConfig,
     tx: Sender<Job>,
     pub rx: Receiver<Job>,
@@ -101,6 +107,7 @@ impl Destination {
             .set(max_bytes as f64);
         let (static_headers, custom_content_type) = render_static_headers(&cfg);
         Ok(Arc::new(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             cfg,
             tx,
             rx,

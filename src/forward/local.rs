@@ -42,8 +42,8 @@ impl Pool {
 
 /// Per-thread delivery state: connection pools and in-flight counts per destination.
 pub struct Local {
-    pools: RefCell<HashMap<usize, Rc<Pool>>>,
-    inflight: RefCell<HashMap<usize, usize>>,
+    pools: RefCell<HashMap<u64, Rc<Pool>>>,
+    inflight: RefCell<HashMap<u64, usize>>,
     /// Notified whenever a delivery ends on this thread.
     pub done: LocalNotify,
     active: Cell<usize>,
@@ -54,8 +54,8 @@ thread_local! {
     static LOCAL: Rc<Local> = Rc::new(Local::new());
 }
 
-fn dest_key(d: &Destination) -> usize {
-    d as *const Destination as usize
+fn dest_key(d: &Destination) -> u64 {
+    d.id
 }
 
 impl Local {
@@ -116,9 +116,10 @@ impl Local {
             .clone()
     }
 
-    /// Closes pooled connections idle longer than `idle_timeout`; at most once per
+    /// Closes pooled connections idle longer than `idle_timeout`, and drops the pools of
+    /// destinations no longer `live` (removed by a reload); at most once per
     /// [`PRUNE_EVERY`].
-    pub fn prune_idle(&self, idle_timeout: Duration) {
+    pub fn prune_idle(&self, idle_timeout: Duration, live: impl FnOnce() -> Vec<u64>) {
         let now = Instant::now();
         if self
             .last_prune
@@ -128,6 +129,8 @@ impl Local {
             return;
         }
         self.last_prune.set(Some(now));
+        let live = live();
+        self.pools.borrow_mut().retain(|id, _| live.contains(id));
         for pool in self.pools.borrow().values() {
             pool.idle
                 .borrow_mut()

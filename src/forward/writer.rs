@@ -56,7 +56,9 @@ async fn writer_main(index: usize, core: Arc<Core>) {
                 break;
             }
         }
-        state.prune_idle(snap.idle_conn_timeout);
+        state.prune_idle(snap.idle_conn_timeout, || {
+            snap.all().map(|d| d.id).collect()
+        });
         // Work this thread can start now: a queued job for a destination under its
         // in-flight share. (Counting a full destination's queue as work would spin this
         // loop without ever yielding to the deliveries that free the share.)
