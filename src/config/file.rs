@@ -91,6 +91,7 @@ pub struct ServerSection {
     pub max_connection_age_jitter: Option<f64>,
     pub listen_backlog: Option<u32>,
     pub auth: Option<super::auth::AuthSection>,
+    pub tls: Option<super::tls::TlsSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod server;
 mod source;
 pub mod spool;
+pub mod tls;
 mod summary;
 pub mod units;
 

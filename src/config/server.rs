@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub max_connection_age: Duration,
     pub max_connection_age_jitter: f64,
     pub listen_backlog: u32,
+    /// `[server.tls]`: TLS on the listener (plain HTTP when absent).
+    pub tls: Option<super::tls::ServerTls>,
 }
 
 pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ServerConfig, ConfigError> {
@@ -155,6 +157,7 @@ pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ServerConfig, ConfigE
             .unwrap_or(Duration::ZERO),
         max_connection_age_jitter: jitter,
         listen_backlog: s.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG),
+        tls: super::tls::resolve(s.tls.as_ref())?,
     })
 }
 

@@ -345,6 +345,7 @@ mod tests {
             received_at: Instant::now(),
             deadline: Instant::now() + Duration::from_secs(5),
             fd: -1,
+            peer_cert: None,
         };
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()

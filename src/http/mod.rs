@@ -7,6 +7,8 @@ pub mod head;
 pub mod response;
 pub mod response_head;
 pub mod server;
+pub mod tls;
+pub mod transport;
 
 pub use head::{BodyFraming, HeadError, Method, RequestHead};
 pub use response::Response;

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::chunked::{ChunkedDecoder, ChunkedError, Progress};
@@ -26,6 +25,7 @@ use super::head::{
     BodyFraming, HeadError, Method, RequestHead, find_head_end, leading_empty_lines,
 };
 use super::response::Response;
+use super::transport::{PeerCert, Transport};
 use crate::metrics::RejectReason;
 use crate::util::coarse_timer::CoarseTimer;
 use crate::util::notify::LocalSignal;
@@ -106,6 +106,8 @@ pub struct Request<R> {
     /// [`Request::peer_ip`]: looked up only when needed, so the normal path makes no
     /// `getpeername` call.
     pub fd: std::os::fd::RawFd,
+    /// The client certificate, on a TLS connection where one was presented.
+    pub peer_cert: Option<Rc<PeerCert>>,
 }
 
 impl<R> Request<R> {
@@ -163,13 +165,13 @@ enum ReadOutcome {
     Failed,
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<T: Transport> {
+    stream: T,
     buf: BytesMut,
     out: Vec<u8>,
 }
 
-impl Conn {
+impl<T: Transport> Conn<T> {
     /// Reads at least one byte into spare capacity of at least `want` bytes. On
     /// `TimedOut` the buffer (and what it held) is gone: the cancelled read owned it.
     async fn read_more(&mut self, want: usize, deadline: Instant) -> ReadOutcome {
@@ -226,10 +228,9 @@ impl Conn {
     /// Half-closes and discards what the client still sends, for a bounded time, so that
     /// an early error response is read before the kernel resets the connection.
     async fn linger_close(mut self) {
-        use std::os::fd::AsRawFd;
         // SAFETY: shutdown(2) on a socket we own; failure is harmless.
         unsafe {
-            libc::shutdown(self.stream.as_raw_fd(), libc::SHUT_WR);
+            libc::shutdown(self.stream.raw_fd(), libc::SHUT_WR);
         }
         let deadline = Instant::now() + LINGER;
         let mut discarded = 0;
@@ -246,16 +247,14 @@ impl Conn {
 /// Serves one connection until the client closes it, a timeout fires, or the worker drains.
 /// `guard` (e.g. the connection-quota permit) is dropped when the connection ends; taking it
 /// here, rather than in a wrapping task, keeps one connection one small future.
-pub async fn serve_conn<S: Service, G: 'static>(
-    stream: TcpStream,
+/// The stream is expected ready for request/response traffic ([`prepare_stream`]).
+pub async fn serve_conn<S: Service, G: 'static, T: Transport>(
+    stream: T,
     svc: Rc<S>,
     env: Rc<ConnEnv>,
     guard: G,
 ) {
     let _guard = guard;
-    if prepare_stream(&stream).is_err() {
-        return;
-    }
     let mut c = Conn {
         stream,
         buf: BytesMut::new(),
@@ -274,7 +273,7 @@ pub async fn serve_conn<S: Service, G: 'static>(
             c.out = Vec::new();
             let idle_deadline = Instant::now() + env.limits.get().idle_timeout;
             let ready = monoio::select! {
-                r = c.stream.readable(false) => r,
+                r = c.stream.wait_readable() => r,
                 _ = env.idle_timer.sleep_until(idle_deadline) => return,
                 _ = env.drain.wait() => return,
             };
@@ -305,8 +304,8 @@ enum Next {
     Linger,
 }
 
-async fn serve_one<S: Service>(
-    c: &mut Conn,
+async fn serve_one<S: Service, T: Transport>(
+    c: &mut Conn<T>,
     svc: &Rc<S>,
     env: &ConnEnv,
     limits: ConnLimits,
@@ -426,7 +425,8 @@ async fn serve_one<S: Service>(
         route,
         received_at: started,
         deadline,
-        fd: std::os::fd::AsRawFd::as_raw_fd(&c.stream),
+        fd: c.stream.raw_fd(),
+        peer_cert: c.stream.peer_cert(),
     };
     // Boxed so that the (possibly large) service future does not inflate every idle
     // connection's state.
@@ -483,7 +483,7 @@ fn grow_for_body(buf: &mut BytesMut, n: usize) -> usize {
     (buf.capacity() - len).min(n - len).clamp(1, MAX_READ)
 }
 
-async fn send_continue(c: &mut Conn, deadline: Instant) -> bool {
+async fn send_continue<T: Transport>(c: &mut Conn<T>, deadline: Instant) -> bool {
     const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
     let remaining = deadline.saturating_duration_since(Instant::now());
     matches!(
@@ -510,8 +510,8 @@ impl BodyFailure {
     }
 }
 
-async fn fail_body<S: Service>(
-    c: &mut Conn,
+async fn fail_body<S: Service, T: Transport>(
+    c: &mut Conn<T>,
     svc: &Rc<S>,
     route: &S::Route,
     why: BodyFailure,
@@ -522,8 +522,8 @@ async fn fail_body<S: Service>(
 }
 
 /// Reads a chunked body; `Err(None)` means the client went away.
-async fn read_chunked(
-    c: &mut Conn,
+async fn read_chunked<T: Transport>(
+    c: &mut Conn<T>,
     max_body: u64,
     deadline: Instant,
 ) -> Result<Bytes, Option<BodyFailure>> {
@@ -554,8 +554,8 @@ async fn read_chunked(
 /// Answers an admission-time rejection. If the request carries a body that is already
 /// fully buffered it is skipped and the connection kept; otherwise the connection closes
 /// (reading an unwanted body could take as long as the body is large).
-async fn respond_early<S: Service>(
-    c: &mut Conn,
+async fn respond_early<S: Service, T: Transport>(
+    c: &mut Conn<T>,
     svc: &Rc<S>,
     head: &RequestHead,
     route: &S::Route,
@@ -588,7 +588,11 @@ async fn respond_early<S: Service>(
 
 /// The head limit was reached: 414 when the request line alone does not fit (RFC 9110
 /// §15.5.15), else 431.
-async fn head_too_large<S: Service>(c: &mut Conn, svc: &Rc<S>, max_header_bytes: usize) -> Next {
+async fn head_too_large<S: Service, T: Transport>(
+    c: &mut Conn<T>,
+    svc: &Rc<S>,
+    max_header_bytes: usize,
+) -> Next {
     let line = c
         .buf
         .iter()
@@ -602,8 +606,8 @@ async fn head_too_large<S: Service>(c: &mut Conn, svc: &Rc<S>, max_header_bytes:
     fail(c, svc, e.reason(), e.status(), &e.to_string()).await
 }
 
-async fn fail<S: Service>(
-    c: &mut Conn,
+async fn fail<S: Service, T: Transport>(
+    c: &mut Conn<T>,
     svc: &Rc<S>,
     reason: RejectReason,
     status: u16,
@@ -613,8 +617,8 @@ async fn fail<S: Service>(
 }
 
 /// Writes an error response and closes (lingering when request bytes may still arrive).
-async fn fail_route<S: Service>(
-    c: &mut Conn,
+async fn fail_route<S: Service, T: Transport>(
+    c: &mut Conn<T>,
     svc: &Rc<S>,
     route: Option<&S::Route>,
     reason: RejectReason,

@@ -2,6 +2,7 @@
 //! the forwarding stage registers its own (Alloy-named) metrics in.
 
 pub mod core;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,18 +22,24 @@ pub struct Metrics {
     /// The global `conn_limit` (0 = unlimited), for Alloy's `..._tcp_connections_limit`.
     pub conn_limit: AtomicU64,
     pub registry: Registry,
+    /// The TLS listener's handshakes (registered in `registry`).
+    pub tls: tls::TlsMetrics,
 }
 
 impl Metrics {
     /// Per-core counters for `workers` workers and the routes of the serving service.
     pub fn new(workers: usize, conn_limit: u64, routes: &'static [RouteLabel]) -> Arc<Self> {
+        let registry = Registry::new();
+        // Fixed names in a fresh registry: registration cannot collide.
+        let tls = tls::TlsMetrics::register(&registry).expect("fresh registry");
         Arc::new(Self {
             cores: (0..workers)
                 .map(|_| Arc::new(CoreMetrics::new(routes.len())))
                 .collect(),
             routes,
             conn_limit: AtomicU64::new(conn_limit),
-            registry: Registry::new(),
+            registry,
+            tls,
         })
     }
 

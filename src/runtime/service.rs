@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
+use crate::config::tls::Acceptor;
 use crate::config::{Config, OnConnLimit};
 use crate::http::server::{ConnLimits, Service};
 
@@ -55,6 +56,16 @@ pub struct Settings {
     pub graceful_shutdown_timeout: Duration,
     pub pin_cores: bool,
     pub io_uring_entries: u32,
+    /// TLS on the listener: the rustls configuration and whether client certificates are
+    /// verified (plain HTTP when `None`).
+    pub tls: Option<TlsListener>,
+}
+
+/// What a worker needs to run TLS handshakes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListener {
+    pub acceptor: Acceptor,
+    pub verifies_client_certs: bool,
 }
 
 impl Settings {
@@ -78,6 +89,10 @@ impl Settings {
             graceful_shutdown_timeout: s.graceful_shutdown_timeout,
             pin_cores: cfg.runtime.pin_cores,
             io_uring_entries: cfg.runtime.io_uring_entries,
+            tls: s.tls.as_ref().map(|t| TlsListener {
+                acceptor: t.acceptor.clone(),
+                verifies_client_certs: t.client_auth.verifies(),
+            }),
         }
     }
 

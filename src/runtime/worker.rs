@@ -17,12 +17,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use monoio::net::{TcpListener, TcpStream};
 
+use super::service::TlsListener;
 use super::service::{ServiceConfig, ServiceFactory, Settings, WorkerService};
 use super::{Control, Reload, Shared};
 use crate::config::OnConnLimit;
 use crate::http::Response;
-use crate::http::server::{ConnEnv, reject_connection, serve_conn};
-use crate::metrics::{CoreMetrics, RejectReason};
+use crate::http::server::{ConnEnv, Service, prepare_stream, reject_connection, serve_conn};
+use crate::http::tls::{HandshakeError, TlsConn};
+use crate::metrics::{CoreMetrics, Metrics, RejectReason};
 use crate::util::mailbox::Mailbox;
 use crate::util::notify::{LocalNotify, LocalSignal};
 
@@ -54,6 +56,9 @@ struct Shard {
     rebind: LocalNotify,
     drain: Rc<LocalSignal>,
     metrics: Arc<CoreMetrics>,
+    /// TLS on new connections (a reload may switch it; established ones keep theirs).
+    tls: RefCell<Option<TlsListener>>,
+    all_metrics: Arc<Metrics>,
 }
 
 impl Shard {
@@ -131,7 +136,15 @@ async fn worker_main<F: ServiceFactory>(spec: WorkerSpec<F>) {
         rebind: LocalNotify::new(),
         drain: drain.clone(),
         metrics,
+        tls: RefCell::new(settings.tls.clone()),
+        all_metrics: shared.metrics.clone(),
     });
+    if settings.tls.is_some() {
+        // Every reason at 0 from the start, so rates and alerts work before the first one.
+        for r in HandshakeError::REASONS {
+            let _ = shared.metrics.tls.failures.with_label_values(&[r]);
+        }
+    }
     let env = ConnEnv::new(settings.conn, drain.clone());
     let svc = Rc::new(factory.make(index, &shared));
     let drain_deadline = Rc::new(Cell::new(None::<Instant>));
@@ -224,14 +237,70 @@ async fn accept_loop<S: WorkerService>(
             }
         };
         if shard.at_quota() {
-            reject(shard, stream);
+            if shard.tls.borrow().is_some() {
+                // A plain-text 503 means nothing to a TLS client, and a handshake to send
+                // it would spend the CPU the limit protects: close at once.
+                shard.metrics.rejected(RejectReason::ConnLimit);
+                drop(stream);
+            } else {
+                reject(shard, stream);
+            }
             continue;
         }
         shard.active.set(shard.active.get() + 1);
         shard.metrics.conn_opened();
         let permit = Permit(shard.clone());
+        if prepare_stream(&stream).is_err() {
+            continue;
+        }
         let (svc, env) = (svc.clone(), env.clone());
-        monoio::spawn(serve_conn(stream, svc, env, permit));
+        let tls = shard.tls.borrow().clone();
+        match tls {
+            None => {
+                monoio::spawn(serve_conn(stream, svc, env, permit));
+            }
+            Some(tls) => {
+                let metrics = shard.all_metrics.clone();
+                monoio::spawn(serve_tls(stream, tls, svc, env, permit, metrics));
+            }
+        }
+    }
+}
+
+/// Runs the TLS handshake (bounded by `server_read_timeout`, cut short by a drain) on this
+/// worker, then serves the connection like a plain one.
+async fn serve_tls<S: Service>(
+    stream: TcpStream,
+    tls: TlsListener,
+    svc: Rc<S>,
+    env: Rc<ConnEnv>,
+    permit: Permit,
+    metrics: Arc<Metrics>,
+) {
+    let started = Instant::now();
+    let timeout = env.limits.get().read_timeout;
+    let handshake = Box::pin(TlsConn::accept(
+        stream,
+        tls.acceptor.0.clone(),
+        tls.verifies_client_certs,
+    ));
+    let result = monoio::select! {
+        r = monoio::time::timeout(timeout, handshake) => {
+            r.unwrap_or(Err(HandshakeError::Timeout))
+        },
+        _ = env.drain.wait() => return,
+    };
+    match result {
+        Ok(conn) => {
+            let m = &metrics.tls;
+            m.handshakes.with_label_values(&[conn.version()]).inc();
+            m.duration.observe(started.elapsed().as_secs_f64());
+            serve_conn(conn, svc, env, permit).await;
+        }
+        Err(e) => {
+            metrics.tls.failures.with_label_values(&[e.reason()]).inc();
+            tracing::debug!(error = %e, "TLS handshake failed");
+        }
     }
 }
 
@@ -328,6 +397,7 @@ async fn control_loop<S: WorkerService>(
 /// and its policy.
 fn apply(index: usize, settings: &Settings, shard: &Shard, env: &ConnEnv) {
     env.limits.set(settings.conn);
+    *shard.tls.borrow_mut() = settings.tls.clone();
     shard.on_limit.set(settings.on_conn_limit);
     let quota = settings.quota(index);
     shard.quota.set(quota);

@@ -158,6 +158,7 @@ impl Sink {
             graceful_shutdown_timeout: Duration::from_secs(1),
             pin_cores: false,
             io_uring_entries: IO_URING_ENTRIES,
+            tls: None,
         };
         let metrics = Metrics::new(cfg.workers, cfg.max_conns as u64, &SinkRoute::LABELS);
         let server = Server::start(settings, SinkFactory(shared.clone()), metrics, decision)

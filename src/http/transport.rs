@@ -1,0 +1,56 @@
+//! What the connection loop reads from and writes to: a plain TCP stream or a TLS session
+//! over one ([`super::tls::TlsConn`]).
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use monoio::BufResult;
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+/// Who the client proved to be at the TLS layer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerCert {
+    /// The end-entity certificate (DER) the client presented.
+    pub der: Vec<u8>,
+    /// Whether it was verified against the configured client CAs (only a verified
+    /// certificate may identify a tenant).
+    pub verified: bool,
+}
+
+pub trait Transport: 'static {
+    /// Reads at least one byte into `buf`'s spare capacity (0 = end of stream).
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>>;
+    /// Writes all of `buf`.
+    fn write_all<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>>;
+    /// Waits until a read would make progress, holding no read buffer meanwhile (the
+    /// keep-alive idle wait).
+    fn wait_readable(&mut self) -> impl Future<Output = io::Result<()>>;
+    /// The socket, for `getpeername` and `shutdown`.
+    fn raw_fd(&self) -> RawFd;
+    /// The client certificate of a TLS session, if one was presented.
+    fn peer_cert(&self) -> Option<Rc<PeerCert>> {
+        None
+    }
+}
+
+impl Transport for TcpStream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        AsyncReadRent::read(self, buf).await
+    }
+
+    async fn write_all<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        AsyncWriteRentExt::write_all(self, buf).await
+    }
+
+    async fn wait_readable(&mut self) -> io::Result<()> {
+        self.readable(false).await
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.as_raw_fd()
+    }
+}
