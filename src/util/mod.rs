@@ -7,3 +7,4 @@ pub mod lograte;
 pub mod mailbox;
 pub mod notify;
 pub mod rand;
+pub mod x509;
