@@ -253,12 +253,14 @@ fn json_logs_with_startup_line() {
         "--core-quota",
         "0=100",
     ]);
-    let line = gw
-        .stderr()
-        .lines()
-        .find(|l| l.contains("pyrogate listening"))
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no startup line:\n{}", gw.stderr()));
+    // The workers answer /-/ready a moment before the main thread logs the startup line.
+    let line = poll_until(WAIT, || {
+        gw.stderr()
+            .lines()
+            .find(|l| l.contains("pyrogate listening"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no startup line:\n{}", gw.stderr()));
     let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
     assert_eq!(v["level"], "INFO");
     assert!(v["driver"].as_str().is_some(), "{v}");
