@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Metrics, free_port, poll_until, temp_path, write_temp};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use sinks::Sink;
 
@@ -53,9 +53,18 @@ impl Pki {
     }
 
     fn leaf(&self, cn: &str, sans: &[&str]) -> Leaf {
-        let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        let p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .expect("params");
-        p.distinguished_name.push(DnType::CommonName, cn);
+        self.leaf_with(p, &[(DnType::CommonName, cn)])
+    }
+
+    /// A certificate with `dn` (in DER order: most significant first) on `p`.
+    fn leaf_with(&self, mut p: CertificateParams, dn: &[(DnType, &str)]) -> Leaf {
+        // Without rcgen's default CN, which would stay first.
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        for (t, v) in dn {
+            p.distinguished_name.push(t.clone(), *v);
+        }
         let key = KeyPair::generate().expect("key");
         let cert = p.signed_by(&key, &self.ca).expect("sign");
         Leaf {
@@ -580,4 +589,122 @@ fn certificates_reload_on_sighup_without_dropping_connections() {
         kept.request("GET", "/-/ready", &[], b"").expect("r").status,
         200
     );
+}
+
+/// `[server.auth]` tenants from verified client certificates: by subject, by a SAN (a
+/// SPIFFE ID), by the subject's O; an unmapped certificate gets 401; `must_match` holds a
+/// client-sent `X-Scope-OrgID` to the certificate's tenant.
+#[test]
+fn verified_client_certificates_name_tenants() {
+    let pki = Pki::new("server CA");
+    let clients = Pki::new("client CA");
+    let server = pki.leaf("localhost", &["localhost"]);
+    let (cert, key) = write_pair(&server, "srv");
+    let ca_file = write_temp("tenant-ca.pem", &clients.ca_pem());
+    let no_sans = || CertificateParams::new(Vec::<String>::new()).expect("params");
+    let by_subject = clients.leaf_with(
+        no_sans(),
+        &[
+            (DnType::OrganizationName, "Team A"),
+            (DnType::CommonName, "agent-1"),
+        ],
+    );
+    let mut spiffe = no_sans();
+    spiffe
+        .subject_alt_names
+        .push(SanType::URI("spiffe://prod/agent".try_into().expect("uri")));
+    let by_san = clients.leaf_with(spiffe, &[(DnType::CommonName, "workload")]);
+    let by_org = clients.leaf_with(
+        no_sans(),
+        &[
+            (DnType::OrganizationName, "gamma"),
+            (DnType::CommonName, "agent-9"),
+        ],
+    );
+    let unmapped = clients.leaf_with(no_sans(), &[(DnType::CommonName, "stranger")]);
+    let sink = Sink::start(&[]);
+    let config = format!(
+        "{}[server.auth]\nclient_tenant = \"must_match\"\nclient_cert_tenant = \"O\"\n\
+         [[server.auth.client_cert]]\nsubject = \"CN=agent-1,O=Team A\"\ntenant = \"alpha\"\n\
+         [[server.auth.client_cert]]\nsan = \"spiffe://prod/agent\"\ntenant = \"beta\"\n{}",
+        tls_block(
+            &cert,
+            &key,
+            &format!(
+                "client_auth_type = \"RequireAndVerifyClientCert\"\nclient_ca_file = \"{}\"\n",
+                ca_file.display()
+            )
+        ),
+        endpoint(&sink)
+    );
+    let client = |leaf: &Leaf| Client::new(&pki.ca_pem(), Some(leaf), &[]);
+    let (gw, _cfg) = Gw::start("io_uring", &config, &client(&by_subject));
+    let body = b"main;work 1\n";
+    let send = |leaf: &Leaf, headers: &[(&str, &str)]| {
+        let mut c = client(leaf).connect(gw.addr).expect("handshake");
+        c.request("POST", "/ingest?name=mtls.cpu&format=folded", headers, body)
+            .expect("response")
+    };
+    for (leaf, tenant) in [
+        (&by_subject, "alpha"),
+        (&by_san, "beta"),
+        (&by_org, "gamma"),
+    ] {
+        sink.reset();
+        let r = send(leaf, &[]);
+        assert_eq!(
+            r.status,
+            200,
+            "{tenant}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let rec = &sink.wait_records(1, WAIT)[0];
+        assert_eq!(rec["tenant"], tenant, "{rec}");
+    }
+    let r = send(&unmapped, &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "client certificate not mapped to a tenant\n"
+    );
+    let r = send(&by_subject, &[("X-Scope-OrgID", "beta")]);
+    assert_eq!(r.status, 401, "must_match");
+    assert_eq!(send(&by_subject, &[("X-Scope-OrgID", "alpha")]).status, 200);
+    let m = gw.metrics(&client(&by_subject));
+    assert_eq!(
+        m.value(
+            "pyrogate_auth_failures_total",
+            &[("reason", "unknown_certificate")]
+        ),
+        1.0
+    );
+}
+
+/// Client certificates name tenants only when verified: the configuration says so.
+#[test]
+fn client_cert_rules_need_verified_certificates() {
+    let pki = Pki::new("ca");
+    let server = pki.leaf("localhost", &["localhost"]);
+    let (cert, key) = write_pair(&server, "srv");
+    let cfg = write_temp(
+        "tls-unverified.toml",
+        &format!(
+            "{}[server.auth]\nclient_cert_tenant = \"CN\"\n",
+            tls_block(
+                &cert,
+                &key,
+                &format!(
+                    "client_auth_type = \"RequireAnyClientCert\"\nclient_ca = \"\"\"{}\"\"\"\n",
+                    pki.ca_pem()
+                )
+            )
+        ),
+    );
+    let out = common::run(
+        &["-c", cfg.to_str().unwrap_or_default(), "--check-config"],
+        WAIT,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only when verified"), "{err}");
 }

@@ -34,6 +34,41 @@ pub struct AuthSection {
     pub users_file: Option<PathBuf>,
     pub client_tenant: Option<ClientTenant>,
     pub cache_ttl: Option<Dur>,
+    pub client_cert: Option<Vec<ClientCertSection>>,
+    pub client_cert_tenant: Option<CertAttr>,
+}
+
+/// `[[server.auth.client_cert]]`: a verified client certificate that names a tenant.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertSection {
+    /// The subject, RFC 4514, most specific attribute first: what
+    /// `openssl x509 -noout -subject -nameopt RFC2253` prints.
+    pub subject: Option<String>,
+    /// A subjectAltName: DNS name, URI (e.g. a SPIFFE ID), e-mail address or IP address.
+    pub san: Option<String>,
+    pub tenant: String,
+}
+
+/// The subject attribute `client_cert_tenant` takes the tenant from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CertAttr {
+    CN,
+    O,
+    OU,
+}
+
+/// How a certificate is recognised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertMatch {
+    Subject(String),
+    San(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRule {
+    pub matches: CertMatch,
+    pub tenant: String,
 }
 
 /// A slow hash as written in a credentials file.
@@ -88,6 +123,48 @@ pub struct AuthConfig {
     /// The files, for messages and reloads.
     pub tokens_file: Option<PathBuf>,
     pub users_file: Option<PathBuf>,
+    /// Tenants of verified client certificates, checked in order.
+    pub client_certs: Vec<CertRule>,
+    /// For a verified certificate no rule names: the tenant is this subject attribute.
+    pub client_cert_tenant: Option<CertAttr>,
+}
+
+impl AuthConfig {
+    /// Whether client certificates can authenticate (then `[server.tls]` must verify them).
+    pub fn uses_client_certs(&self) -> bool {
+        !self.client_certs.is_empty() || self.client_cert_tenant.is_some()
+    }
+}
+
+fn cert_rules(list: &[ClientCertSection]) -> Result<Vec<CertRule>, ConfigError> {
+    let mut out = Vec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let key = format!("server.auth.client_cert[{i}]");
+        let matches = match (&c.subject, &c.san) {
+            (Some(s), None) if !s.is_empty() => CertMatch::Subject(s.clone()),
+            (None, Some(s)) if !s.is_empty() => CertMatch::San(s.clone()),
+            _ => {
+                return Err(ConfigError::new(
+                    key,
+                    "needs exactly one of subject or san (non-empty)",
+                ));
+            }
+        };
+        if c.tenant.is_empty() {
+            return Err(ConfigError::new(key, "tenant is empty"));
+        }
+        out.push(CertRule {
+            matches,
+            tenant: c.tenant.clone(),
+        });
+    }
+    if out.len() > MAX_ENTRIES {
+        return Err(ConfigError::new(
+            "server.auth.client_cert",
+            format!("more than {MAX_ENTRIES} entries"),
+        ));
+    }
+    Ok(out)
 }
 
 fn read(path: &Path, key: &str) -> Result<String, ConfigError> {
@@ -183,10 +260,15 @@ pub fn parse_users(text: &str, key: &str) -> Result<Vec<UserEntry>, ConfigError>
 
 pub(super) fn resolve(s: Option<&AuthSection>) -> Result<Option<AuthConfig>, ConfigError> {
     let Some(s) = s else { return Ok(None) };
-    if s.tokens_file.is_none() && s.users_file.is_none() {
+    let client_certs = cert_rules(s.client_cert.as_deref().unwrap_or_default())?;
+    if s.tokens_file.is_none()
+        && s.users_file.is_none()
+        && client_certs.is_empty()
+        && s.client_cert_tenant.is_none()
+    {
         return Err(ConfigError::new(
             "server.auth",
-            "needs tokens_file and/or users_file",
+            "needs tokens_file, users_file, client_cert or client_cert_tenant",
         ));
     }
     let tokens = match &s.tokens_file {
@@ -210,6 +292,8 @@ pub(super) fn resolve(s: Option<&AuthSection>) -> Result<Option<AuthConfig>, Con
         cache_ttl: s.cache_ttl.map_or(DEFAULT_CACHE_TTL, |d| d.0),
         tokens_file: s.tokens_file.clone(),
         users_file: s.users_file.clone(),
+        client_certs,
+        client_cert_tenant: s.client_cert_tenant,
     }))
 }
 

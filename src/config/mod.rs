@@ -19,8 +19,8 @@ pub mod runtime;
 pub mod server;
 mod source;
 pub mod spool;
-pub mod tls;
 mod summary;
+pub mod tls;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -129,6 +129,18 @@ impl Config {
         }
         let spool = spool::resolve(f.spool.as_ref(), cli.spool_dir.as_ref())?;
         let auth = auth::resolve(f.server.auth.as_ref())?;
+        if let Some(a) = &auth
+            && a.uses_client_certs()
+            && !server
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_auth.verifies())
+        {
+            return Err(ConfigError::new(
+                "server.auth.client_cert",
+                "client certificates identify tenants only when verified: set [server.tls] client_auth_type = \"RequireAndVerifyClientCert\" (or \"VerifyClientCertIfGiven\") and client_ca_file",
+            ));
+        }
         if forward.ack == AckPolicy::Durable {
             if spool.is_none() {
                 return Err(ConfigError::new(

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::auth::{AuthConfig, ClientTenant, SecretHash};
+use crate::config::auth::{AuthConfig, CertAttr, CertMatch, ClientTenant, SecretHash};
+use crate::http::transport::PeerCert;
 use crate::util::mailbox::{self, MailSender};
 
 /// A refused credential is answered from the cache this long.
@@ -42,6 +43,8 @@ pub enum Denied {
     TenantMismatch,
     /// The verifier is saturated.
     Busy,
+    /// A verified client certificate no `client_cert` rule maps, and no credentials.
+    UnknownCertificate,
 }
 
 impl Denied {
@@ -53,6 +56,7 @@ impl Denied {
             Denied::Invalid => "invalid",
             Denied::TenantMismatch => "tenant_mismatch",
             Denied::Busy => "busy",
+            Denied::UnknownCertificate => "unknown_certificate",
         }
     }
 
@@ -64,6 +68,7 @@ impl Denied {
             Denied::Invalid => "invalid credentials",
             Denied::TenantMismatch => "X-Scope-OrgID does not match the credentials' tenant",
             Denied::Busy => "too many authentication attempts, retry later",
+            Denied::UnknownCertificate => "client certificate not mapped to a tenant",
         }
     }
 }
@@ -262,7 +267,33 @@ impl Auth {
         );
     }
 
-    /// Checks a request's credentials: the tenant to stamp on the forwarded request.
+    /// The tenant a verified client certificate maps to: the first matching
+    /// `client_cert` rule, else `client_cert_tenant`'s subject attribute.
+    pub fn cert_tenant(&self, peer: &PeerCert) -> Option<Bytes> {
+        if !peer.verified {
+            return None;
+        }
+        let id = peer.identity.as_ref()?;
+        let rule = self.cfg.client_certs.iter().find(|r| match &r.matches {
+            CertMatch::Subject(s) => *s == id.subject,
+            CertMatch::San(s) => [&id.dns_names, &id.uris, &id.emails, &id.ips]
+                .iter()
+                .any(|list| list.iter().any(|v| v == s)),
+        });
+        if let Some(r) = rule {
+            return Some(Bytes::from(r.tenant.clone()));
+        }
+        let attr = match self.cfg.client_cert_tenant? {
+            CertAttr::CN => id.common_name.as_ref(),
+            CertAttr::O => id.organization.first(),
+            CertAttr::OU => id.organizational_unit.first(),
+        };
+        attr.filter(|t| !t.is_empty())
+            .map(|t| Bytes::from(t.clone()))
+    }
+
+    /// Checks a request's credentials (a verified client certificate first, then the
+    /// `Authorization` header): the tenant to stamp on the forwarded request.
     ///
     /// # Errors
     /// Why it is refused.
@@ -270,8 +301,19 @@ impl Auth {
         &self,
         authorization: Option<&[u8]>,
         client_tenant: Option<&[u8]>,
+        peer: Option<&PeerCert>,
     ) -> Result<Bytes, Denied> {
-        let value = authorization.ok_or(Denied::Missing)?;
+        if let Some(tenant) = peer.and_then(|p| self.cert_tenant(p)) {
+            return self.enforce(tenant, client_tenant);
+        }
+        let value = authorization.ok_or_else(|| {
+            let presented = peer.is_some_and(|p| p.verified);
+            if presented && self.cfg.uses_client_certs() {
+                Denied::UnknownCertificate
+            } else {
+                Denied::Missing
+            }
+        })?;
         let d = digest(value);
         let now = Instant::now();
         let tenant = match self.cached(&d, now) {
@@ -288,6 +330,11 @@ impl Auth {
             }
         };
         let tenant = tenant.ok_or(Denied::Invalid)?;
+        self.enforce(tenant, client_tenant)
+    }
+
+    /// `client_tenant = "must_match"`: a client-sent tenant must be the credential's.
+    fn enforce(&self, tenant: Bytes, client_tenant: Option<&[u8]>) -> Result<Bytes, Denied> {
         if self.cfg.client_tenant == ClientTenant::MustMatch
             && let Some(sent) = client_tenant.filter(|t| !t.is_empty())
             && sent != tenant.as_ref()
@@ -375,6 +422,8 @@ mod tests {
             cache_ttl: Duration::from_secs(60),
             tokens_file: None,
             users_file: None,
+            client_certs: Vec::new(),
+            client_cert_tenant: None,
         }
     }
 
@@ -448,33 +497,135 @@ mod tests {
             .build()
             .expect("runtime")
             .block_on(async {
-                assert_eq!(auth.check(None, None).await, Err(Denied::Missing));
+                assert_eq!(auth.check(None, None, None).await, Err(Denied::Missing));
                 assert_eq!(
-                    auth.check(Some(b"Bearer tok-1"), None).await,
+                    auth.check(Some(b"Bearer tok-1"), None, None).await,
                     Ok(Bytes::from("acme"))
                 );
                 // Answered from the cache: no verifier round trip (it would still be right).
                 assert_eq!(
-                    auth.check(Some(b"Bearer tok-1"), Some(b"acme")).await,
+                    auth.check(Some(b"Bearer tok-1"), Some(b"acme"), None).await,
                     Ok(Bytes::from("acme"))
                 );
                 assert_eq!(
-                    auth.check(Some(b"Bearer tok-1"), Some(b"other")).await,
+                    auth.check(Some(b"Bearer tok-1"), Some(b"other"), None)
+                        .await,
                     Err(Denied::TenantMismatch)
                 );
                 assert_eq!(
-                    auth.check(Some(b"Bearer nope"), None).await,
+                    auth.check(Some(b"Bearer nope"), None, None).await,
                     Err(Denied::Invalid)
                 );
                 assert_eq!(
-                    auth.check(Some(b"Bearer nope"), None).await,
+                    auth.check(Some(b"Bearer nope"), None, None).await,
                     Err(Denied::Invalid)
                 );
                 assert_eq!(
-                    auth.check(Some(&basic("alice", "pw")), None).await,
+                    auth.check(Some(&basic("alice", "pw")), None, None).await,
                     Ok(Bytes::from("team-a"))
                 );
             });
         assert!(auth.cache.borrow().len() >= 3);
+    }
+}
+
+#[cfg(test)]
+mod cert_tests {
+    use super::*;
+    use crate::config::auth::CertRule;
+    use crate::util::x509::CertIdentity;
+
+    fn auth(rules: Vec<CertRule>, attr: Option<CertAttr>, must_match: bool) -> Auth {
+        Auth::new(&AuthConfig {
+            tokens: Vec::new(),
+            users: Vec::new(),
+            client_tenant: if must_match {
+                ClientTenant::MustMatch
+            } else {
+                ClientTenant::Replace
+            },
+            cache_ttl: Duration::from_secs(60),
+            tokens_file: None,
+            users_file: None,
+            client_certs: rules,
+            client_cert_tenant: attr,
+        })
+    }
+
+    fn peer(subject: &str, org: &[&str], uris: &[&str], verified: bool) -> PeerCert {
+        PeerCert {
+            verified,
+            identity: Some(CertIdentity {
+                subject: subject.into(),
+                organization: org.iter().map(|s| s.to_string()).collect(),
+                uris: uris.iter().map(|s| s.to_string()).collect(),
+                ..CertIdentity::default()
+            }),
+        }
+    }
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn verified_certificates_map_to_tenants() {
+        let a = auth(
+            vec![
+                CertRule {
+                    matches: CertMatch::Subject("CN=agent-1,O=Team A".into()),
+                    tenant: "alpha".into(),
+                },
+                CertRule {
+                    matches: CertMatch::San("spiffe://prod/agent".into()),
+                    tenant: "beta".into(),
+                },
+            ],
+            Some(CertAttr::O),
+            true,
+        );
+        let t = |p: &PeerCert| {
+            a.cert_tenant(p)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        assert_eq!(
+            t(&peer("CN=agent-1,O=Team A", &["Team A"], &[], true)).as_deref(),
+            Some("alpha")
+        );
+        assert_eq!(
+            t(&peer("CN=x", &[], &["spiffe://prod/agent"], true)).as_deref(),
+            Some("beta")
+        );
+        assert_eq!(
+            t(&peer("CN=y,O=gamma", &["gamma"], &[], true)).as_deref(),
+            Some("gamma")
+        );
+        // Unverified certificates identify nobody; nothing to derive → no tenant.
+        assert_eq!(
+            t(&peer("CN=agent-1,O=Team A", &["Team A"], &[], false)),
+            None
+        );
+        assert_eq!(t(&peer("CN=z", &[], &[], true)), None);
+        run(async {
+            let p = peer("CN=agent-1,O=Team A", &["Team A"], &[], true);
+            assert_eq!(
+                a.check(None, None, Some(&p)).await,
+                Ok(Bytes::from("alpha"))
+            );
+            assert_eq!(
+                a.check(None, Some(b"other"), Some(&p)).await,
+                Err(Denied::TenantMismatch)
+            );
+            let unknown = peer("CN=z", &[], &[], true);
+            assert_eq!(
+                a.check(None, None, Some(&unknown)).await,
+                Err(Denied::UnknownCertificate)
+            );
+            assert_eq!(a.check(None, None, None).await, Err(Denied::Missing));
+        });
     }
 }

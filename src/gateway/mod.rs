@@ -178,7 +178,11 @@ impl Gateway {
                 tenant: client.map(bytes::Bytes::copy_from_slice),
             });
         };
-        match auth.check(req.head.header("authorization"), client).await {
+        let peer = req.peer_cert.as_deref();
+        match auth
+            .check(req.head.header("authorization"), client, peer)
+            .await
+        {
             Ok(tenant) => Ok(Caller {
                 tenant: Some(tenant),
             }),

@@ -154,10 +154,10 @@ impl TlsConn {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .map(|leaf| {
-                Rc::new(PeerCert {
-                    der: leaf.as_ref().to_vec(),
-                    verified,
-                })
+                // Read once per connection; a certificate rustls accepted but this reader
+                // cannot parse identifies nobody.
+                let identity = crate::util::x509::identity(leaf.as_ref()).ok();
+                Rc::new(PeerCert { verified, identity })
             });
         Ok(c)
     }

@@ -11,14 +11,16 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use crate::util::x509::CertIdentity;
+
 /// Who the client proved to be at the TLS layer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PeerCert {
-    /// The end-entity certificate (DER) the client presented.
-    pub der: Vec<u8>,
     /// Whether it was verified against the configured client CAs (only a verified
     /// certificate may identify a tenant).
     pub verified: bool,
+    /// Its subject and subjectAltNames (`None` when they could not be read).
+    pub identity: Option<CertIdentity>,
 }
 
 pub trait Transport: 'static {
