@@ -708,3 +708,55 @@ fn client_cert_rules_need_verified_certificates() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only when verified"), "{err}");
 }
+
+/// A real SDK over HTTPS: @pyroscope/nodejs trusting the test CA through
+/// `NODE_EXTRA_CA_CERTS` (what a user with a private CA does).
+#[test]
+fn pyroscope_nodejs_over_https() {
+    let node_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node");
+    assert!(
+        node_dir.join("node_modules/@pyroscope/nodejs").exists(),
+        "@pyroscope/nodejs is not installed; run scripts/test.sh"
+    );
+    let pki = Pki::new("node CA");
+    let server = pki.leaf("localhost", &["localhost"]);
+    let (cert, key) = write_pair(&server, "node");
+    let ca = write_temp("node-ca.pem", &pki.ca_pem());
+    let sink = Sink::start(&[]);
+    let client = Client::new(&pki.ca_pem(), None, &[]);
+    let (gw, _cfg) = Gw::start(
+        "io_uring",
+        &format!("{}{}", tls_block(&cert, &key, ""), endpoint(&sink)),
+        &client,
+    );
+    let url = format!("https://localhost:{}", gw.addr.port());
+    let mut child = Command::new("node")
+        .args(["client.js", &url, "5"])
+        .current_dir(&node_dir)
+        .env("NODE_EXTRA_CA_CERTS", &ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node not runnable; run scripts/test.sh to set up");
+    let done = poll_until(Duration::from_secs(60), || child.try_wait().ok().flatten());
+    if done.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(done.is_some() && out.status.success(), "node: {text}");
+    let recs = sink.wait_records(1, WAIT);
+    assert!(
+        !recs.is_empty() && recs.iter().all(|r| r["status"] == 200),
+        "{recs:?}\n{text}"
+    );
+    let m = gw.metrics(&client);
+    assert!(
+        m.value("pyrogate_tls_handshakes_total", &[("version", "TLS13")]) >= 2.0,
+        "the SDK's connection(s) and ours"
+    );
+}
