@@ -123,7 +123,69 @@ fn main() -> std::io::Result<()> {
             write(dir, "multipart", case.name(), b.len() as u8, &data)?;
         }
     }
+    // X.509 identity: raw DER (no control byte), certificates shaped like mTLS agents'.
+    let x509 = dir.join("x509_identity");
+    std::fs::create_dir_all(&x509)?;
+    for (name, der) in certificates().map_err(std::io::Error::other)? {
+        std::fs::write(x509.join(name), der)?;
+    }
     Ok(())
+}
+
+/// Deterministic certificates: a fixed Ed25519 key (Ed25519 signatures are deterministic),
+/// fixed serials, rcgen's fixed default validity.
+fn certificates() -> Result<Vec<(&'static str, Vec<u8>)>, rcgen::Error> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType, SerialNumber};
+    // PKCS#8 v1 wrapping of the Ed25519 seed 0x01 0x02 … 0x20.
+    let mut pkcs8 = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    pkcs8.extend(1..=32u8);
+    let key = KeyPair::try_from(pkcs8.as_slice())?;
+    let make = |serial: u64, dn: &[(DnType, &str)], sans: Vec<SanType>| {
+        let mut p = CertificateParams::default();
+        p.serial_number = Some(SerialNumber::from(serial));
+        p.distinguished_name = DistinguishedName::new();
+        for (t, v) in dn {
+            p.distinguished_name.push(t.clone(), *v);
+        }
+        p.subject_alt_names = sans;
+        p.self_signed(&key).map(|c| c.der().to_vec())
+    };
+    Ok(vec![
+        (
+            "agent_subject",
+            make(
+                1,
+                &[
+                    (DnType::CountryName, "DE"),
+                    (DnType::OrganizationName, "Team A, Inc."),
+                    (DnType::OrganizationalUnitName, "ops"),
+                    (DnType::CommonName, "agent-1"),
+                ],
+                vec![],
+            )?,
+        ),
+        (
+            "spiffe_san",
+            make(
+                2,
+                &[(DnType::CommonName, "workload")],
+                vec![
+                    SanType::URI("spiffe://prod/ns/default/sa/agent".try_into()?),
+                    SanType::DnsName("agent.prod.svc".try_into()?),
+                    SanType::Rfc822Name("ops@example.com".try_into()?),
+                    SanType::IpAddress([127, 0, 0, 1].into()),
+                    SanType::IpAddress(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+                ],
+            )?,
+        ),
+        (
+            "empty_subject",
+            make(3, &[], vec![SanType::DnsName("localhost".try_into()?)])?,
+        ),
+    ])
 }
 
 /// `%XX` and `+` decoding of a query value (enough for the generated names).
