@@ -7,10 +7,10 @@ mod common;
 mod sinks;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Gateway, poll_until, write_temp};
+use common::{Gateway, poll_until, run_sdk, write_temp};
 use sinks::{Sink, header};
 
 const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
@@ -273,35 +273,6 @@ fn must_match_refuses_another_tenant() {
         ),
         1.0
     );
-}
-
-fn run_sdk(program: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} not runnable ({e}); run scripts/test.sh to set up"));
-    let done = poll_until(Duration::from_secs(60), || child.try_wait().ok().flatten());
-    if done.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        done.is_some() && out.status.success(),
-        "{program} failed:\n{text}"
-    );
-    text
 }
 
 #[test]

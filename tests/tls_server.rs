@@ -730,25 +730,13 @@ fn pyroscope_nodejs_over_https() {
         &client,
     );
     let url = format!("https://localhost:{}", gw.addr.port());
-    let mut child = Command::new("node")
-        .args(["client.js", &url, "5"])
-        .current_dir(&node_dir)
-        .env("NODE_EXTRA_CA_CERTS", &ca)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node not runnable; run scripts/test.sh to set up");
-    let done = poll_until(Duration::from_secs(60), || child.try_wait().ok().flatten());
-    if done.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let ca = ca.to_str().unwrap_or_default();
+    let text = common::run_sdk(
+        "node",
+        &["client.js", &url, "5"],
+        &node_dir,
+        &[("NODE_EXTRA_CA_CERTS", ca)],
     );
-    assert!(done.is_some() && out.status.success(), "node: {text}");
     let recs = sink.wait_records(1, WAIT);
     assert!(
         !recs.is_empty() && recs.iter().all(|r| r["status"] == 200),

@@ -277,3 +277,39 @@ pub fn run_with_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> O
         stderr: err_t.join().unwrap_or_default(),
     }
 }
+
+/// Runs a real SDK client program (at most 60 s) in `dir` and returns its output; fails the
+/// test when it fails.
+pub fn run_sdk(
+    program: &str,
+    args: &[&str],
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> String {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} not runnable ({e}); run scripts/test.sh to set up"));
+    let done = poll_until(Duration::from_secs(60), || child.try_wait().ok().flatten());
+    if done.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        done.is_some() && out.status.success(),
+        "{program} failed:\n{text}"
+    );
+    text
+}
