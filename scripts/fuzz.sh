@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET=${1:-600}
 shift || true
-ALL=(http_head chunked labelset query push_decode multipart pprof spool_record)
+ALL=(http_head chunked labelset query push_decode multipart pprof spool_record x509_identity)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 
@@ -30,6 +30,7 @@ max_len() {
   case "$1" in
     pprof) echo 65536 ;;
     push_decode|multipart) echo 16384 ;;
+    x509_identity) echo 8192 ;; # one client certificate (real ones are 0.5-2 KB); reaches every count bound
     *) echo 4096 ;;
   esac
 }
