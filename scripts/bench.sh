@@ -8,10 +8,14 @@
 # Prints requests/s, the server's CPU-seconds per 1000 requests, peak RSS, p50/p99, ratios to
 # nginx (medians of 3 interleaved runs) and the CPU steal seen in each run. About 10 minutes;
 # `--quick` is a 2-minute smoke test; `--help` lists every option (suites, sizes, runs, --json).
-# Not run by default (`--suites NAME`): distributor, ring, and durable (ack = "durable" with
+# Not run by default (`--suites NAME`): distributor, ring, durable (ack = "durable" with
 # fsync batch/always and io uring/thread against ack enqueue and all, fan-out 2, 16 KiB /ingest
 # and Push: requests per CPU-second, p99 at half of enqueue's saturation; a fresh spool per run
-# under the benchmark's temp dir, removed after it; about 9 minutes; docs/benchmarking.md §8).
+# under the benchmark's temp dir, removed after it; about 9 minutes; docs/benchmarking.md §8),
+# and tls ([server.tls] vs plaintext forwarding 1 KiB /ingest to one sink: requests per
+# CPU-second with keep-alive and the ratio TLS/plain, then a new connection per request with
+# full and resumed handshakes: handshakes per CPU-second of the gateway; a CA and certificate
+# made by the benchmark; about 2 minutes; docs/benchmarking.md §10).
 #
 # Installs nginx and its echo module with apt when they are missing (root or sudo needed;
 # without them the nginx columns are skipped). Every process the benchmark starts is stopped

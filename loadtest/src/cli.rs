@@ -12,6 +12,7 @@ use pyrogate::config::units::{parse_duration, parse_size};
 use crate::bench::{BenchConfig, Layout, Suite};
 use crate::demo::DemoConfig;
 use crate::load::payload::{Protocol, Source};
+use crate::load::tls::TlsOptions;
 use crate::load::{MAX_DURATION, RunConfig};
 use crate::sink::SinkConfig;
 use crate::sink::check::Checks;
@@ -183,7 +184,8 @@ impl SinkArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Base URL, e.g. http://127.0.0.1:4040 (paths /ingest and /push.v1… are appended).
+    /// Base URL, e.g. http://127.0.0.1:4040 or https://localhost:4040 (paths /ingest and
+    /// /push.v1… are appended).
     #[arg(long)]
     pub target: String,
     #[arg(long, value_enum, default_value_t = Protocol::Push)]
@@ -229,6 +231,24 @@ pub struct RunArgs {
     /// No per-second progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Open a new connection after every N responses (1: one connection, and with TLS one
+    /// handshake, per request); default: keep connections open.
+    #[arg(long, value_name = "N")]
+    pub reconnect_every: Option<u64>,
+    /// https:// target: trust the CA certificate(s) of this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// https:// target: do not verify the server's certificate (benchmarks; the handshake
+    /// signature is still checked).
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
+    /// https:// target: the name to send (SNI) and verify (default: the target's host).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// https:// target: no TLS session resumption (every new connection makes a full
+    /// handshake).
+    #[arg(long)]
+    pub tls_no_resume: bool,
 }
 
 /// Default synthetic size when `--payload synthetic` is given without `--profile-size`.
@@ -261,6 +281,13 @@ impl RunArgs {
             driver: self.driver.into(),
             threads: self.threads,
             progress: !self.quiet,
+            reconnect_every: self.reconnect_every,
+            tls: TlsOptions {
+                ca: self.tls_ca.clone(),
+                insecure: self.tls_insecure,
+                server_name: self.tls_server_name.clone(),
+                no_resume: self.tls_no_resume,
+            },
         };
         cfg.validate()?;
         if cfg.duration.is_none() {
@@ -529,5 +556,55 @@ mod tests {
         };
         assert!(a.config().is_err());
         assert!(parse(&["run", "--target", "x", "--protocol", "bogus"]).is_err());
+    }
+
+    #[test]
+    fn tls_and_reconnect_flags() {
+        let run = |args: &[&str]| -> Result<RunConfig, String> {
+            let cli = parse(args).map_err(|e| e.to_string())?;
+            let Command::Run(a) = cli.command else {
+                panic!("run")
+            };
+            a.config()
+        };
+        let cfg = run(&[
+            "run",
+            "--target",
+            "https://127.0.0.1:1",
+            "--requests",
+            "10",
+            "--tls-ca",
+            "/tmp/ca.pem",
+            "--tls-server-name",
+            "localhost",
+            "--tls-no-resume",
+            "--reconnect-every",
+            "1",
+        ])
+        .expect("valid");
+        assert_eq!(cfg.reconnect_every, Some(1));
+        assert_eq!(
+            cfg.tls.ca.as_deref(),
+            Some(std::path::Path::new("/tmp/ca.pem"))
+        );
+        assert_eq!(cfg.tls.server_name.as_deref(), Some("localhost"));
+        assert!(cfg.tls.no_resume && !cfg.tls.insecure);
+        // TLS flags need an https:// target; --reconnect-every 0 makes no sense.
+        let plain = ["run", "--target", "http://127.0.0.1:1", "--requests", "1"];
+        assert!(run(&[&plain[..], &["--tls-insecure"]].concat()).is_err());
+        assert!(run(&[&plain[..], &["--reconnect-every", "0"]].concat()).is_err());
+        assert!(run(&[&plain[..], &["--reconnect-every", "3"]].concat()).is_ok());
+        // --tls-ca and --tls-insecure exclude each other.
+        assert!(
+            parse(&[
+                "run",
+                "--target",
+                "https://x:1",
+                "--tls-ca",
+                "a",
+                "--tls-insecure"
+            ])
+            .is_err()
+        );
     }
 }

@@ -628,6 +628,8 @@ pub fn run(cfg: &DemoConfig, out: &mut dyn Write) -> Result<bool, String> {
         driver: pyrogate::config::DriverChoice::Auto,
         threads: None,
         progress: false,
+        reconnect_every: None,
+        tls: Default::default(),
     };
     let before: Vec<u64> = sinks.iter().map(accepted).collect();
     let direct = load::run(&run_cfg(&urls[0]), &mut std::io::sink())?;

@@ -1,11 +1,15 @@
 //! A blocking keep-alive HTTP/1.1 client for the control plane of `demo` and `bench`:
 //! readiness checks, `/stats` of the sinks, one-off fixture requests, and the idle
 //! connections of the memory benchmark. Every operation is bounded by a timeout; the load
-//! itself goes through [`crate::load`], never through this.
+//! itself goes through [`crate::load`], never through this. A gateway with `[server.tls]` is
+//! spoken to over blocking rustls ([`ProbeTls`]).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
 
 use bytes::BytesMut;
 use pyrogate::http::chunked::{ChunkedDecoder, Progress};
@@ -27,21 +31,82 @@ impl Answer {
     }
 }
 
+/// How to speak TLS to a server: the client configuration and the name to verify.
+#[derive(Debug, Clone)]
+pub struct ProbeTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: ServerName<'static>,
+}
+
+/// The socket of a [`Client`]: plain, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A keep-alive connection.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     timeout: Duration,
 }
 
 impl Client {
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, String> {
-        let stream = TcpStream::connect_timeout(&addr, timeout)
+        Self::connect_with(addr, timeout, None)
+    }
+
+    /// [`Client::connect`], over TLS when `tls` is given (the handshake completes here).
+    pub fn connect_with(
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<&ProbeTls>,
+    ) -> Result<Self, String> {
+        let tcp = TcpStream::connect_timeout(&addr, timeout)
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let set = |r: std::io::Result<()>| r.map_err(|e| format!("socket option: {e}"));
-        set(stream.set_read_timeout(Some(timeout)))?;
-        set(stream.set_write_timeout(Some(timeout)))?;
-        set(stream.set_nodelay(true))?;
+        set(tcp.set_read_timeout(Some(timeout)))?;
+        set(tcp.set_write_timeout(Some(timeout)))?;
+        set(tcp.set_nodelay(true))?;
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(t) => {
+                let conn = rustls::ClientConnection::new(t.config.clone(), t.name.clone())
+                    .map_err(|e| format!("TLS: {e}"))?;
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                while s.conn.is_handshaking() {
+                    s.conn
+                        .complete_io(&mut s.sock)
+                        .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+                }
+                Stream::Tls(Box::new(s))
+            }
+        };
         Ok(Self {
             stream,
             buf: Vec::new(),
@@ -54,6 +119,7 @@ impl Client {
     pub fn send(&mut self, raw: &[u8]) -> Result<Answer, String> {
         self.stream
             .write_all(raw)
+            .and_then(|()| self.stream.flush())
             .map_err(|e| format!("write: {e}"))?;
         self.read_response()
     }
@@ -150,13 +216,28 @@ impl Client {
 
 /// `GET path` on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Answer, String> {
-    let mut c = Client::connect(addr, timeout)?;
+    get_with(addr, path, timeout, None)
+}
+
+/// [`get`], over TLS when `tls` is given.
+pub fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    tls: Option<&ProbeTls>,
+) -> Result<Answer, String> {
+    let mut c = Client::connect_with(addr, timeout, tls)?;
     c.send(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
 }
 
 /// `GET path` answered 200 (for readiness polls).
 pub fn is_ok(addr: SocketAddr, path: &str) -> bool {
-    get(addr, path, Duration::from_secs(1)).is_ok_and(|a| a.status == 200)
+    is_ok_with(addr, path, None)
+}
+
+/// [`is_ok`], over TLS when `tls` is given.
+pub fn is_ok_with(addr: SocketAddr, path: &str, tls: Option<&ProbeTls>) -> bool {
+    get_with(addr, path, Duration::from_secs(1), tls).is_ok_and(|a| a.status == 200)
 }
 
 /// A sink's `/stats` document.

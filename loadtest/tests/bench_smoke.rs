@@ -169,3 +169,57 @@ fn sink_without_checksums() {
     assert_eq!(stats["totals"]["bytes"], 7);
     assert!(stats["records"][0]["body_fnv"].is_null(), "{stats}");
 }
+
+#[test]
+fn tls_suite() {
+    let (r, text) = bench("tls", &["--suites", "tls", "--no-nginx"]);
+    let cells = r["tls"]["cells"].as_array().expect("tls cells").clone();
+    assert_eq!(cells.len(), 5, "{}", r["tls"]);
+    for c in &cells {
+        let label = c["label"].as_str().unwrap_or("");
+        let (s, client) = (&c["samples"][0], &c["client"][0]);
+        let (tls, reconnect, resume) = (
+            c["case"]["tls"] == true,
+            c["case"]["reconnect"] == true,
+            c["case"]["resume"] == true,
+        );
+        let requests = s["requests"].as_u64().unwrap_or(0);
+        assert!(s["ok"].as_u64().unwrap_or(0) > 0, "{label}: {s}");
+        assert_eq!(s["failed"], 0, "{label}: {s}");
+        assert!(s["cpu_s"].as_f64().unwrap_or(0.0) > 0.0, "{label}: {s}");
+        assert!(
+            s["delivered"].as_f64().unwrap_or(0.0) >= 0.99,
+            "{label}: {s}"
+        );
+        let connects = client["connects"].as_u64().unwrap_or(0);
+        if reconnect {
+            // One connection per request, plus at most the 4 opened before the start.
+            assert!(
+                (requests..=requests + 4).contains(&connects),
+                "{label}: {connects} connects for {requests} requests"
+            );
+        } else {
+            assert_eq!(connects, 4, "{label}: {client}");
+        }
+        if tls {
+            // The gateway counted every connection as a handshake (the second scrape's own
+            // handshake is in the change too).
+            let handshakes: f64 = s["gateway_metrics"]
+                .as_object()
+                .expect("scraped")
+                .iter()
+                .filter(|(k, _)| k.starts_with("pyrogate_tls_handshakes_total{"))
+                .filter_map(|(_, v)| v.as_f64())
+                .sum();
+            assert_eq!(handshakes, connects as f64 + 1.0, "{label}: {s}");
+            let resumed = client["resumed"].as_u64().unwrap_or(0);
+            if reconnect && resume {
+                assert!(resumed * 2 > connects, "{label}: {client}");
+            } else if reconnect {
+                assert_eq!(resumed, 0, "{label}: {client}");
+            }
+        }
+    }
+    assert!(text.contains("== tls:"), "{text}");
+    assert!(text.contains("handshakes/CPU-s"), "{text}");
+}

@@ -158,6 +158,75 @@ pub fn write_durable(scratch: &Path, fsync: Fsync, io: SpoolIo) -> Result<PathBu
     write(&scratch.join("durable.toml"), &text)
 }
 
+/// The `tls` suite's files, in one directory: a CA, a server certificate it signed, the
+/// server's key, and the gateway configuration naming them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub config: PathBuf,
+}
+
+/// The name the server certificate is issued to (and the load verifies).
+pub const TLS_SERVER_NAME: &str = "localhost";
+
+/// `[server.tls]` with the certificate and key files, everything else at its default
+/// (TLS 1.2–1.3, no client certificates, rustls's cipher suites, resumption tickets on).
+pub fn tls(cert: &Path, key: &Path) -> String {
+    format!(
+        "# pyrogate-load bench --suites tls: TLS on the listener\n\
+         [server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        toml_escape(&cert.display().to_string()),
+        toml_escape(&key.display().to_string())
+    )
+}
+
+/// Makes the [`TlsFiles`] in `dir/tls/` once (later calls return the same files): a CA and
+/// a server certificate for [`TLS_SERVER_NAME`] and 127.0.0.1 signed by it, both ECDSA P-256
+/// (rcgen's default; the key type a modern deployment would pick, and the cheaper one to
+/// sign handshakes with: an RSA 2048 key costs the server several times more per full
+/// handshake).
+pub fn tls_files(dir: &Path) -> Result<TlsFiles, String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let d = dir.join("tls");
+    let files = TlsFiles {
+        ca: d.join("ca.pem"),
+        cert: d.join("server-cert.pem"),
+        key: d.join("server-key.pem"),
+        config: d.join("tls.toml"),
+    };
+    if [&files.ca, &files.cert, &files.key, &files.config]
+        .iter()
+        .all(|p| p.is_file())
+    {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    let e = |e: rcgen::Error| format!("generating the benchmark's certificates: {e}");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "pyrogate-load bench CA");
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(e)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params =
+        CertificateParams::new(vec![TLS_SERVER_NAME.to_owned(), "127.0.0.1".to_owned()])
+            .map_err(e)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, TLS_SERVER_NAME);
+    let key = KeyPair::generate().map_err(e)?;
+    let cert = params.signed_by(&key, &issuer).map_err(e)?;
+    write(&files.ca, &ca_cert.pem())?;
+    write(&files.cert, &cert.pem())?;
+    write(&files.key, &key.serialize_pem())?;
+    write(&files.config, &tls(&files.cert, &files.key))?;
+    Ok(files)
+}
+
 /// The inside of a TOML basic string.
 fn toml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

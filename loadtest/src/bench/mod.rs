@@ -23,6 +23,11 @@
 //!   plain thread) against `ack = "enqueue"` and `"all"`, fan-out 2, 16 KiB `/ingest`
 //!   pprof and Push: requests per CPU-second (closed loop), then p50/p99 in an open loop at
 //!   half the enqueue saturation just measured; a fresh spool per run ([`durable`]).
+//! * `tls` (not run by default): pyrogate forwarding 1 KiB `/ingest` to one sink with
+//!   plaintext and with `[server.tls]` (a certificate the benchmark makes), keep-alive
+//!   connections: requests per CPU-second and the ratio TLS ÷ plaintext; then a new
+//!   connection per request, plaintext, TLS with full handshakes and TLS resumed: handshakes
+//!   per CPU-second of the gateway and the CPU a handshake adds ([`tls`]).
 //!
 //! Method (see `docs/benchmarking.md`): every server under test runs in a fresh process
 //! per run; runs are interleaved (A B C, A B C, …) and each figure is the median over the
@@ -48,6 +53,7 @@ pub mod runner;
 pub mod stats;
 pub mod suites;
 pub mod table;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -69,6 +75,7 @@ pub enum Suite {
     Distributor,
     Ring,
     Durable,
+    Tls,
 }
 
 /// Where the processes run.
@@ -220,6 +227,7 @@ impl BenchConfig {
                 Suite::Distributor => n_sizes * 4 * self.runs,
                 Suite::Ring => ring::CELLS_PER_ROUND * self.runs,
                 Suite::Durable => durable::RUNS_PER_ROUND * self.runs,
+                Suite::Tls => tls::RUNS_PER_ROUND * self.runs,
             };
         }
         let memory = if self.suites.contains(&Suite::Memory) {
@@ -261,6 +269,7 @@ pub struct BenchReport {
     pub distributor: Vec<suites::CellReport>,
     pub ring: Vec<ring::RingCellReport>,
     pub durable: Option<durable::DurableResult>,
+    pub tls: Option<tls::TlsResult>,
     pub notes: Vec<String>,
     pub failures: Vec<String>,
     pub elapsed_s: f64,
@@ -363,6 +372,7 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
         distributor: Vec::new(),
         ring: Vec::new(),
         durable: None,
+        tls: None,
         notes: Vec::new(),
         failures: Vec::new(),
         elapsed_s: 0.0,
@@ -432,6 +442,11 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
                 let r = durable::run(&ctx, &mut report.failures, &mut report.notes)?;
                 let _ = writeln!(out, "{}", durable::render(cfg, &r));
                 report.durable = Some(r);
+            }
+            Suite::Tls => {
+                let r = tls::run(&ctx, &mut report.failures, &mut report.notes)?;
+                let _ = writeln!(out, "{}", tls::render(cfg, &r));
+                report.tls = Some(r);
             }
         }
         let _ = out.flush();

@@ -260,6 +260,9 @@ pub fn closed_loop(cfg: &RunConfig, payload: &Payload) -> Result<Report, String>
         schedule_lag: None,
         bytes_sent: total.bytes_sent,
         bytes_received: total.bytes_received,
+        connects: Some(total.connects),
+        reconnect_every: None,
+        tls: None,
     })
 }
 
@@ -284,6 +287,9 @@ async fn conn_loop(plan: &Plan, tally: &RefCell<Tally>, index: usize) {
     let mut conn = Conn::connect(plan.addr, Instant::now() + plan.timeout)
         .await
         .ok();
+    if conn.is_some() {
+        tally.borrow_mut().connects += 1;
+    }
     monoio::time::sleep(plan.start.saturating_duration_since(Instant::now())).await;
     let elapsed = || {
         Instant::now()
@@ -301,7 +307,10 @@ async fn conn_loop(plan: &Plan, tally: &RefCell<Tally>, index: usize) {
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match Conn::connect(plan.addr, deadline).await {
-                Ok(c) => conn.insert(c),
+                Ok(c) => {
+                    tally.borrow_mut().connects += 1;
+                    conn.insert(c)
+                }
                 Err(e) => {
                     {
                         let mut t = tally.borrow_mut();

@@ -15,8 +15,9 @@ use super::gateway_config::Ack;
 use super::nginx::{self, Nginx};
 use crate::load::payload::Source;
 use crate::load::report::Report;
+use crate::load::tls::TlsOptions;
 use crate::load::{self, RunConfig};
-use crate::probe;
+use crate::probe::{self, ProbeTls};
 use crate::process::children::{Gateway, GatewayOpts, SinkProc};
 use crate::process::{self, SpawnOpts, procfs};
 
@@ -63,6 +64,11 @@ pub enum Variant {
         driver: &'static str,
         ack: Ack,
     },
+    /// pyrogate with `[server.tls]` on its listener (the `tls` suite's certificate,
+    /// [`super::gateway_config::tls_files`]); the load speaks TLS to it.
+    PyrogateTls {
+        driver: &'static str,
+    },
     /// nginx `proxy_pass` + `mirror`.
     NginxProxy,
     NginxReturn200,
@@ -83,6 +89,7 @@ impl Variant {
             Variant::PyrogateAck { driver, ack } => {
                 format!("pyrogate {} {}", driver_name(driver), ack.label())
             }
+            Variant::PyrogateTls { driver } => format!("pyrogate {} TLS", driver_name(driver)),
             Variant::NginxProxy if fanout > 1 => "nginx proxy_pass+mirror".into(),
             Variant::NginxProxy => "nginx proxy_pass".into(),
             Variant::NginxReturn200 => "nginx return 200".into(),
@@ -283,7 +290,8 @@ fn start_server(
         Variant::Pyrogate { driver }
         | Variant::PyrogateDistributor { driver }
         | Variant::PyrogateRing { driver, .. }
-        | Variant::PyrogateAck { driver, .. } => {
+        | Variant::PyrogateAck { driver, .. }
+        | Variant::PyrogateTls { driver } => {
             let (forward_to, extra) = match &cell.variant {
                 Variant::PyrogateDistributor { .. } => {
                     let file = super::gateway_config::write_distributor(ctx.tmp)?;
@@ -301,16 +309,30 @@ fn start_server(
                     )
                 }
                 Variant::PyrogateAck { ack, .. } => (forward.to_vec(), ack.flags(scratch)?),
+                Variant::PyrogateTls { .. } => {
+                    let files = super::gateway_config::tls_files(ctx.tmp)?;
+                    (
+                        forward.to_vec(),
+                        vec!["--config".to_owned(), files.config.display().to_string()],
+                    )
+                }
                 _ => (forward.to_vec(), Vec::new()),
             };
-            let g = Gateway::start(&GatewayOpts {
-                bin: cfg.gateway_bin.clone(),
-                driver: (*driver).to_owned(),
-                workers: cfg.layout.gateway_workers,
-                forward_to,
-                extra,
-                spawn,
-            })?;
+            let probe_tls = match &cell.variant {
+                Variant::PyrogateTls { .. } => Some(bench_probe_tls(ctx)?),
+                _ => None,
+            };
+            let g = Gateway::start_tls(
+                &GatewayOpts {
+                    bin: cfg.gateway_bin.clone(),
+                    driver: (*driver).to_owned(),
+                    workers: cfg.layout.gateway_workers,
+                    forward_to,
+                    extra,
+                    spawn,
+                },
+                probe_tls,
+            )?;
             Ok(Some(Server::Gateway(g)))
         }
         v => {
@@ -350,7 +372,27 @@ fn start_server(
     }
 }
 
-/// The load of one run.
+/// How the load speaks to a [`Variant::PyrogateTls`] gateway: trusting the benchmark's CA,
+/// verifying [`super::gateway_config::TLS_SERVER_NAME`], resumption allowed.
+pub fn bench_tls_options(ctx: &Ctx<'_>) -> Result<TlsOptions, String> {
+    let files = super::gateway_config::tls_files(ctx.tmp)?;
+    Ok(TlsOptions {
+        ca: Some(files.ca),
+        server_name: Some(super::gateway_config::TLS_SERVER_NAME.to_owned()),
+        ..TlsOptions::default()
+    })
+}
+
+/// The control plane's TLS (readiness, `/metrics`) to a [`Variant::PyrogateTls`] gateway.
+fn bench_probe_tls(ctx: &Ctx<'_>) -> Result<ProbeTls, String> {
+    let opts = bench_tls_options(ctx)?;
+    Ok(ProbeTls {
+        config: crate::load::tls::client_config(&opts)?,
+        name: crate::load::tls::server_name(&opts, "")?,
+    })
+}
+
+/// The load of one run (an `https://` target: with [`bench_tls_options`]).
 pub fn load_config(
     ctx: &Ctx<'_>,
     target: &str,
@@ -373,6 +415,14 @@ pub fn load_config(
         driver: cfg.load_driver,
         threads: Some(cfg.layout.load_threads),
         progress: false,
+        reconnect_every: None,
+        tls: if target.starts_with("https://") {
+            // The files were made when the gateway started; an error here shows as the
+            // load's "needs --tls-ca" error.
+            bench_tls_options(ctx).unwrap_or_default()
+        } else {
+            TlsOptions::default()
+        },
     }
 }
 
@@ -477,7 +527,16 @@ fn needs_scratch(cell: &Cell) -> bool {
 /// The series of the gateway's `/metrics` whose name starts with one of `prefixes`, by
 /// `name{labels}`.
 pub fn scrape(addr: SocketAddr, prefixes: &[&str]) -> Result<BTreeMap<String, f64>, String> {
-    let answer = probe::get(addr, "/metrics", Duration::from_secs(5))?;
+    scrape_with(addr, None, prefixes)
+}
+
+/// [`scrape`], over TLS when `tls` is given.
+pub fn scrape_with(
+    addr: SocketAddr,
+    tls: Option<&ProbeTls>,
+    prefixes: &[&str],
+) -> Result<BTreeMap<String, f64>, String> {
+    let answer = probe::get_with(addr, "/metrics", Duration::from_secs(5), tls)?;
     if answer.status != 200 {
         return Err(format!("GET /metrics answered {}", answer.status));
     }
@@ -556,7 +615,7 @@ pub fn measure_scraped(
         scratch.as_ref().map(|s| s.path.as_path()),
     )?;
     let gateway_addr = match &server {
-        Some(Server::Gateway(g)) if !scrape_prefixes.is_empty() => Some(g.addr),
+        Some(Server::Gateway(g)) if !scrape_prefixes.is_empty() => Some((g.addr, g.tls.clone())),
         _ => None,
     };
     let target = match (&server, sinks) {
@@ -569,7 +628,8 @@ pub fn measure_scraped(
     }
     // Read before the gateway's CPU time, so that answering it is not counted.
     let metrics0 = gateway_addr
-        .map(|a| scrape(a, scrape_prefixes))
+        .as_ref()
+        .map(|(a, tls)| scrape_with(*a, tls.as_ref(), scrape_prefixes))
         .transpose()?;
     let pids = server.as_ref().map(Server::cpu_pids).unwrap_or_default();
     let cpu0 = cpu_of(&pids);
@@ -581,7 +641,8 @@ pub fn measure_scraped(
     let cpu1 = cpu_of(&pids);
     let sink_cpu1 = sinks.and_then(Sinks::cpu_s);
     let metrics1 = gateway_addr
-        .map(|a| scrape(a, scrape_prefixes))
+        .as_ref()
+        .map(|(a, tls)| scrape_with(*a, tls.as_ref(), scrape_prefixes))
         .transpose()?;
     // The last mirrored copies may still be on their way to the sinks; a gateway that
     // answers before delivering may still hold a queue (or a spool) of them.

@@ -2,7 +2,9 @@
 //! single write, the response head read with pyrogate's parser (`Content-Length`, chunked, or
 //! read-until-close bodies; `1xx` interim responses skipped), `TCP_NODELAY` on.
 //!
-//! Deliberately minimal: no pipelining, no redirects, no TLS. Every read and write is under
+//! Deliberately minimal: no pipelining, no redirects. [`Conn`] is generic over its stream:
+//! a plain `TcpStream` ([`Conn::connect`]) or a TLS client stream ([`super::tls`]), so the
+//! plaintext path is compiled on its own and does no TLS work. Every read and write is under
 //! the request's deadline, response heads and bodies are bounded.
 
 use std::io;
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use pyrogate::http::chunked::{ChunkedDecoder, Progress};
 use pyrogate::http::response_head::{self, ResponseFraming};
@@ -28,6 +30,8 @@ const READ_CHUNK: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
     Connect(io::ErrorKind),
+    /// The TLS handshake failed (rustls's message).
+    Handshake(String),
     Timeout,
     Write(io::ErrorKind),
     Read(io::ErrorKind),
@@ -41,6 +45,7 @@ impl ClientError {
     pub fn kind(&self) -> String {
         match self {
             ClientError::Connect(k) => format!("connect: {}", kind_name(*k)),
+            ClientError::Handshake(m) => format!("tls handshake: {m}"),
             ClientError::Timeout => "timeout".into(),
             ClientError::Write(k) => format!("write: {}", kind_name(*k)),
             ClientError::Read(k) => format!("read: {}", kind_name(*k)),
@@ -73,32 +78,58 @@ pub struct ResponseInfo {
     pub bytes_read: usize,
 }
 
-pub struct Conn {
-    stream: TcpStream,
+/// One keep-alive connection over `S`: a `TcpStream`, or a TLS stream over one.
+pub struct Conn<S = TcpStream> {
+    stream: S,
     buf: BytesMut,
 }
 
-async fn with_deadline<F: std::future::Future>(deadline: Instant, f: F) -> Option<F::Output> {
+pub(crate) async fn with_deadline<F: std::future::Future>(
+    deadline: Instant,
+    f: F,
+) -> Option<F::Output> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     monoio::time::timeout(remaining, f).await.ok()
 }
 
-impl Conn {
+/// A TCP connection with `TCP_NODELAY`, under `deadline`.
+pub(crate) async fn tcp_connect(
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Result<TcpStream, ClientError> {
+    let stream = match with_deadline(deadline, TcpStream::connect_addr(addr)).await {
+        None => return Err(ClientError::Timeout),
+        Some(Err(e)) => return Err(ClientError::Connect(e.kind())),
+        Some(Ok(s)) => s,
+    };
+    stream
+        .set_nodelay(true)
+        .map_err(|e| ClientError::Connect(e.kind()))?;
+    Ok(stream)
+}
+
+impl Conn<TcpStream> {
     pub async fn connect(addr: SocketAddr, deadline: Instant) -> Result<Self, ClientError> {
-        let stream = match with_deadline(deadline, TcpStream::connect_addr(addr)).await {
-            None => return Err(ClientError::Timeout),
-            Some(Err(e)) => return Err(ClientError::Connect(e.kind())),
-            Some(Ok(s)) => s,
-        };
-        stream
-            .set_nodelay(true)
-            .map_err(|e| ClientError::Connect(e.kind()))?;
-        Ok(Self {
+        Ok(Self::new(tcp_connect(addr, deadline).await?))
+    }
+}
+
+impl<S> Conn<S> {
+    /// A connection over an established stream.
+    pub fn new(stream: S) -> Self {
+        Self {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
-        })
+        }
     }
 
+    /// The stream, once the connection is done with.
+    pub fn into_stream(self) -> S {
+        self.stream
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     /// Writes `request` (a complete request: head and framed body) in one write and reads
     /// the response. On error the connection must be dropped.
     pub async fn send(

@@ -11,13 +11,21 @@
 //!
 //! Every run is bounded: by `--duration` (at most [`MAX_DURATION`]), by `--requests`, or both
 //! (whichever comes first), and every request by `--timeout`.
+//!
+//! An `https://` target is spoken to over TLS ([`tls`]); the connection loop is generic over
+//! how a connection is made ([`Dial`]), so the plaintext loop is compiled without any TLS in
+//! it. `--reconnect-every N` closes each connection after its N-th response and opens a new
+//! one for the next request (a new TLS handshake, resumed unless `--tls-no-resume`), which is
+//! part of that request's latency, as for a real client.
 
 pub mod client;
 pub mod payload;
 pub mod report;
 pub mod schedule;
+pub mod tls;
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -26,13 +34,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
 use pyrogate::config::DriverChoice;
 use pyrogate::runtime::driver::{self, DriverKind};
 
-use client::Conn;
+use client::{ClientError, Conn};
 use payload::{Options, Prepared, Protocol, Source};
-use report::{Latencies, Report, Tally};
+use report::{Latencies, Report, Tally, TlsReport};
 use schedule::Schedule;
+use tls::{TlsClient, TlsOptions};
 
 /// Longest run; also the bound of a run given only `--requests`.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -65,6 +76,11 @@ pub struct RunConfig {
     pub threads: Option<usize>,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// Close each connection after this many responses and open a new one (`None`: keep
+    /// connections open as long as the server does).
+    pub reconnect_every: Option<u64>,
+    /// TLS client options for an `https://` target.
+    pub tls: TlsOptions,
 }
 
 impl RunConfig {
@@ -102,6 +118,13 @@ impl RunConfig {
         if self.threads == Some(0) {
             return Err("--threads must be positive".into());
         }
+        if self.reconnect_every == Some(0) {
+            return Err("--reconnect-every must be positive".into());
+        }
+        self.tls.validate()?;
+        if self.tls.any() && !self.target.starts_with("https://") {
+            return Err("the --tls-* flags need an https:// --target".into());
+        }
         if let Some(t) = &self.tenant
             && (t.is_empty() || t.bytes().any(|b| b < 0x21 || b == 0x7f))
         {
@@ -122,6 +145,9 @@ struct Plan {
     connections: usize,
     limit: Option<u64>,
     claimed: AtomicU64,
+    reconnect_every: Option<u64>,
+    /// `Some` for an `https://` target.
+    tls: Option<TlsClient>,
 }
 
 impl Plan {
@@ -170,6 +196,11 @@ pub fn run(cfg: &RunConfig, progress: &mut dyn Write) -> Result<Report, String> 
         now_s,
     };
     let requests = payload::prepare(cfg.protocol, &target, &opts)?;
+    let tls = if target.tls {
+        Some(TlsClient::new(&cfg.tls, target.hostname())?)
+    } else {
+        None
+    };
     let decision = driver::choose(cfg.driver, IO_URING_ENTRIES)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cfg.threads.unwrap_or(cores).min(cfg.connections).max(1);
@@ -184,6 +215,8 @@ pub fn run(cfg: &RunConfig, progress: &mut dyn Write) -> Result<Report, String> 
         connections: cfg.connections,
         limit: cfg.requests,
         claimed: AtomicU64::new(0),
+        reconnect_every: cfg.reconnect_every,
+        tls,
     });
     let (tx, rx) = crossbeam_channel::bounded::<Snapshot>(threads * 4);
     // Threads still running; the progress watcher stops at zero even if a runtime leaked a
@@ -253,6 +286,16 @@ pub fn run(cfg: &RunConfig, progress: &mut dyn Write) -> Result<Report, String> 
         schedule_lag: cfg.rate.map(|_| total.schedule_lag.summary()),
         bytes_sent: total.bytes_sent,
         bytes_received: total.bytes_received,
+        connects: Some(total.connects),
+        reconnect_every: cfg.reconnect_every,
+        tls: target.tls.then(|| TlsReport {
+            server_name: tls::server_name(&cfg.tls, target.hostname())
+                .map(|n| n.to_str().into_owned())
+                .unwrap_or_default(),
+            trust: cfg.tls.trust(),
+            resumption: !cfg.tls.no_resume,
+            resumed: total.tls_resumed,
+        }),
     })
 }
 
@@ -303,11 +346,75 @@ fn watch_progress(
     }
 }
 
+/// How a connection is made: plain TCP or TCP + TLS. The connection loop is monomorphised
+/// per kind.
+pub(crate) trait Dial: 'static {
+    type Stream: AsyncReadRent + AsyncWriteRent + 'static;
+
+    fn dial(
+        &self,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Conn<Self::Stream>, ClientError>>;
+
+    /// Takes a connection that is done with (counts TLS resumptions).
+    fn closed(&self, conn: Conn<Self::Stream>, tally: &mut Tally);
+}
+
+/// Plain TCP.
+pub(crate) struct Plain;
+
+impl Dial for Plain {
+    type Stream = TcpStream;
+
+    fn dial(
+        &self,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Conn<TcpStream>, ClientError>> {
+        Conn::connect(addr, deadline)
+    }
+
+    #[inline]
+    fn closed(&self, _conn: Conn<TcpStream>, _tally: &mut Tally) {}
+}
+
+impl Dial for TlsClient {
+    type Stream = tls::TlsStream;
+
+    fn dial(
+        &self,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Conn<tls::TlsStream>, ClientError>> {
+        self.connect(addr, deadline)
+    }
+
+    fn closed(&self, conn: Conn<tls::TlsStream>, tally: &mut Tally) {
+        if tls::resumed(conn.into_stream()) {
+            tally.tls_resumed += 1;
+        }
+    }
+}
+
 async fn thread_main(
     plan: Arc<Plan>,
     conns: Vec<usize>,
     tx: crossbeam_channel::Sender<Snapshot>,
 ) -> Tally {
+    match plan.tls.clone() {
+        None => dial_main(plan, conns, tx, Plain).await,
+        Some(t) => dial_main(plan, conns, tx, t).await,
+    }
+}
+
+async fn dial_main<D: Dial>(
+    plan: Arc<Plan>,
+    conns: Vec<usize>,
+    tx: crossbeam_channel::Sender<Snapshot>,
+    dial: D,
+) -> Tally {
+    let dial = Rc::new(dial);
     let state = Rc::new(RefCell::new(ThreadState::default()));
     // The ticker ends itself once the connections are done: monoio does not drop tasks
     // that are still pending when the runtime is dropped, and a leaked sender would keep
@@ -326,17 +433,21 @@ async fn thread_main(
         });
     }
     // Open every connection before the start, so the schedule measures requests, not the
-    // TCP handshakes of a cold start.
+    // TCP (and TLS) handshakes of a cold start.
     let mut tasks = Vec::with_capacity(conns.len());
     for c in conns {
         let plan = plan.clone();
         let state = state.clone();
+        let dial = dial.clone();
         tasks.push(monoio::spawn(async move {
             let deadline = Instant::now() + plan.timeout;
-            let conn = Conn::connect(plan.addr, deadline).await.ok();
+            let conn = dial.dial(plan.addr, deadline).await.ok();
+            if conn.is_some() {
+                state.borrow_mut().tally.connects += 1;
+            }
             let wait = plan.start.saturating_duration_since(Instant::now());
             monoio::time::sleep(wait).await;
-            conn_loop(&plan, &state, c, conn).await;
+            conn_loop(&plan, &state, &*dial, c, conn).await;
         }));
     }
     for t in tasks {
@@ -362,11 +473,19 @@ fn send_snapshot(state: &Rc<RefCell<ThreadState>>, tx: &crossbeam_channel::Sende
     let _ = tx.try_send(snap);
 }
 
-async fn conn_loop(
+/// Hands the connection in `slot`, if any, back to `dial`.
+fn close<D: Dial>(dial: &D, slot: &mut Option<Conn<D::Stream>>, state: &RefCell<ThreadState>) {
+    if let Some(c) = slot.take() {
+        dial.closed(c, &mut state.borrow_mut().tally);
+    }
+}
+
+async fn conn_loop<D: Dial>(
     plan: &Plan,
     state: &RefCell<ThreadState>,
+    dial: &D,
     index: usize,
-    mut conn: Option<Conn>,
+    mut conn: Option<Conn<D::Stream>>,
 ) {
     let schedule = match plan.rate {
         Some(r) => Schedule::open(r, plan.connections, index),
@@ -378,10 +497,13 @@ async fn conn_loop(
     let mut k: u64 = 0;
     // When the connection finished its previous request (0: free from the start).
     let mut free: u64 = 0;
+    // Responses on the current connection (for --reconnect-every).
+    let mut uses: u64 = 0;
     loop {
         let now = plan.elapsed_ns();
         let intended = schedule.intended(k, now);
         if now >= plan.end_ns || intended >= plan.end_ns || !plan.claim() {
+            close(dial, &mut conn, state);
             return;
         }
         if intended > now {
@@ -394,9 +516,11 @@ async fn conn_loop(
         let sent = plan.elapsed_ns();
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match Conn::connect(plan.addr, deadline).await {
+            None => match dial.dial(plan.addr, deadline).await {
                 Ok(c) => {
                     backoff = CONNECT_BACKOFF_MIN;
+                    uses = 0;
+                    state.borrow_mut().tally.connects += 1;
                     conn.insert(c)
                 }
                 Err(e) => {
@@ -438,13 +562,15 @@ async fn conn_loop(
                 if !(200..300).contains(&info.status) {
                     s.interval_failed += 1;
                 }
-                if info.close {
-                    conn = None;
+                drop(s);
+                uses += 1;
+                if info.close || plan.reconnect_every.is_some_and(|n| uses >= n) {
+                    close(dial, &mut conn, state);
                 }
             }
             Err(e) => {
                 record_error(state, e.kind(), req.len() as u64, done);
-                conn = None;
+                close(dial, &mut conn, state);
             }
         }
     }

@@ -94,13 +94,37 @@ pub struct Target {
     /// Path prefix before `/ingest` and `/push.v1…` (empty or starting with `/`, no trailing
     /// slash).
     pub base_path: String,
+    /// `https://`: spoken to over TLS.
+    pub tls: bool,
 }
 
-/// Parses `http://host[:port][/prefix]` and resolves the host once.
+impl Target {
+    /// The host of the authority, without the port (an IPv6 address keeps its brackets).
+    pub fn hostname(&self) -> &str {
+        if self.host.starts_with('[') {
+            return match self.host.find(']') {
+                Some(i) => &self.host[..=i],
+                None => &self.host,
+            };
+        }
+        match self.host.rsplit_once(':') {
+            Some((h, _)) => h,
+            None => &self.host,
+        }
+    }
+}
+
+/// Parses `http[s]://host[:port][/prefix]` and resolves the host once.
 pub fn parse_target(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("--target {url:?}: only http:// URLs are supported"))?;
+    let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (r, false),
+        (None, Some(r)) => (r, true),
+        (None, None) => {
+            return Err(format!(
+                "--target {url:?}: only http:// and https:// URLs are supported"
+            ));
+        }
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -115,7 +139,7 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     let with_port = if has_port {
         authority.to_owned()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{}", if tls { 443 } else { 80 })
     };
     let addr = with_port
         .to_socket_addrs()
@@ -127,6 +151,7 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         addr,
         host: authority.to_owned(),
         base_path: path.trim_end_matches('/').to_owned(),
+        tls,
     })
 }
 
@@ -322,8 +347,18 @@ mod tests {
         assert_eq!(t.base_path, "/pyroscope");
         let t = parse_target("http://127.0.0.1").expect("valid");
         assert_eq!(t.addr.port(), 80);
-        assert!(parse_target("https://x").is_err());
+        assert!(!t.tls);
+        assert_eq!(t.hostname(), "127.0.0.1");
+        let t = parse_target("https://127.0.0.1").expect("valid");
+        assert_eq!((t.addr.port(), t.tls), (443, true));
+        let t = parse_target("https://localhost:8443/p").expect("valid");
+        assert_eq!((t.addr.port(), t.hostname()), (8443, "localhost"));
+        assert_eq!(t.base_path, "/p");
+        let t = parse_target("https://[::1]:8443").expect("valid");
+        assert_eq!((t.hostname(), t.host.as_str()), ("[::1]", "[::1]:8443"));
+        assert!(parse_target("ftp://x").is_err());
         assert!(parse_target("http://").is_err());
+        assert!(parse_target("https://").is_err());
     }
 
     #[test]

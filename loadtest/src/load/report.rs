@@ -104,6 +104,10 @@ pub struct Tally {
     pub bytes_received: u64,
     /// When the last request finished (ns since the start of the run).
     pub end_ns: u64,
+    /// Connections opened (TCP connects; with TLS, each a completed handshake).
+    pub connects: u64,
+    /// TLS connections whose handshake resumed an earlier session (counted when closed).
+    pub tls_resumed: u64,
 }
 
 /// Distinct error kinds kept; more are counted under `other`.
@@ -150,7 +154,22 @@ impl Tally {
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
         self.end_ns = self.end_ns.max(o.end_ns);
+        self.connects += o.connects;
+        self.tls_resumed += o.tls_resumed;
     }
+}
+
+/// The TLS side of a run against an `https://` target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsReport {
+    /// Name sent (SNI) and verified.
+    pub server_name: String,
+    /// `CA <file>` or `insecure`.
+    pub trust: String,
+    /// Session resumption offered (not `--tls-no-resume`).
+    pub resumption: bool,
+    /// Connections whose handshake resumed a session (the rest were full handshakes).
+    pub resumed: u64,
 }
 
 /// The final report; `--json` writes exactly this.
@@ -186,6 +205,16 @@ pub struct Report {
     pub schedule_lag: Option<LatencySummary>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Connections opened, including those opened before the start (`None`: not counted by
+    /// this load).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connects: Option<u64>,
+    /// `--reconnect-every`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect_every: Option<u64>,
+    /// `https://` targets only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
 }
 
 /// Requests per second over `secs` (0 for an empty interval).
@@ -279,6 +308,23 @@ impl Report {
                 "send lag   p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms  (generator lateness, not in latency)",
                 lag.p50_ms, lag.p99_ms, lag.max_ms
             );
+        }
+        if let Some(n) = self.connects {
+            let mut line = format!("connects   {n} connections opened");
+            if let Some(every) = self.reconnect_every {
+                line.push_str(&format!(" (a new one every {every} request(s))"));
+            }
+            if let Some(t) = &self.tls {
+                line.push_str(&format!(
+                    "; TLS to {} ({}), {} resumed, {} full handshake(s){}",
+                    t.server_name,
+                    t.trust,
+                    t.resumed,
+                    n.saturating_sub(t.resumed),
+                    if t.resumption { "" } else { ", resumption off" }
+                ));
+            }
+            let _ = writeln!(s, "{line}");
         }
         let _ = writeln!(
             s,

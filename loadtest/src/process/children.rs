@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{Managed, SpawnOpts};
-use crate::probe;
+use crate::probe::{self, ProbeTls};
 
 /// How long a gateway or sink may take to start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -33,12 +33,20 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The driver it reported at start-up.
     pub driver: String,
+    /// How to reach it when its listener speaks TLS (`[server.tls]` in its configuration).
+    pub tls: Option<ProbeTls>,
 }
 
 impl Gateway {
     /// Starts the gateway on `127.0.0.1:0` and waits until its start-up line names the
     /// bound address and `GET /-/ready` answers 200.
     pub fn start(o: &GatewayOpts) -> Result<Self, String> {
+        Self::start_tls(o, None)
+    }
+
+    /// [`Gateway::start`] for a gateway whose configuration (in `o.extra`) has
+    /// `[server.tls]`: readiness is asked over TLS with `tls`.
+    pub fn start_tls(o: &GatewayOpts, tls: Option<ProbeTls>) -> Result<Self, String> {
         let mut cmd = Command::new(&o.bin);
         cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(["--workers", &o.workers.to_string()])
@@ -56,12 +64,20 @@ impl Gateway {
         let mut proc = Managed::spawn("pyrogate", cmd, &o.spawn)?;
         proc.grace = Duration::from_secs(4);
         let (addr, driver) = proc.wait_for_line(START_TIMEOUT, startup_line)?;
-        proc.wait_until(START_TIMEOUT, || probe::is_ok(addr, "/-/ready"))?;
-        Ok(Self { proc, addr, driver })
+        proc.wait_until(START_TIMEOUT, || {
+            probe::is_ok_with(addr, "/-/ready", tls.as_ref())
+        })?;
+        Ok(Self {
+            proc,
+            addr,
+            driver,
+            tls,
+        })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
