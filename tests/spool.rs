@@ -319,6 +319,27 @@ fn a_full_spool_answers_429_and_drops_nothing() {
         more += 1;
     }
     let rss_after = g.rss_kib();
+    // Push says which buffer is full (Connect resource_exhausted).
+    let mut push = None;
+    for i in 0..200 {
+        let r = request(2 * i);
+        let resp = send(&mut c, &r).expect("push");
+        if resp.status != 200 {
+            push = Some(resp);
+            break;
+        }
+        acked.insert(fnv(&r.body));
+    }
+    let push = push.expect("a Push refused once the small ones fill the last bytes");
+    assert_eq!(push.status, 429);
+    assert!(
+        push.body_str().contains("resource_exhausted")
+            && push
+                .body_str()
+                .contains("pyrogate: spool full, retry later"),
+        "{}",
+        push.body_str()
+    );
     // The gauges are refreshed every 200 ms.
     std::thread::sleep(Duration::from_millis(500));
     assert!(

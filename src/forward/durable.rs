@@ -107,6 +107,7 @@ pub async fn forward(core: &Arc<Core>, spool: &Arc<Spool>, env: Envelope) -> Out
         spool.metrics.rejected.with_label_values(&["full"]).inc();
         return Outcome::Overloaded {
             retry_after_secs: FULL_RETRY_AFTER_SECS,
+            spool: true,
         };
     }
     let c = match committer(core, spool) {

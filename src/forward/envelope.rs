@@ -51,6 +51,7 @@ pub enum Outcome {
         last_status: Option<u16>,
         message: String,
     },
-    /// A destination queue is full (load shedding); the caller should back off.
-    Overloaded { retry_after_secs: u32 },
+    /// A destination queue (or, with `ack = "durable"`, its spool) is full (load shedding);
+    /// the caller should back off.
+    Overloaded { retry_after_secs: u32, spool: bool },
 }

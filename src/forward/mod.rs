@@ -208,6 +208,7 @@ impl Forwarder {
                 d.m.shed.inc();
                 return Outcome::Overloaded {
                     retry_after_secs: SHED_RETRY_AFTER_SECS,
+                    spool: false,
                 };
             }
         }
@@ -442,6 +443,7 @@ impl Forwarder {
             d.m.shed.inc();
             return Err(Outcome::Overloaded {
                 retry_after_secs: SHED_RETRY_AFTER_SECS,
+                spool: false,
             });
         }
         let snap = core.snapshot();

@@ -138,7 +138,9 @@ fn respond(outcome: Outcome) -> Response {
         Outcome::Unavailable {
             last_status: None, ..
         } => Response::text(500, "Failed to process request\n"),
-        Outcome::Overloaded { retry_after_secs } => Response::text(429, "Too Many Requests\n")
+        Outcome::Overloaded {
+            retry_after_secs, ..
+        } => Response::text(429, "Too Many Requests\n")
             .header("Retry-After", retry_after_secs.to_string()),
     }
 }

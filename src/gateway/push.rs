@@ -138,13 +138,17 @@ fn reply(gw: &Gateway, ct: push::ContentType, outcome: Outcome) -> Response {
             push::reply_error(ct, code, &message)
         }
         Outcome::Unavailable { message, .. } => push::reply_error(ct, Code::Unavailable, &message),
-        Outcome::Overloaded { retry_after_secs } => {
+        Outcome::Overloaded {
+            retry_after_secs,
+            spool,
+        } => {
             gw.metrics.rejected(RejectReason::QueueFull);
-            let mut r = push::reply_error(
-                ct,
-                Code::ResourceExhausted,
-                "pyrogate: forwarding queue full, retry later",
-            );
+            let message = if spool {
+                "pyrogate: spool full, retry later"
+            } else {
+                "pyrogate: forwarding queue full, retry later"
+            };
+            let mut r = push::reply_error(ct, Code::ResourceExhausted, message);
             r.headers
                 .push(("Retry-After", retry_after_secs.to_string().into()));
             r
