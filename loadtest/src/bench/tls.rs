@@ -7,8 +7,8 @@
 //!   whole run): requests per CPU-second of the gateway, and the ratio TLS ÷ plaintext in the
 //!   same round (median over the rounds);
 //! * a new connection per request (`run --reconnect-every 1`): plaintext, TLS with a full
-//!   handshake each time (`--tls-no-resume`), and TLS with resumption (TLS 1.3 tickets, the
-//!   client's session cache shared by all its connections): handshakes per CPU-second of the
+//!   handshake each time (`--tls-no-resume`), and TLS with resumption (TLS 1.3 tickets; each
+//!   connection resumes its own previous session, as an agent does): handshakes per CPU-second of the
 //!   gateway ("per core": the gateway has one worker on one CPU), the handshakes counted by
 //!   the gateway (`pyrogate_tls_handshakes_total`) and the client's count of resumed ones,
 //!   the gateway's mean handshake time (`pyrogate_tls_handshake_duration_seconds`), and the
@@ -234,6 +234,7 @@ pub fn run(
         match result {
             Ok((s, client)) => {
                 let hs = handshakes_per_cpu_s(&s)
+                    .filter(|_| case.reconnect)
                     .map(|h| format!("  {} handshakes/CPU-s", table::rate(Some(h))))
                     .unwrap_or_default();
                 eprintln!(
@@ -404,7 +405,7 @@ pub fn render(cfg: &BenchConfig, r: &TlsResult) -> String {
             table::rate(cpu_med.and_then(stats::requests_per_cpu_s)),
             table::ratio(ratio),
             table::num(tls_only(rep.med(handshakes_per_request)), 3),
-            table::rate(tls_only(rep.med(handshakes_per_cpu_s))),
+            table::rate(tls_only(rep.med(handshakes_per_cpu_s)).filter(|_| c.case.reconnect)),
             if c.case.tls {
                 percent(median_opt(&c.resumed_share()))
             } else {
@@ -426,7 +427,8 @@ pub fn render(cfg: &BenchConfig, r: &TlsResult) -> String {
          full handshake = `--tls-no-resume`, resumed = TLS 1.3 session tickets. handshakes = the change of\n\
          pyrogate_tls_handshakes_total over the run; handshakes/CPU-s = that ÷ the gateway's CPU-seconds (one\n\
          worker on one CPU: per core, each handshake with its request). resumed = share of the client's handshakes\n\
-         that resumed a session; handshake ms = the gateway's mean from accept to finished handshake.\n\
+         that resumed a session (each connection resumes its own last one, as an agent does); handshake ms = the\n\
+         gateway's mean from accept to finished handshake.\n\
          +CPU µs/req = median over rounds of (CPU µs per request − the plaintext case's): the TLS cost per request,\n\
          with a new connection per request the handshake's own. Certificate: ECDSA P-256, signed by the benchmark's CA.\n",
         runner::driver_name(&r.driver),

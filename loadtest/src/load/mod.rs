@@ -359,6 +359,11 @@ pub(crate) trait Dial: 'static {
 
     /// Takes a connection that is done with (counts TLS resumptions).
     fn closed(&self, conn: Conn<Self::Stream>, tally: &mut Tally);
+
+    /// The dialer of one of the run's connections (TLS: its own session cache).
+    fn for_connection(&self) -> Self
+    where
+        Self: Sized;
 }
 
 /// Plain TCP.
@@ -377,6 +382,10 @@ impl Dial for Plain {
 
     #[inline]
     fn closed(&self, _conn: Conn<TcpStream>, _tally: &mut Tally) {}
+
+    fn for_connection(&self) -> Self {
+        Plain
+    }
 }
 
 impl Dial for TlsClient {
@@ -394,6 +403,10 @@ impl Dial for TlsClient {
         if tls::resumed(conn.into_stream()) {
             tally.tls_resumed += 1;
         }
+    }
+
+    fn for_connection(&self) -> Self {
+        TlsClient::for_connection(self)
     }
 }
 
@@ -414,7 +427,6 @@ async fn dial_main<D: Dial>(
     tx: crossbeam_channel::Sender<Snapshot>,
     dial: D,
 ) -> Tally {
-    let dial = Rc::new(dial);
     let state = Rc::new(RefCell::new(ThreadState::default()));
     // The ticker ends itself once the connections are done: monoio does not drop tasks
     // that are still pending when the runtime is dropped, and a leaked sender would keep
@@ -438,7 +450,7 @@ async fn dial_main<D: Dial>(
     for c in conns {
         let plan = plan.clone();
         let state = state.clone();
-        let dial = dial.clone();
+        let dial = dial.for_connection();
         tasks.push(monoio::spawn(async move {
             let deadline = Instant::now() + plan.timeout;
             let conn = dial.dial(plan.addr, deadline).await.ok();
@@ -447,7 +459,7 @@ async fn dial_main<D: Dial>(
             }
             let wait = plan.start.saturating_duration_since(Instant::now());
             monoio::time::sleep(wait).await;
-            conn_loop(&plan, &state, &*dial, c, conn).await;
+            conn_loop(&plan, &state, &dial, c, conn).await;
         }));
     }
     for t in tasks {

@@ -1,8 +1,11 @@
 //! The client side of an `https://` target: rustls (ring provider, TLS 1.2 and 1.3, ALPN
 //! `http/1.1`, as the gateway's `[server.tls]`) through `monoio-rustls` on the load thread's
-//! runtime. The configuration is built once per run and shared by every connection of every
-//! thread, and with it rustls's in-memory session cache: a new connection resumes the
-//! session of an earlier one (TLS 1.3 tickets) unless `--tls-no-resume` is given.
+//! runtime. The configuration is built once per run; every connection of the run gets its
+//! own copy with its own session cache ([`TlsClient::for_connection`]), like an agent process
+//! with one connection: when it reconnects it resumes its previous session (a TLS 1.3 ticket
+//! from its last handshake) unless `--tls-no-resume` is given. (One cache shared by many
+//! connections would cap resumption: rustls keeps at most 8 tickets per server, and each
+//! resumption uses one.)
 //!
 //! Trust: the CA of `--tls-ca` (PEM, one or more certificates), or none with
 //! `--tls-insecure`, where the server's certificate is not checked but its handshake
@@ -15,6 +18,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
+use rustls::ClientConfig;
 use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -23,6 +27,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, HandshakeKind, SignatureScheme};
 
 use super::client::{ClientError, Conn, tcp_connect, with_deadline};
+
+/// Servers a connection's session cache remembers (it only ever talks to one).
+const CONNECTION_SESSIONS: usize = 4;
 
 /// The client stream of a TLS connection.
 pub type TlsStream = ClientTlsStream<TcpStream>;
@@ -71,8 +78,10 @@ impl TlsOptions {
 /// A built client configuration and the name to connect with; cheap to clone.
 #[derive(Clone)]
 pub struct TlsClient {
+    config: Arc<ClientConfig>,
     connector: TlsConnector,
     name: ServerName<'static>,
+    resume: bool,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -149,10 +158,30 @@ pub fn server_name(opts: &TlsOptions, host: &str) -> Result<ServerName<'static>,
 
 impl TlsClient {
     pub fn new(opts: &TlsOptions, host: &str) -> Result<Self, String> {
+        let config = client_config(opts)?;
         Ok(Self {
-            connector: TlsConnector::from(client_config(opts)?),
+            connector: TlsConnector::from(config.clone()),
+            config,
             name: server_name(opts, host)?,
+            resume: !opts.no_resume,
         })
+    }
+
+    /// The client of one connection: the same configuration with a session cache of its own
+    /// (none when resumption is off).
+    pub fn for_connection(&self) -> Self {
+        if !self.resume {
+            return self.clone();
+        }
+        let mut c = ClientConfig::clone(&self.config);
+        c.resumption = Resumption::in_memory_sessions(CONNECTION_SESSIONS);
+        let config = Arc::new(c);
+        Self {
+            connector: TlsConnector::from(config.clone()),
+            config,
+            name: self.name.clone(),
+            resume: true,
+        }
     }
 
     /// TCP connect and TLS handshake, both under `deadline`.
