@@ -11,7 +11,6 @@ mod sinks;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Gateway;
@@ -33,28 +32,7 @@ fn gateway(a: &Sink, b: &Sink) -> Gateway {
 
 /// Runs a client to completion (bounded) and returns its output for diagnostics.
 fn run_client(program: &str, args: &[&str], dir: &Path, limit: Duration) -> String {
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} not runnable ({e}); run scripts/test.sh to set up"));
-    let done = common::poll_until(limit, || child.try_wait().ok().flatten());
-    if done.is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("client output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        done.is_some() && out.status.success(),
-        "{program} failed:\n{text}"
-    );
-    text
+    common::run_client(program, args, dir, &[], limit)
 }
 
 /// Profile records the sink answered, with their body checksums.

@@ -150,7 +150,7 @@ pub use conn::{Conn, Response, build_request, chunked};
 #[allow(unused_imports)]
 pub use metrics::{Metrics, series_key};
 #[allow(unused_imports)]
-pub use process::{Gateway, rss_kib, run, run_sdk, run_with_env};
+pub use process::{Gateway, rss_kib, run, run_client, run_sdk, run_with_env};
 
 // === payloads ===
 

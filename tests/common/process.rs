@@ -286,6 +286,18 @@ pub fn run_sdk(
     dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> String {
+    run_client(program, args, dir, env, Duration::from_secs(60))
+}
+
+/// Runs a client program in `dir` to completion, at most `limit`, and returns its output;
+/// fails the test when it fails or overruns.
+pub fn run_client(
+    program: &str,
+    args: &[&str],
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> String {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(dir)
@@ -297,7 +309,7 @@ pub fn run_sdk(
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("{program} not runnable ({e}); run scripts/test.sh to set up"));
-    let done = poll_until(Duration::from_secs(60), || child.try_wait().ok().flatten());
+    let done = poll_until(limit, || child.try_wait().ok().flatten());
     if done.is_none() {
         let _ = child.kill();
     }
