@@ -4,9 +4,17 @@
 //! the gateway allocate more than the configured limit (docs/architecture.md §2.3): the output
 //! buffer is grown by hand, never past `max_out`, and the limit is checked while inflating,
 //! not after.
+//!
+//! The gzip framing (RFC 1952 header, CRC-32 and ISIZE trailer) is read here and only the
+//! deflate data goes through zlib-rs, as a raw stream, with one inflater per thread that is
+//! reset between streams: its state and 32 KiB window are allocated once per worker instead
+//! of once per request (docs/performance.md). flate2 cannot reset a gzip-mode inflater
+//! without allocating a new one, a raw one it can.
+
+use std::cell::RefCell;
 
 use bytes::Bytes;
-use flate2::{Decompress, FlushDecompress, Status};
+use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 /// The pprof sniffing rule of docs/ingest.md §10: gzip magic plus the deflate method byte.
 const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
@@ -22,8 +30,32 @@ const MIN_GROWTH: usize = 4096;
 /// A gzip header (10 bytes) plus the empty deflate block (2) and the trailer (8).
 const MIN_GZIP_LEN: usize = 20;
 
-/// zlib's maximum (and gzip's default) window size.
-const WINDOW_BITS: u8 = 15;
+/// The fixed part of a member header: magic (2), method, flags, mtime (4), xfl, os.
+const HEADER_LEN: usize = 10;
+
+/// The member trailer: CRC-32 and ISIZE, both little-endian `u32`.
+const TRAILER_LEN: usize = 8;
+
+/// Header flag bits (RFC 1952 §2.3.1); FTEXT (bit 0) is only a hint.
+const FHCRC: u8 = 0x02;
+const FEXTRA: u8 = 0x04;
+const FNAME: u8 = 0x08;
+const FCOMMENT: u8 = 0x10;
+/// Bits 5–7 are reserved; zlib and Go refuse a header that sets them.
+const FRESERVED: u8 = 0xe0;
+
+/// What a malformed stream is reported as (zlib's data errors, as flate2 reported them when
+/// zlib read the gzip framing itself).
+const INVALID: GzipError = GzipError::Invalid("invalid compressed data");
+/// What a stream that ends too early is reported as.
+const EOF: GzipError = GzipError::Invalid("unexpected EOF");
+
+thread_local! {
+    /// This thread's raw-deflate inflater (window of zlib's default 2^15 bytes, the only
+    /// size flate2 resets in place), taken out while in use so a panic mid-inflate leaves
+    /// no half-used state behind: the next call simply makes a new one.
+    static INFLATER: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+}
 
 /// Why [`inflate_bounded`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +97,8 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
 /// `gzip.Reader`) into one buffer of at most `max_out` bytes.
 ///
 /// The buffer is pre-sized from the ISIZE trailer (capped by `max_out` and by the deflate
-/// ratio bound) so the common single-member case allocates exactly once.
+/// ratio bound) so the common single-member case allocates exactly once. The inflater is
+/// this thread's, reset before every member, so one failed stream never affects the next.
 ///
 /// # Errors
 /// [`GzipError::TooLarge`] as soon as the output would exceed `max_out` (nothing beyond
@@ -73,22 +106,36 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
 /// valid gzip stream, including empty input.
 pub fn inflate_bounded(input: &[u8], max_out: usize) -> Result<Bytes, GzipError> {
     if input.len() < MIN_GZIP_LEN {
-        return Err(GzipError::Invalid("unexpected EOF"));
+        return Err(EOF);
     }
-    let mut inflater = Inflater {
-        dec: Decompress::new_gzip(WINDOW_BITS),
-        rest: input,
-        out: Vec::with_capacity(initial_capacity(input, max_out)),
-        max_out,
-    };
-    inflater.run().map_err(|e| match e {
+    let out = with_inflater(|dec| {
+        let mut inflater = Inflater {
+            dec,
+            rest: input,
+            out: Vec::with_capacity(initial_capacity(input, max_out)),
+            max_out,
+            member_start: 0,
+        };
+        inflater.run().map(|()| inflater.out)
+    })
+    .map_err(|e| match e {
         GzipError::TooLarge { max, .. } => GzipError::TooLarge {
             max,
             declared: u64::from(declared_size(input)),
         },
         other => other,
     })?;
-    Ok(Bytes::from(inflater.out))
+    Ok(Bytes::from(out))
+}
+
+/// Runs `f` with this thread's inflater (made on first use), then keeps it for the next
+/// call. During thread teardown, when the slot is gone, a fresh one is used and dropped.
+fn with_inflater<R>(f: impl FnOnce(&mut Decompress) -> R) -> R {
+    let kept = INFLATER.try_with(|c| c.borrow_mut().take()).ok().flatten();
+    let mut dec = kept.unwrap_or_else(|| Decompress::new(false));
+    let r = f(&mut dec);
+    let _ = INFLATER.try_with(|c| *c.borrow_mut() = Some(dec));
+    r
 }
 
 /// The ISIZE field: the last member's uncompressed length mod 2^32, as claimed by the sender.
@@ -108,6 +155,52 @@ fn initial_capacity(input: &[u8], max_out: usize) -> usize {
         .min(input.len().saturating_mul(MAX_DEFLATE_RATIO))
 }
 
+/// The length of the member header at the start of `b` (RFC 1952 §2.3), checked as zlib
+/// checks it: magic, method 8 (deflate), no reserved flag, and the header CRC when FHCRC
+/// is set.
+///
+/// # Errors
+/// `unexpected EOF` when `b` ends inside the header, `invalid compressed data` otherwise.
+fn header_len(b: &[u8]) -> Result<usize, GzipError> {
+    for (i, want) in GZIP_MAGIC.iter().enumerate() {
+        match b.get(i) {
+            None => return Err(EOF),
+            Some(got) if got != want => return Err(INVALID),
+            Some(_) => {}
+        }
+    }
+    let fixed = b.first_chunk::<HEADER_LEN>().ok_or(EOF)?;
+    let flags = fixed[3];
+    if flags & FRESERVED != 0 {
+        return Err(INVALID);
+    }
+    let mut at = HEADER_LEN;
+    if flags & FEXTRA != 0 {
+        let xlen = b.get(at..at + 2).ok_or(EOF)?;
+        at += 2 + usize::from(u16::from_le_bytes([xlen[0], xlen[1]]));
+        if at > b.len() {
+            return Err(EOF);
+        }
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let nul = b.get(at..).and_then(|s| s.iter().position(|&c| c == 0));
+            at += nul.ok_or(EOF)? + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        let stored = b.get(at..at + 2).ok_or(EOF)?;
+        let mut crc = Crc::new();
+        crc.update(&b[..at]);
+        // The header CRC is the low 16 bits of the CRC-32 of the header bytes before it.
+        if crc.sum().to_le_bytes()[..2] != *stored {
+            return Err(INVALID);
+        }
+        at += 2;
+    }
+    Ok(at)
+}
+
 /// Outcome of one inflate step.
 struct Step {
     status: Status,
@@ -115,18 +208,38 @@ struct Step {
     produced: usize,
 }
 
-/// State of one bounded inflate: the decoder, the unread input and the output.
+/// State of one bounded inflate: the (borrowed, reused) decoder, the unread input and the
+/// output.
 struct Inflater<'a> {
-    dec: Decompress,
+    dec: &'a mut Decompress,
     rest: &'a [u8],
     out: Vec<u8>,
     max_out: usize,
+    /// Where the current member's output starts in `out` (its CRC and ISIZE cover it).
+    member_start: usize,
 }
 
 // === impl Inflater ===
 
 impl Inflater<'_> {
     fn run(&mut self) -> Result<(), GzipError> {
+        loop {
+            let header = header_len(self.rest)?;
+            self.rest = &self.rest[header..];
+            self.dec.reset(false);
+            self.member_start = self.out.len();
+            self.inflate_member()?;
+            self.check_trailer()?;
+            // Another member may follow; like Go, anything that is not a valid gzip header
+            // here is an error (reported by `header_len`).
+            if self.rest.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Inflates one member's deflate data, up to the end of its final block.
+    fn inflate_member(&mut self) -> Result<(), GzipError> {
         loop {
             let step = if self.out.len() < self.out.capacity() {
                 self.step_into_out()?
@@ -139,17 +252,32 @@ impl Inflater<'_> {
                 return Err(self.too_large());
             }
             match step.status {
-                Status::StreamEnd if self.rest.is_empty() => return Ok(()),
-                // Another member follows; like Go, anything that is not a valid gzip header
-                // here is an error (reported by the next step).
-                Status::StreamEnd => self.dec.reset(true),
+                Status::StreamEnd => return Ok(()),
                 Status::Ok | Status::BufError if step.consumed == 0 && step.produced == 0 => {
                     // Room for output and no progress: the input ended mid-stream.
-                    return Err(GzipError::Invalid("unexpected EOF"));
+                    return Err(EOF);
                 }
                 Status::Ok | Status::BufError => {}
             }
         }
+    }
+
+    /// The member trailer: the CRC-32 and the length (mod 2^32) of what the member inflated
+    /// to, as zlib checks them.
+    fn check_trailer(&mut self) -> Result<(), GzipError> {
+        let (trailer, rest) = self.rest.split_first_chunk::<TRAILER_LEN>().ok_or(EOF)?;
+        let member = &self.out[self.member_start..];
+        let mut crc = Crc::new();
+        crc.update(member);
+        let [c0, c1, c2, c3, s0, s1, s2, s3] = *trailer;
+        // ISIZE is the length modulo 2^32: compare the low 32 bits only.
+        let isize_ok = (member.len() as u64 & u64::from(u32::MAX))
+            == u64::from(u32::from_le_bytes([s0, s1, s2, s3]));
+        if crc.sum() != u32::from_le_bytes([c0, c1, c2, c3]) || !isize_ok {
+            return Err(INVALID);
+        }
+        self.rest = rest;
+        Ok(())
     }
 
     /// Inflates straight into the output's spare capacity (never reallocates).
@@ -158,19 +286,20 @@ impl Inflater<'_> {
         let status = self
             .dec
             .decompress_vec(self.rest, &mut self.out, FlushDecompress::None)
-            .map_err(|_| GzipError::Invalid("invalid compressed data"))?;
+            .map_err(|_| INVALID)?;
         Ok(self.step_since(status, in0, out0))
     }
 
     /// The output is full: inflate into a one-byte scratch to learn whether more output
-    /// exists (or just the trailer is left) before committing to a larger buffer.
+    /// exists (or just the end of the final block is left) before committing to a larger
+    /// buffer.
     fn step_probe(&mut self) -> Result<Step, GzipError> {
         let mut probe = [0u8; 1];
         let (in0, out0) = (self.dec.total_in(), self.dec.total_out());
         let status = self
             .dec
             .decompress(self.rest, &mut probe, FlushDecompress::None)
-            .map_err(|_| GzipError::Invalid("invalid compressed data"))?;
+            .map_err(|_| INVALID)?;
         let step = self.step_since(status, in0, out0);
         if step.produced > 0 {
             self.grow()?;
@@ -369,6 +498,144 @@ mod tests {
             inflate_bounded(&trailing, 1 << 20),
             Err(GzipError::Invalid(_))
         ));
+    }
+
+    /// A member built by hand: `flags` with the optional header fields they announce (extra
+    /// field, name, comment, header CRC), raw deflate data, then CRC-32 and ISIZE.
+    fn member_with(flags: u8, data: &[u8], header_crc_ok: bool) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut out = vec![0x1f, 0x8b, 0x08, flags, 1, 2, 3, 4, 0, 3];
+        if flags & FEXTRA != 0 {
+            out.extend_from_slice(&[4, 0, b'A', b'P', 0, 0]);
+        }
+        if flags & FNAME != 0 {
+            out.extend_from_slice(b"profile.pb\0");
+        }
+        if flags & FCOMMENT != 0 {
+            out.extend_from_slice(b"a comment\0");
+        }
+        if flags & FHCRC != 0 {
+            let mut crc = Crc::new();
+            crc.update(&out);
+            let mut hcrc = [crc.sum().to_le_bytes()[0], crc.sum().to_le_bytes()[1]];
+            if !header_crc_ok {
+                hcrc[0] ^= 0xff;
+            }
+            out.extend_from_slice(&hcrc);
+        }
+        let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::default());
+        enc.write_all(data).expect("write to Vec");
+        let mut out = enc.finish().expect("finish to Vec");
+        let mut crc = Crc::new();
+        crc.update(data);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn optional_header_fields_are_skipped_and_checked() {
+        let data = b"pprof bytes, pprof bytes, pprof bytes".repeat(20);
+        for flags in 0..0x20u8 {
+            let gz = member_with(flags, &data, true);
+            assert_eq!(
+                inflate_bounded(&gz, 1 << 20).as_deref(),
+                Ok(&data[..]),
+                "flags {flags:#x}"
+            );
+        }
+        // A wrong header CRC, a reserved flag, another method: refused as zlib refuses them.
+        let bad_hcrc = member_with(FHCRC | FNAME, &data, false);
+        assert_eq!(inflate_bounded(&bad_hcrc, 1 << 20), Err(INVALID));
+        let mut reserved = member_with(0, &data, true);
+        reserved[3] = 0x20;
+        assert_eq!(inflate_bounded(&reserved, 1 << 20), Err(INVALID));
+        let mut method = member_with(0, &data, true);
+        method[2] = 7;
+        assert_eq!(inflate_bounded(&method, 1 << 20), Err(INVALID));
+        // A header cut inside its name: the stream ended too early.
+        let named = member_with(FNAME, &data, true);
+        assert_eq!(header_len(&named[..14]), Err(EOF));
+        assert_eq!(header_len(&named), Ok(HEADER_LEN + b"profile.pb\0".len()));
+        // A wrong CRC-32 in the trailer.
+        let mut crc = gzip(&data);
+        let n = crc.len();
+        crc[n - 8] ^= 1;
+        assert_eq!(inflate_bounded(&crc, 1 << 20), Err(INVALID));
+    }
+
+    /// The thread's inflater is reused across calls; a stream that failed half-way
+    /// (corrupt, truncated, over the limit, trailing garbage) leaves nothing behind that
+    /// changes how the next one decodes.
+    #[test]
+    fn reused_inflater_recovers_after_errors() {
+        let a: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let b = b"the next body, the next body".repeat(100);
+        let (gz_a, gz_b) = (gzip(&a), gzip(&b));
+        assert_eq!(inflate_bounded(&gz_a, 1 << 20).as_deref(), Ok(&a[..]));
+        let kept = INFLATER.with(|c| c.borrow().is_some());
+        assert!(kept, "the inflater is kept for the next call");
+        let mut corrupt = gz_a.clone();
+        corrupt[gz_a.len() / 2] ^= 0x55;
+        let mut trailing = gz_b.clone();
+        trailing.extend_from_slice(&gz_a[..gz_a.len() / 3]);
+        let failing: [(&[u8], usize); 5] = [
+            (&gz_a[..gz_a.len() / 2], 1 << 20),
+            (&corrupt, 1 << 20),
+            (&gz_a, 1000),
+            (&trailing, 1 << 20),
+            (&gz_a[..gz_a.len() - 3], 1 << 20),
+        ];
+        for (bad, max) in failing {
+            assert!(inflate_bounded(bad, max).is_err());
+            // The very next stream decodes exactly, whatever state the failure left.
+            assert_eq!(inflate_bounded(&gz_b, 1 << 20).as_deref(), Ok(&b[..]));
+            assert_eq!(inflate_bounded(&gz_a, 1 << 20).as_deref(), Ok(&a[..]));
+        }
+    }
+
+    proptest::proptest! {
+        /// Any sequence of valid, truncated and corrupted streams through the same (reused)
+        /// inflater gives what a fresh reference decoder (flate2's `MultiGzDecoder`) gives
+        /// for the valid ones, and an error, never a wrong output, otherwise.
+        #[test]
+        fn reused_inflater_matches_a_fresh_reference(
+            bodies in proptest::collection::vec(
+                (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+                 0u8..0x20, 0u8..4, proptest::prelude::any::<usize>()),
+                1..6,
+            )
+        ) {
+            use std::io::Read as _;
+            for (data, flags, damage, at) in bodies {
+                let mut gz = member_with(flags, &data, true);
+                match damage {
+                    1 => gz.truncate(at % gz.len()),
+                    2 => {
+                        let i = at % gz.len();
+                        gz[i] ^= 0x5a;
+                    }
+                    3 => gz.extend_from_slice(&member_with(0, &data, true)),
+                    _ => {}
+                }
+                let got = inflate_bounded(&gz, 1 << 20);
+                let mut want = Vec::new();
+                let reference = flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut want);
+                match (damage, got) {
+                    (0, got) => proptest::prop_assert_eq!(got.as_deref(), Ok(&data[..])),
+                    (3, got) => proptest::prop_assert_eq!(
+                        got.as_deref(), Ok(&[&data[..], &data[..]].concat()[..])
+                    ),
+                    (_, Ok(out)) => {
+                        // Damage that no check can see (mtime, OS byte, …) decodes as the
+                        // reference does.
+                        proptest::prop_assert!(reference.is_ok());
+                        proptest::prop_assert_eq!(&out[..], &want[..]);
+                    }
+                    (_, Err(_)) => {}
+                }
+            }
+        }
     }
 
     /// Generated gzip'd profiles and bodies of every kind inflate to exactly what was
