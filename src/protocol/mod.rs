@@ -1,6 +1,7 @@
 //! Wire formats only: the `/ingest` query and label-set grammar, Alloy's label rules,
 //! Connect Push (head, proto/JSON/gzip/gRPC-Web decode and encode, responses), Connect codes
-//! and error bodies, multipart, bounded gzip, pprof, Pyroscope's label-set rendering, and the
+//! and error bodies, multipart, OTLP profiles (`otlp/`), bounded gzip, pprof, Pyroscope's
+//! label-set rendering, and the
 //! prost messages. Nothing here knows
 //! about forwarding, routing or the runtime.
 pub mod connect;
@@ -11,6 +12,7 @@ pub mod labels;
 pub mod labelset;
 pub mod labelstring;
 pub mod multipart;
+pub mod otlp;
 pub mod pprof;
 pub mod proto;
 pub mod push;
