@@ -92,6 +92,7 @@ pub struct ServerSection {
     pub listen_backlog: Option<u32>,
     pub auth: Option<super::auth::AuthSection>,
     pub tls: Option<super::tls::TlsSection>,
+    pub http2: Option<super::http2::Http2Section>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,6 +14,7 @@ pub mod distributor;
 pub mod endpoint;
 pub mod file;
 pub mod forward;
+pub mod http2;
 pub mod ring;
 pub mod runtime;
 pub mod server;

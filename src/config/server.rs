@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
     /// `[server.tls]`: TLS on the listener (plain HTTP when absent).
     pub tls: Option<super::tls::ServerTls>,
+    /// `[server.http2]`: cleartext HTTP/2 (`None` when disabled).
+    pub http2: Option<super::http2::Http2Config>,
 }
 
 pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ServerConfig, ConfigError> {
@@ -158,6 +160,7 @@ pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ServerConfig, ConfigE
         max_connection_age_jitter: jitter,
         listen_backlog: s.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG),
         tls: super::tls::resolve(s.tls.as_ref())?,
+        http2: super::http2::resolve(s.http2.as_ref(), max_header_bytes)?,
     })
 }
 

@@ -280,6 +280,14 @@ impl Service for Gateway {
         message: &str,
     ) -> Response {
         match route {
+            // gRPC over HTTP/2 carries the error in its status (HTTP 200), like grpc-go.
+            Some(Route::Push(head)) if head.content_type.protocol == push_wire::Protocol::Grpc => {
+                push_wire::grpc_error(
+                    head.content_type.codec,
+                    push_wire::loop_code(reason),
+                    message,
+                )
+            }
             Some(Route::Push(_) | Route::PushRefused) => {
                 push_wire::loop_error(reason, status, message)
             }

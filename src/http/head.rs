@@ -155,6 +155,8 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// Whether the client allows the connection to stay open after this request.
     pub keep_alive: bool,
+    /// The request arrived on an HTTP/2 stream ([`RequestHead::from_h2`]).
+    pub http2: bool,
 }
 
 /// Finds the end of the head (`\r\n\r\n`, or the bare `\n\n` httparse also accepts), scanning
@@ -265,8 +267,65 @@ impl RequestHead {
             framing,
             expect_continue: expect_continue && minor_version >= 1 && framing != BodyFraming::None,
             keep_alive,
+            http2: false,
             raw,
         })
+    }
+
+    /// The head of a request received on an HTTP/2 stream, as if it had arrived as
+    /// HTTP/1.1 (`:authority` as `Host`), so that admission and the handlers read both
+    /// versions alike. The body is read from the stream separately: the framing is `None`.
+    ///
+    /// # Errors
+    /// What [`RequestHead::parse`] refuses (e.g. more headers than it keeps: 431).
+    pub fn from_h2(
+        method: &str,
+        path_and_query: &str,
+        authority: Option<&str>,
+        headers: &[(&[u8], &[u8])],
+    ) -> Result<Self, HeadError> {
+        let mut raw = Vec::with_capacity(64 + path_and_query.len());
+        raw.extend_from_slice(method.as_bytes());
+        raw.push(b' ');
+        raw.extend_from_slice(if path_and_query.is_empty() {
+            b"/"
+        } else {
+            path_and_query.as_bytes()
+        });
+        raw.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut host_seen = false;
+        if let Some(a) = authority {
+            raw.extend_from_slice(b"host: ");
+            raw.extend_from_slice(a.as_bytes());
+            raw.extend_from_slice(b"\r\n");
+            host_seen = true;
+        }
+        for (name, value) in headers {
+            // `:authority` wins over `host` (RFC 9113 §8.3.1); HTTP/1.1 framing headers are
+            // not HTTP/2's and would only confuse the HTTP/1.1 parser.
+            if (host_seen && name.eq_ignore_ascii_case(b"host"))
+                || name.eq_ignore_ascii_case(b"transfer-encoding")
+                || name.eq_ignore_ascii_case(b"connection")
+            {
+                continue;
+            }
+            raw.extend_from_slice(name);
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(value);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+        let mut head = Self::parse(Bytes::from(raw))?;
+        head.http2 = true;
+        head.expect_continue = false;
+        head.keep_alive = true;
+        Ok(head)
+    }
+
+    /// The method as sent.
+    pub fn method_str(&self) -> &str {
+        let end = self.raw.iter().position(|b| *b == b' ').unwrap_or(0);
+        std::str::from_utf8(&self.raw[..end]).unwrap_or("")
     }
 
     /// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, any request with more than one

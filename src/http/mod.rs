@@ -3,6 +3,7 @@
 pub mod chunked;
 pub mod client;
 pub mod date;
+pub mod h2;
 pub mod head;
 pub mod response;
 pub mod response_head;

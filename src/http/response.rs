@@ -17,6 +17,9 @@ pub struct Response {
     pub body: Bytes,
     /// Close the connection after this response.
     pub close: bool,
+    /// Sent after the body as HTTP/2 trailers (gRPC's status); HTTP/1.1 never sends them
+    /// (no HTTP/1.1 client of ours asks for trailers).
+    pub trailers: Vec<(&'static str, HeaderValue)>,
 }
 
 impl Response {
@@ -26,6 +29,7 @@ impl Response {
             headers: Vec::new(),
             body: Bytes::new(),
             close: false,
+            trailers: Vec::new(),
         }
     }
 
@@ -45,6 +49,11 @@ impl Response {
 
     pub fn header(mut self, name: &'static str, value: impl Into<HeaderValue>) -> Self {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn trailer(mut self, name: &'static str, value: impl Into<HeaderValue>) -> Self {
+        self.trailers.push((name, value.into()));
         self
     }
 

@@ -14,6 +14,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -21,12 +22,14 @@ use monoio::buf::IoBufMut;
 use monoio::net::TcpStream;
 
 use super::chunked::{ChunkedDecoder, ChunkedError, Progress};
+use super::h2::{self as http2, Setup};
 use super::head::{
     BodyFraming, HeadError, Method, RequestHead, find_head_end, leading_empty_lines,
 };
 use super::response::Response;
 use super::transport::{PeerCert, Transport};
 use crate::metrics::RejectReason;
+use crate::metrics::http2::Http2Metrics;
 use crate::util::coarse_timer::CoarseTimer;
 use crate::util::notify::LocalSignal;
 
@@ -63,6 +66,8 @@ pub struct ConnLimits {
     /// Fraction of `max_age` randomly taken off per connection, so connections opened
     /// together do not all close together.
     pub max_age_jitter: f64,
+    /// HTTP/2 on this listener (`None`: HTTP/1.1 only).
+    pub http2: Option<super::h2::Http2Limits>,
 }
 
 /// What the connection loop needs from its worker.
@@ -74,14 +79,25 @@ pub struct ConnEnv {
     /// Keep-alive idle waits use this coarse timer (a few bytes per idle connection instead
     /// of a ~640-byte monoio `Sleep`).
     pub idle_timer: Rc<CoarseTimer>,
+    /// Where HTTP/2 connections are counted (none in the load generator's sink).
+    pub http2_metrics: Option<Arc<Http2Metrics>>,
 }
 
 impl ConnEnv {
     pub fn new(limits: ConnLimits, drain: Rc<LocalSignal>) -> Rc<Self> {
+        Self::with_metrics(limits, drain, None)
+    }
+
+    pub fn with_metrics(
+        limits: ConnLimits,
+        drain: Rc<LocalSignal>,
+        http2_metrics: Option<Arc<Http2Metrics>>,
+    ) -> Rc<Self> {
         Rc::new(Self {
             limits: Cell::new(limits),
             drain,
             idle_timer: CoarseTimer::new(),
+            http2_metrics,
         })
     }
 }
@@ -294,6 +310,14 @@ pub async fn serve_conn<S: Service, G: 'static, T: Transport>(
                 Box::pin(c.linger_close()).await;
                 return;
             }
+            Next::Http2(setup) => {
+                let Conn { stream, buf, .. } = c;
+                let age_at = (!max_age.is_zero()).then(|| opened + max_age);
+                if let Some(sock) = stream.into_poll_io() {
+                    Box::pin(http2::serve(sock, buf.freeze(), setup, svc, env, age_at)).await;
+                }
+                return;
+            }
         }
     }
 }
@@ -302,6 +326,8 @@ enum Next {
     KeepAlive,
     Close,
     Linger,
+    /// The connection speaks HTTP/2 from here on.
+    Http2(Setup),
 }
 
 async fn serve_one<S: Service, T: Transport>(
@@ -359,6 +385,13 @@ async fn serve_one<S: Service, T: Transport>(
     if head_end > limits.max_header_bytes {
         return head_too_large(c, svc, limits.max_header_bytes).await;
     }
+    if head_end == http2::upgrade::PREFACE_HEAD.len()
+        && c.buf.starts_with(http2::upgrade::PREFACE_HEAD)
+        && limits.http2.is_some()
+        && c.stream.h2c_capable()
+    {
+        return Next::Http2(Setup::PriorKnowledge);
+    }
     let head_bytes = c.buf.split_to(head_end).freeze();
     // Every refusal of a head closes the connection: after a malformed head the framing
     // of whatever follows cannot be trusted.
@@ -414,6 +447,19 @@ async fn serve_one<S: Service, T: Transport>(
             }
         }
     };
+    if limits.http2.is_some()
+        && c.stream.h2c_capable()
+        && http2::upgrade::wants_h2c(&head)
+        && let Some(frames) = http2::upgrade::stream_one(&head, &body)
+    {
+        let remaining = read_deadline.saturating_duration_since(Instant::now());
+        return match monoio::time::timeout(remaining, c.stream.write_all(http2::upgrade::SWITCHING))
+            .await
+        {
+            Ok((Ok(_), _)) => Next::Http2(Setup::Upgrade(frames)),
+            _ => Next::Close,
+        };
+    }
     let deadline = Instant::now() + limits.write_timeout;
     let body_len = body.len() as u64;
     let keep_alive = head.keep_alive;
@@ -737,6 +783,7 @@ mod tests {
                     idle_timeout: Duration::from_secs(1),
                     max_age: Duration::ZERO,
                     max_age_jitter: 0.0,
+                    http2: None,
                 },
                 Rc::new(LocalSignal::new()),
             );

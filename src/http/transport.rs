@@ -10,6 +10,7 @@ use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
 
 use crate::util::x509::CertIdentity;
 
@@ -37,6 +38,18 @@ pub trait Transport: 'static {
     fn peer_cert(&self) -> Option<Rc<PeerCert>> {
         None
     }
+    /// Whether cleartext HTTP/2 (h2c) can take this connection over.
+    fn h2c_capable(&self) -> bool {
+        false
+    }
+    /// The socket in poll mode, for the `h2` crate ([`h2c_capable`](Self::h2c_capable)
+    /// transports only).
+    fn into_poll_io(self) -> Option<TcpStreamPoll>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 impl Transport for TcpStream {
@@ -54,5 +67,13 @@ impl Transport for TcpStream {
 
     fn raw_fd(&self) -> RawFd {
         self.as_raw_fd()
+    }
+
+    fn h2c_capable(&self) -> bool {
+        true
+    }
+
+    fn into_poll_io(self) -> Option<TcpStreamPoll> {
+        self.try_into_poll_io().ok()
     }
 }

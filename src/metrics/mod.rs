@@ -2,6 +2,7 @@
 //! the forwarding stage registers its own (Alloy-named) metrics in.
 
 pub mod core;
+pub mod http2;
 pub mod tls;
 
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// The TLS listener's handshakes (registered in `registry`).
     pub tls: tls::TlsMetrics,
+    /// The HTTP/2 listener (registered in `registry`).
+    pub http2: Arc<http2::Http2Metrics>,
 }
 
 impl Metrics {
@@ -32,6 +35,7 @@ impl Metrics {
         let registry = Registry::new();
         // Fixed names in a fresh registry: registration cannot collide.
         let tls = tls::TlsMetrics::register(&registry).expect("fresh registry");
+        let http2 = Arc::new(http2::Http2Metrics::register(&registry).expect("fresh registry"));
         Arc::new(Self {
             cores: (0..workers)
                 .map(|_| Arc::new(CoreMetrics::new(routes.len())))
@@ -40,6 +44,7 @@ impl Metrics {
             conn_limit: AtomicU64::new(conn_limit),
             registry,
             tls,
+            http2,
         })
     }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::Shared;
 use crate::config::tls::Acceptor;
 use crate::config::{Config, OnConnLimit};
+use crate::http::h2::Http2Limits;
 use crate::http::server::{ConnLimits, Service};
 
 /// A per-worker HTTP service with the hooks the runtime drives.
@@ -85,6 +86,17 @@ impl Settings {
                 idle_timeout: s.idle_timeout,
                 max_age: s.max_connection_age,
                 max_age_jitter: s.max_connection_age_jitter,
+                http2: s.http2.map(|h| Http2Limits {
+                    max_concurrent_streams: h.max_concurrent_streams,
+                    initial_stream_window: h.initial_stream_window_size,
+                    initial_connection_window: h.initial_connection_window_size,
+                    max_frame_size: h.max_frame_size,
+                    max_header_list_size: h.max_header_list_size,
+                    header_table_size: h.header_table_size,
+                    max_pending_reset_streams: h.max_pending_reset_streams,
+                    max_rapid_resets: h.max_rapid_resets,
+                    max_send_buffer: h.max_send_buffer_size,
+                }),
             },
             graceful_shutdown_timeout: s.graceful_shutdown_timeout,
             pin_cores: cfg.runtime.pin_cores,

@@ -145,7 +145,12 @@ async fn worker_main<F: ServiceFactory>(spec: WorkerSpec<F>) {
             let _ = shared.metrics.tls.failures.with_label_values(&[r]);
         }
     }
-    let env = ConnEnv::new(settings.conn, drain.clone());
+    let env = ConnEnv::with_metrics(
+        settings.conn,
+        drain.clone(),
+        Some(shared.metrics.http2.clone()),
+    );
+    publish_http2(&settings, &env);
     let svc = Rc::new(factory.make(index, &shared));
     let drain_deadline = Rc::new(Cell::new(None::<Instant>));
     monoio::spawn(control_loop(
@@ -393,10 +398,25 @@ async fn control_loop<S: WorkerService>(
     }
 }
 
+/// Shows the HTTP/2 bounds in force (and the connection and reset counters at 0), so
+/// dashboards have them before the first HTTP/2 client.
+fn publish_http2(settings: &Settings, env: &ConnEnv) {
+    if let (Some(h), Some(m)) = (settings.conn.http2, &env.http2_metrics) {
+        h.publish(m);
+        for setup in ["prior_knowledge", "upgrade"] {
+            let _ = m.connections.with_label_values(&[setup]);
+        }
+        for code in ["no_error", "enhance_your_calm", "protocol_error"] {
+            let _ = m.goaways.with_label_values(&[code]);
+        }
+    }
+}
+
 /// Applies committed runtime settings to this worker: limits read per request, the quota
 /// and its policy.
 fn apply(index: usize, settings: &Settings, shard: &Shard, env: &ConnEnv) {
     env.limits.set(settings.conn);
+    publish_http2(settings, env);
     *shard.tls.borrow_mut() = settings.tls.clone();
     shard.on_limit.set(settings.on_conn_limit);
     let quota = settings.quota(index);

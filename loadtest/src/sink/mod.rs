@@ -154,6 +154,7 @@ impl Sink {
                 idle_timeout: cfg.idle_timeout,
                 max_age: Duration::ZERO,
                 max_age_jitter: 0.0,
+                http2: None,
             },
             graceful_shutdown_timeout: Duration::from_secs(1),
             pin_cores: false,

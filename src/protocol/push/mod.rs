@@ -54,6 +54,13 @@ pub fn parse_head(head: &RequestHead) -> Result<PushHead, Response> {
         return Err(unsupported_media_type());
     };
     match content_type.protocol {
+        Protocol::Grpc if head.http2 => Ok(PushHead {
+            content_type,
+            encoding: encoding_for(head.header("grpc-encoding")),
+            timeout: head
+                .header("grpc-timeout")
+                .and_then(connect::parse_grpc_timeout),
+        }),
         Protocol::Grpc => {
             // Plain gRPC needs HTTP/2 trailers; clients that speak it over HTTP/1.1 get a
             // clear refusal instead of a hang.

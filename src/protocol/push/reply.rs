@@ -17,14 +17,18 @@ pub const ACCEPT_POST: &str = "application/json, application/proto";
 /// an oversized body): Connect clients read the code from the JSON, and plain HTTP clients
 /// and proxies see a status that says "don't retry".
 pub fn loop_error(reason: RejectReason, status: u16, message: &str) -> Response {
-    let code = match reason {
+    Response::json(status, connect::error_body(loop_code(reason), message))
+}
+
+/// The Connect/gRPC code of an error the connection loop raises itself.
+pub fn loop_code(reason: RejectReason) -> Code {
+    match reason {
         RejectReason::BodyTooLarge => Code::ResourceExhausted,
         RejectReason::ReadTimeout => Code::DeadlineExceeded,
         RejectReason::WriteTimeout => Code::Unavailable,
         RejectReason::BadRequest => Code::InvalidArgument,
         _ => Code::Unknown,
-    };
-    Response::json(status, connect::error_body(code, message))
+    }
 }
 
 /// 415 with the accepted types, as connect-go answers an unknown content type.
@@ -49,7 +53,8 @@ pub fn reply_ok(ct: ContentType) -> Response {
             Response::new(200).header("Content-Type", "application/proto")
         }
         (Protocol::Connect, Codec::Json) => Response::json(200, bytes::Bytes::from_static(b"{}")),
-        (_, codec) => grpc_web_ok(codec),
+        (Protocol::Grpc, codec) => grpc_ok(codec),
+        (Protocol::GrpcWeb, codec) => grpc_web_ok(codec),
     }
 }
 
@@ -58,8 +63,42 @@ pub fn reply_ok(ct: ContentType) -> Response {
 pub fn reply_error(ct: ContentType, code: Code, message: &str) -> Response {
     match ct.protocol {
         Protocol::Connect => connect_error(code, message),
-        _ => grpc_web_error(ct.codec, code, message),
+        Protocol::Grpc => grpc_error(ct.codec, code, message),
+        Protocol::GrpcWeb => grpc_web_error(ct.codec, code, message),
     }
+}
+
+/// The response `Content-Type` of gRPC, as connect-go names the codec.
+pub fn grpc_content_type(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Proto => "application/grpc",
+        Codec::Json => "application/grpc+json",
+    }
+}
+
+/// gRPC success (HTTP/2): one empty `PushResponse` message, then `grpc-status: 0` in the
+/// trailers.
+pub fn grpc_ok(codec: Codec) -> Response {
+    let empty: &[u8] = if codec == Codec::Json { b"{}" } else { b"" };
+    let mut body = BytesMut::with_capacity(5 + empty.len());
+    body.put_u8(0);
+    body.put_u32(empty.len() as u32);
+    body.put_slice(empty);
+    Response::new(200)
+        .header("Content-Type", grpc_content_type(codec))
+        .header("Grpc-Accept-Encoding", "gzip")
+        .body(body.freeze())
+        .trailer("Grpc-Status", "0")
+}
+
+/// gRPC error (HTTP/2), trailers-only: HTTP 200 with the status in the single HEADERS
+/// frame, as connect-go and grpc-go answer before any message was written.
+pub fn grpc_error(codec: Codec, code: Code, message: &str) -> Response {
+    Response::new(200)
+        .header("Content-Type", grpc_content_type(codec))
+        .header("Grpc-Accept-Encoding", "gzip")
+        .header("Grpc-Status", code.grpc_number().to_string())
+        .header("Grpc-Message", percent_encode_grpc(message))
 }
 
 /// The response `Content-Type` of gRPC-Web.

@@ -1,0 +1,643 @@
+//! HTTP/2 cleartext (h2c) on the real binary's listener:
+//! - independent clients end to end to two sinks: curl by prior knowledge and by
+//!   `Upgrade: h2c`, Python grpcio calling Push over gRPC (with gzip and a deadline);
+//! - the shutdown paths: GOAWAY on drain and on `max_connection_age`;
+//! - hostile peers, each spoken byte by byte by the small frame writer below: rapid reset,
+//!   CONTINUATION flood, an HPACK table-size overflow, an HPACK "bomb" (a header list that
+//!   decodes far larger than it is sent), a zero window, a SETTINGS flood. Each must end
+//!   as HTTP/2 says, keep memory flat, and leave other connections served.
+//!
+//! `scripts/test.sh` installs grpcio (pip) and curl (apt).
+
+mod common;
+mod sinks;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Gateway, cpu_pprof_gz, push_proto};
+use sinks::{Sink, fnv};
+
+const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+
+on_both_drivers!(
+    curl_prior_knowledge_and_upgrade_reach_both_sinks,
+    grpc_push_from_grpcio
+);
+
+fn gateway(driver: &str, a: &Sink, b: &Sink, extra: &[&str]) -> Gateway {
+    let mut args = vec![
+        "--driver",
+        driver,
+        "--forward-to",
+        a.url().leak(),
+        "--forward-to",
+        b.url().leak(),
+    ];
+    args.extend_from_slice(extra);
+    Gateway::start(&args)
+}
+
+/// Profile records a sink answered 200 on `route`.
+fn accepted(s: &Sink, route: &str, n: usize) -> Vec<serde_json::Value> {
+    s.wait_records(n, Duration::from_secs(10))
+        .into_iter()
+        .filter(|r| r["route"] == route && r["status"] == 200)
+        .collect()
+}
+
+/// Runs curl; returns (HTTP version it used, status).
+fn curl(mode: &str, url: &str, body: &Path) -> (String, u16) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            mode,
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", body.display()))
+        .arg(url)
+        .output()
+        .expect("curl runs (scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (v, s) = text.split_once(' ').unwrap_or(("", "0"));
+    (
+        v.to_string(),
+        s.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl said {text:?} {out:?}")),
+    )
+}
+
+fn curl_prior_knowledge_and_upgrade_reach_both_sinks(driver: &str) {
+    let (a, b) = (Sink::start(&[]), Sink::start(&[]));
+    let gw = gateway(driver, &a, &b, &[]);
+    let body = cpu_pprof_gz();
+    let big = common::td::pprof::sized(100 << 10, 7, common::td::pprof::Kind::Cpu)
+        .expect("100 KiB profile")
+        .gzip;
+    let small_path = common::temp_path("h2-small.pb.gz");
+    let big_path = common::temp_path("h2-big.pb.gz");
+    std::fs::write(&small_path, &body).expect("write");
+    std::fs::write(&big_path, &big).expect("write");
+    let url = format!(
+        "http://{}/ingest?name=h2.app.cpu&format=pprof&from=1&until=2",
+        gw.addr
+    );
+    assert_eq!(
+        curl("--http2-prior-knowledge", &url, &small_path),
+        ("2".into(), 200)
+    );
+    assert_eq!(curl("--http2", &url, &small_path), ("2".into(), 200));
+    // Too big to replay as stream 1 before our SETTINGS: answered over HTTP/1.1 (RFC 9110
+    // §7.8 lets a server ignore Upgrade), still delivered.
+    assert_eq!(curl("--http2", &url, &big_path), ("1.1".into(), 200));
+    assert_eq!(
+        curl("--http2-prior-knowledge", &url, &big_path),
+        ("2".into(), 200)
+    );
+    for s in [&a, &b] {
+        let recs = accepted(s, "ingest", 4);
+        let sums: Vec<&str> = recs.iter().filter_map(|r| r["body_fnv"].as_str()).collect();
+        assert_eq!(sums.len(), 4, "{recs:?}");
+        assert_eq!(
+            sums.iter().filter(|s| **s == fnv(&body)).count(),
+            2,
+            "{sums:?}"
+        );
+        assert_eq!(
+            sums.iter().filter(|s| **s == fnv(&big)).count(),
+            2,
+            "{sums:?}"
+        );
+    }
+    let m = gw.metrics();
+    let conns = |setup: &str| m.value("pyrogate_http2_connections_total", &[("setup", setup)]);
+    assert_eq!(conns("prior_knowledge"), 2.0);
+    assert_eq!(conns("upgrade"), 1.0);
+    assert_eq!(m.value("pyrogate_http2_streams_total", &[]), 3.0);
+    assert_eq!(
+        m.value(
+            "pyrogate_http2_limit",
+            &[("name", "max_concurrent_streams")]
+        ),
+        100.0
+    );
+}
+
+fn grpc(gw: &Gateway, message: &Path, compression: &str, timeout: &str, tenant: &str) -> String {
+    common::run_client(
+        "python3",
+        &[
+            "python/grpc_push.py",
+            &gw.addr.to_string(),
+            message.to_str().expect("utf-8 path"),
+            compression,
+            timeout,
+            tenant,
+        ],
+        Path::new(CLIENTS),
+        &[],
+        Duration::from_secs(30),
+    )
+}
+
+fn grpc_push_from_grpcio(driver: &str) {
+    let (a, b) = (Sink::start(&[]), Sink::start(&[]));
+    let gw = gateway(driver, &a, &b, &[]);
+    let message = push_proto();
+    let path = common::temp_path("grpc-push.pb");
+    std::fs::write(&path, &message).expect("write");
+    assert_eq!(grpc(&gw, &path, "none", "7", "").trim(), "OK 0");
+    assert_eq!(grpc(&gw, &path, "gzip", "7", "team-a").trim(), "OK 0");
+    let decoded = <pyrogate::protocol::proto::PushRequest as prost::Message>::decode(&message[..])
+        .expect("fixture decodes");
+    for s in [&a, &b] {
+        let recs = accepted(s, "push", 2);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        for r in &recs {
+            // The downstream gets a Connect Push carrying the same series and profiles.
+            let got = sinks::series_labels(r);
+            let want: Vec<(String, String)> = decoded.series[0]
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            for pair in &want {
+                assert!(got.contains(pair), "{pair:?} missing in {got:?}");
+            }
+            // grpc-timeout (7 s) became the downstream attempt's Connect deadline.
+            let t: u64 = sinks::header(r, "connect-timeout-ms")
+                .first()
+                .and_then(|v| v.parse().ok())
+                .expect("connect-timeout-ms");
+            assert!((1..=7000).contains(&t), "connect-timeout-ms {t}");
+        }
+        let tenants: Vec<&str> = recs
+            .iter()
+            .flat_map(|r| sinks::header(r, "x-scope-orgid"))
+            .collect();
+        assert_eq!(tenants, vec!["team-a"], "{recs:?}");
+    }
+    // A message that is not a PushRequest: gRPC status in the trailers-only answer.
+    let junk = common::temp_path("grpc-junk.pb");
+    std::fs::write(&junk, [0xff, 0xff, 0xff, 0x01, 0x02]).expect("write");
+    let out = grpc(&gw, &junk, "none", "5", "");
+    assert!(out.starts_with("ERR INVALID_ARGUMENT"), "{out}");
+    let m = gw.metrics();
+    assert_eq!(
+        m.value(
+            "pyrogate_requests_total",
+            &[("route", "push_v1_pusherservice"), ("status_code", "200")]
+        ),
+        3.0
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A frame-level HTTP/2 client, to be the hostile peer.
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+const CANCEL: u32 = 8;
+const NO_ERROR: u32 = 0;
+const PROTOCOL_ERROR: u32 = 1;
+const COMPRESSION_ERROR: u32 = 9;
+const ENHANCE_YOUR_CALM: u32 = 11;
+
+struct Frame {
+    kind: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+struct Peer {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Peer {
+    /// Connects and sends the preface with `settings`.
+    fn connect(addr: SocketAddr, settings: &[(u16, u32)]) -> Peer {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_write_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut p = Peer { s, buf: Vec::new() };
+        p.write(PREFACE);
+        let mut payload = Vec::new();
+        for (id, v) in settings {
+            payload.extend_from_slice(&id.to_be_bytes());
+            payload.extend_from_slice(&v.to_be_bytes());
+        }
+        p.frame(SETTINGS, 0, 0, &payload);
+        p
+    }
+
+    /// Writes; false once the server stopped reading or closed.
+    fn write(&mut self, b: &[u8]) -> bool {
+        self.s.write_all(b).is_ok()
+    }
+
+    fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> bool {
+        let mut f = Vec::with_capacity(9 + payload.len());
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        f.push(kind);
+        f.push(flags);
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        self.write(&f)
+    }
+
+    fn request(&mut self, stream: u32, method: &str, path: &str, end_stream: bool) -> bool {
+        let block = block(&[
+            (":method", method),
+            (":scheme", "http"),
+            (":authority", "gw"),
+            (":path", path),
+        ]);
+        let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
+        self.frame(HEADERS, flags, stream, &block)
+    }
+
+    /// The next frame, `None` on close or when `deadline` passes.
+    fn read_frame(&mut self, deadline: Instant) -> Option<Frame> {
+        loop {
+            if self.buf.len() >= 9 {
+                let len = (usize::from(self.buf[0]) << 16)
+                    | (usize::from(self.buf[1]) << 8)
+                    | usize::from(self.buf[2]);
+                if self.buf.len() >= 9 + len {
+                    let f = Frame {
+                        kind: self.buf[3],
+                        stream: u32::from_be_bytes([
+                            self.buf[5],
+                            self.buf[6],
+                            self.buf[7],
+                            self.buf[8],
+                        ]) & 0x7fff_ffff,
+                        payload: self.buf[9..9 + len].to_vec(),
+                    };
+                    self.buf.drain(..9 + len);
+                    return Some(f);
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.s
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            let mut chunk = [0u8; 16384];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads until a GOAWAY; returns its error code (`None`: none came in time).
+    fn goaway(&mut self, within: Duration) -> Option<u32> {
+        let deadline = Instant::now() + within;
+        while let Some(f) = self.read_frame(deadline) {
+            if f.kind == GOAWAY && f.payload.len() >= 8 {
+                return Some(u32::from_be_bytes([
+                    f.payload[4],
+                    f.payload[5],
+                    f.payload[6],
+                    f.payload[7],
+                ]));
+            }
+        }
+        None
+    }
+
+    /// Whether the server closed the connection within `within` (frames are skipped).
+    fn closed(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.read_frame(deadline).is_some() {}
+        // `read_frame` returns None on close or timeout: tell them apart.
+        let mut b = [0u8; 1];
+        self.s
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        matches!(self.s.read(&mut b), Ok(0)) || Instant::now() < deadline
+    }
+}
+
+/// An HPACK header block of literals without indexing (RFC 7541 §6.2.2).
+fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, v) in fields {
+        out.push(0);
+        hpack_string(&mut out, n.as_bytes());
+        hpack_string(&mut out, v.as_bytes());
+    }
+    out
+}
+
+fn hpack_string(out: &mut Vec<u8>, s: &[u8]) {
+    hpack_int(out, s.len(), 7, 0);
+    out.extend_from_slice(s);
+}
+
+fn hpack_int(out: &mut Vec<u8>, mut v: usize, bits: u32, first: u8) {
+    let max = (1usize << bits) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// The gateway still answers a plain HTTP/1.1 client.
+fn others_served(gw: &Gateway) {
+    let r = gw.request("GET", "/-/ready", &[], b"");
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+fn hostile_gateway(extra: &[&str]) -> Gateway {
+    let mut args = vec!["--workers", "1"];
+    args.extend_from_slice(extra);
+    Gateway::start(&args)
+}
+
+#[test]
+fn rapid_reset_flood_ends_with_enhance_your_calm() {
+    let gw = hostile_gateway(&[]);
+    let rss0 = gw.rss_kib();
+    let mut p = Peer::connect(gw.addr, &[]);
+    let mut sent = 0;
+    for i in 0..20_000u32 {
+        let id = 2 * i + 1;
+        if !p.request(id, "POST", "/ingest?name=a", false)
+            || !p.frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes())
+        {
+            break;
+        }
+        sent += 1;
+    }
+    assert_eq!(
+        p.goaway(Duration::from_secs(10)),
+        Some(ENHANCE_YOUR_CALM),
+        "after {sent} resets"
+    );
+    assert!(p.closed(Duration::from_secs(5)), "connection not closed");
+    others_served(&gw);
+    let rss1 = gw.rss_kib();
+    assert!(rss1 < rss0 + 20 * 1024, "RSS {rss0} -> {rss1} KiB");
+    let m = gw.metrics();
+    assert!(
+        m.value(
+            "pyrogate_http2_goaways_total",
+            &[("code", "enhance_your_calm")]
+        ) >= 1.0,
+        "goaway not counted"
+    );
+}
+
+#[test]
+fn continuation_flood_is_cut_off() {
+    let gw = hostile_gateway(&[]);
+    let rss0 = gw.rss_kib();
+    let mut p = Peer::connect(gw.addr, &[]);
+    let first = block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/ingest"),
+    ]);
+    assert!(p.frame(HEADERS, 0, 1, &first));
+    let junk = block(&[("x-flood", &"a".repeat(16_000))]);
+    let mut frames = 0;
+    // 40 MB of header block if nobody stops it.
+    while frames < 2_500 && p.frame(CONTINUATION, 0, 1, &junk) {
+        frames += 1;
+    }
+    let code = p.goaway(Duration::from_secs(10));
+    assert!(
+        code.is_some_and(|c| c != NO_ERROR),
+        "GOAWAY {code:?} after {frames} frames"
+    );
+    assert!(frames < 2_500, "the server read the whole flood");
+    assert!(p.closed(Duration::from_secs(5)), "connection not closed");
+    others_served(&gw);
+    let rss1 = gw.rss_kib();
+    assert!(rss1 < rss0 + 20 * 1024, "RSS {rss0} -> {rss1} KiB");
+}
+
+#[test]
+fn hpack_table_size_above_ours_is_a_connection_error() {
+    let gw = hostile_gateway(&[]);
+    let mut p = Peer::connect(gw.addr, &[]);
+    // A dynamic table size update (RFC 7541 §6.3) to 1 MiB, above the 4,096 we advertise.
+    let mut b = Vec::new();
+    hpack_int(&mut b, 1 << 20, 5, 0x20);
+    b.extend_from_slice(&block(&[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/-/ready"),
+    ]));
+    assert!(p.frame(HEADERS, END_HEADERS | END_STREAM, 1, &b));
+    // RFC 9113 §4.3 calls for COMPRESSION_ERROR; the h2 crate reports every HPACK
+    // decoding error as PROTOCOL_ERROR (docs/http2.md §4). Either ends the connection.
+    let code = p.goaway(Duration::from_secs(5));
+    assert!(
+        matches!(code, Some(PROTOCOL_ERROR | COMPRESSION_ERROR)),
+        "{code:?}"
+    );
+    assert!(p.closed(Duration::from_secs(5)));
+    others_served(&gw);
+}
+
+#[test]
+fn hpack_bomb_is_refused_within_the_header_list_limit() {
+    let gw = hostile_gateway(&["--max-header-bytes", "16KiB"]);
+    let rss0 = gw.rss_kib();
+    let mut p = Peer::connect(gw.addr, &[]);
+    let mut open = 0;
+    for i in 0..200u32 {
+        // One 4 KiB header put in the dynamic table (literal with incremental indexing),
+        // then referenced 2,000 times by its one-byte index (62): 8 MB decoded from ~6 KB.
+        let mut b = block(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/-/ready"),
+        ]);
+        if i == 0 {
+            b.push(0x40);
+            hpack_string(&mut b, b"x-bomb");
+            hpack_string(&mut b, "b".repeat(4000).as_bytes());
+        }
+        b.extend(std::iter::repeat_n(0x80 | 62, 2000));
+        if !p.frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &b) {
+            break;
+        }
+        open += 1;
+    }
+    // Each stream is refused (431 or a reset) or the connection is ended; never served,
+    // never held.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refused = 0;
+    let mut goaway = None;
+    while let Some(f) = p.read_frame(deadline) {
+        match f.kind {
+            HEADERS | RST_STREAM if f.stream != 0 => refused += 1,
+            GOAWAY => {
+                goaway = Some(f.payload.get(7).copied());
+                break;
+            }
+            _ => {}
+        }
+        if refused >= open {
+            break;
+        }
+    }
+    assert!(
+        refused > 0 || goaway.is_some(),
+        "no refusal for {open} bombs"
+    );
+    others_served(&gw);
+    let rss1 = gw.rss_kib();
+    assert!(rss1 < rss0 + 20 * 1024, "RSS {rss0} -> {rss1} KiB");
+    assert_eq!(
+        gw.metrics().value(
+            "pyrogate_requests_total",
+            &[("route", "ready"), ("status_code", "200")]
+        ),
+        2.0,
+        "only the two HTTP/1.1 readiness checks were served"
+    );
+}
+
+#[test]
+fn zero_window_peer_is_reset_then_closed() {
+    let gw = hostile_gateway(&[
+        "--server-write-timeout",
+        "1s",
+        "--server-idle-timeout",
+        "2s",
+    ]);
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: we may send no DATA until a WINDOW_UPDATE that
+    // never comes.
+    let mut p = Peer::connect(gw.addr, &[(0x4, 0)]);
+    assert!(p.request(1, "GET", "/metrics", true));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    let (mut reset, mut data, mut goaway) = (None, 0, None);
+    while let Some(f) = p.read_frame(deadline) {
+        match f.kind {
+            DATA => data += f.payload.len(),
+            RST_STREAM if f.stream == 1 => {
+                reset = Some(u32::from_be_bytes([
+                    f.payload[0],
+                    f.payload[1],
+                    f.payload[2],
+                    f.payload[3],
+                ]))
+            }
+            GOAWAY => {
+                goaway = Some(u32::from_be_bytes([
+                    f.payload[4],
+                    f.payload[5],
+                    f.payload[6],
+                    f.payload[7],
+                ]));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(data, 0, "DATA sent into a zero window");
+    assert_eq!(
+        reset,
+        Some(CANCEL),
+        "stream not reset after the write timeout"
+    );
+    assert_eq!(
+        goaway,
+        Some(NO_ERROR),
+        "idle connection not closed with GOAWAY"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(p.closed(Duration::from_secs(5)));
+    others_served(&gw);
+    assert_eq!(
+        gw.metrics().value(
+            "pyrogate_http2_stream_resets_total",
+            &[("reason", "write_timeout")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn settings_flood_keeps_memory_flat() {
+    let gw = hostile_gateway(&[]);
+    let rss0 = gw.rss_kib();
+    let mut p = Peer::connect(gw.addr, &[]);
+    let one = [0u8, 0, 0, SETTINGS, 0, 0, 0, 0, 0];
+    let burst: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * 10_000)
+        .collect();
+    let started = Instant::now();
+    let mut sent = 0;
+    // The peer never reads our ACKs: the server must stop reading rather than queue them.
+    while sent < 100 && started.elapsed() < Duration::from_secs(10) && p.write(&burst) {
+        sent += 1;
+    }
+    others_served(&gw);
+    let rss1 = gw.rss_kib();
+    assert!(
+        rss1 < rss0 + 20 * 1024,
+        "RSS {rss0} -> {rss1} KiB after {sent}0k SETTINGS"
+    );
+}
+
+#[test]
+fn goaway_on_drain_and_on_max_connection_age() {
+    let gw = hostile_gateway(&["--max-connection-age", "1s"]);
+    let mut p = Peer::connect(gw.addr, &[]);
+    assert!(p.request(1, "GET", "/-/ready", true));
+    let started = Instant::now();
+    assert_eq!(p.goaway(Duration::from_secs(5)), Some(NO_ERROR));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(p.closed(Duration::from_secs(5)));
+
+    let mut gw = hostile_gateway(&[]);
+    let mut p = Peer::connect(gw.addr, &[]);
+    assert!(p.request(1, "GET", "/-/ready", true));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // The answer first (the connection is idle after it).
+    while let Some(f) = p.read_frame(deadline) {
+        if f.kind == HEADERS && f.stream == 1 {
+            break;
+        }
+    }
+    gw.signal(libc::SIGTERM);
+    assert_eq!(p.goaway(Duration::from_secs(5)), Some(NO_ERROR));
+    assert!(p.closed(Duration::from_secs(5)));
+    assert!(gw.wait_exit(Duration::from_secs(10)).is_some());
+}
