@@ -24,13 +24,18 @@ if ! command -v etcd >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ 
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null) \
     || echo "test.sh: could not install etcd-server" >&2
 fi
-# curl for the authentication tests (tests/auth.rs), as an independent HTTP client.
+# curl for the authentication and HTTP/2 tests (tests/auth.rs, tests/http2.rs), as an
+# independent HTTP client (Debian's curl is built with nghttp2: --http2, --http2-prior-knowledge).
 if ! command -v curl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null) \
     || echo "test.sh: could not install curl" >&2
 fi
 if ! python3 -c 'import pyroscope' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check pyroscope-io==1.4.0
+fi
+# grpcio: an independent gRPC client over HTTP/2 cleartext (tests/http2.rs).
+if ! python3 -c 'import grpc' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check grpcio==1.85.3
 fi
 if [ ! -d tests/clients/node/node_modules/@pyroscope/nodejs ]; then
   (cd tests/clients/node && npm install --no-audit --no-fund --loglevel=error)
