@@ -641,3 +641,52 @@ fn goaway_on_drain_and_on_max_connection_age() {
     assert!(p.closed(Duration::from_secs(5)));
     assert!(gw.wait_exit(Duration::from_secs(10)).is_some());
 }
+
+/// Streams reset while their handler is forwarding (to a slow downstream) stop that work,
+/// and count against the connection's reset budget: a client cannot make the gateway do
+/// unbounded work by completing requests and cancelling them (the rapid-reset variant
+/// that `h2`'s own pending-accept guard does not see, since every stream was accepted).
+#[test]
+fn resets_of_running_streams_are_budgeted() {
+    let sink = Sink::start(&[]);
+    sink.control("latency_ms=3000");
+    let gw = hostile_gateway(&["--forward-to", sink.url().leak()]);
+    let mut p = Peer::connect(gw.addr, &[]);
+    let body = b"foo;bar 1\n";
+    let mut sent = 0u32;
+    let started = Instant::now();
+    while sent < 400 && started.elapsed() < Duration::from_secs(20) {
+        let id = 2 * sent + 1;
+        if !p.request(
+            id,
+            "POST",
+            "/ingest?name=reset.app.cpu&format=folded",
+            false,
+        ) || !p.frame(DATA, END_STREAM, id, body)
+        {
+            break;
+        }
+        // Let the gateway accept the stream and start forwarding it, then cancel.
+        std::thread::sleep(Duration::from_millis(3));
+        if !p.frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes()) {
+            break;
+        }
+        sent += 1;
+    }
+    assert_eq!(
+        p.goaway(Duration::from_secs(10)),
+        Some(ENHANCE_YOUR_CALM),
+        "after {sent} cancelled requests"
+    );
+    assert!(
+        sent < 400,
+        "the connection took all {sent} cancelled requests"
+    );
+    let m = gw.metrics();
+    let cancelled = m.value(
+        "pyrogate_http2_stream_resets_total",
+        &[("reason", "client_cancel")],
+    );
+    assert!(cancelled >= 200.0, "client_cancel {cancelled}");
+    others_served(&gw);
+}
