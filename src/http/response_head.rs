@@ -118,7 +118,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<ResponseHead>, ResponseHeadError> {
     }))
 }
 
-fn parse_retry_after(v: &[u8]) -> Option<Duration> {
+pub fn parse_retry_after(v: &[u8]) -> Option<Duration> {
     let secs: u64 = std::str::from_utf8(v).ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }

@@ -13,6 +13,7 @@
 //! - bodies: the flow-control windows, `max_request_body` per stream, the read timeout;
 //! - responses to a peer that never opens its window: the write timeout resets the stream.
 
+pub mod client;
 pub mod io;
 mod stream;
 pub mod upgrade;
