@@ -17,11 +17,62 @@
 # full and resumed handshakes: handshakes per CPU-second of the gateway; a CA and certificate
 # made by the benchmark; about 2 minutes; docs/benchmarking.md §10).
 #
+# Regression guard: `--compare OLD.json` compares this run's JSON report with an earlier one
+# (scripts/bench-compare.py: per cell the median req/CPU-s, or B/conn for memory, old, new,
+# new/old, and cells that lost more than 5 % marked LOST; `--flag-below R` changes that 0.95);
+# `--fail-below R` exits 1 when any cell's gain is below R. `--compare OLD.json --against
+# NEW.json` only compares two reports (no build, no run). Cells are matched by protocol,
+# suite, path, fan-out and size: run the new report with the same options as the old one.
+#
 # Installs nginx and its echo module with apt when they are missing (root or sudo needed;
 # without them the nginx columns are skipped). Every process the benchmark starts is stopped
 # when it ends, fails, or is interrupted (Ctrl-C finishes the current run, then cleans up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The regression-guard options are this script's; everything else goes to the benchmark.
+compare_old= compare_new= compare_opts=() json_out= bench_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --compare | --against | --fail-below | --flag-below)
+      [ $# -ge 2 ] || { echo "bench.sh: $1 needs a value" >&2; exit 2; }
+      case "$1" in
+        --compare) compare_old=$2 ;;
+        --against) compare_new=$2 ;;
+        *) compare_opts+=("$1" "$2") ;;
+      esac
+      shift 2
+      ;;
+    --json)
+      [ $# -ge 2 ] || { echo "bench.sh: --json needs a value" >&2; exit 2; }
+      json_out=$2
+      bench_args+=("$1" "$2")
+      shift 2
+      ;;
+    *)
+      bench_args+=("$1")
+      shift
+      ;;
+  esac
+done
+if [ -z "$compare_old" ] && { [ -n "$compare_new" ] || [ ${#compare_opts[@]} -gt 0 ]; }; then
+  echo "bench.sh: --against, --fail-below and --flag-below go with --compare OLD.json" >&2
+  exit 2
+fi
+compare() {
+  command -v python3 >/dev/null 2>&1 || { echo "bench.sh: --compare needs python3" >&2; return 2; }
+  python3 scripts/bench-compare.py "$compare_old" "$1" ${compare_opts[@]+"${compare_opts[@]}"}
+}
+if [ -n "$compare_new" ]; then
+  # Only compare two existing reports.
+  [ ${#bench_args[@]} -eq 0 ] || { echo "bench.sh: --against takes no benchmark options" >&2; exit 2; }
+  compare "$compare_new"
+  exit $?
+fi
+if [ -n "$compare_old" ] && [ ! -r "$compare_old" ]; then
+  echo "bench.sh: --compare $compare_old: not readable" >&2
+  exit 2
+fi
 
 ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
 missing=()
@@ -50,7 +101,7 @@ cargo build --release --workspace --bins
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/pyrogate-bench.XXXXXX")
 PGID_FILE="$BENCH_TMP/pgids"
 keep=0
-for a in "$@"; do [ "$a" = --keep-temp ] && keep=1; done
+for a in ${bench_args[@]+"${bench_args[@]}"}; do [ "$a" = --keep-temp ] && keep=1; done
 cleanup() {
   if [ -s "$PGID_FILE" ]; then
     while read -r g; do [ -n "$g" ] && kill -KILL -- "-$g" 2>/dev/null || true; done <"$PGID_FILE"
@@ -63,4 +114,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-TMPDIR="$BENCH_TMP" PYROGATE_BENCH_PGID_FILE="$PGID_FILE" target/release/pyrogate-load bench "$@"
+if [ -n "$compare_old" ] && [ -z "$json_out" ]; then
+  json_out="$BENCH_TMP/report.json"
+  bench_args+=(--json "$json_out")
+fi
+TMPDIR="$BENCH_TMP" PYROGATE_BENCH_PGID_FILE="$PGID_FILE" target/release/pyrogate-load bench ${bench_args[@]+"${bench_args[@]}"}
+if [ -n "$compare_old" ]; then
+  compare "$json_out"
+fi
