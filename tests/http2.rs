@@ -690,3 +690,23 @@ fn resets_of_running_streams_are_budgeted() {
     assert!(cancelled >= 200.0, "client_cancel {cancelled}");
     others_served(&gw);
 }
+
+/// With `[server.http2] enabled = false` the preface is an HTTP/1.x request of an
+/// unsupported version, as before HTTP/2 existed here.
+#[test]
+fn disabled_http2_answers_the_preface_with_505() {
+    let cfg = common::write_temp("h2-off.toml", "[server.http2]\nenabled = false\n");
+    let gw = Gateway::start(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let mut c = gw.connect();
+    c.send(PREFACE).expect("send");
+    let r = c
+        .read_response(common::IO_TIMEOUT)
+        .expect("an HTTP/1.1 answer");
+    assert_eq!(r.status, 505, "{r:?}");
+    let m = gw.metrics();
+    let conns = m.get(
+        "pyrogate_http2_connections_total",
+        &[("setup", "prior_knowledge")],
+    );
+    assert_eq!(conns.unwrap_or(0.0), 0.0);
+}
