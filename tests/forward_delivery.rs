@@ -505,7 +505,9 @@ fn push_with_external_labels_is_rewritten_sharing_profile_bytes() {
 #[test]
 fn push_reserved_labels_dropped_and_series_kept_in_one_request() {
     // Two series, one with a reserved `__type__` label: one downstream request (Alloy would
-    // send two), `__type__` dropped, `__delta__` kept.
+    // send two), `__type__` dropped, `__delta__` kept. The label rule needs the decoded
+    // message: with `decode_push = "auto"` and nothing else reading it, this Push would go
+    // out as sent (tests/decode_push.rs).
     let (_, raw, _) = push_parts();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
     let json = serde_json::json!({"series": [
@@ -515,7 +517,7 @@ fn push_reserved_labels_dropped_and_series_kept_in_one_request() {
     ]})
     .to_string();
     let a = Sink::start(&[]);
-    let gw = gateway(&[&a], &[]);
+    let gw = gateway(&[&a], &["--decode-push", "always"]);
     let r = gw.request(
         "POST",
         PUSH,

@@ -60,6 +60,18 @@ pub enum ForwardMode {
     Ring,
 }
 
+/// Whether a Push body is inflated and decoded at the edge (`forward.decode_push`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodePush {
+    /// Only when something configured reads the message (external labels, the edge
+    /// distributor's validation or normalisation, ring mode, gRPC-Web re-encoding, no
+    /// endpoint); otherwise the body goes downstream verbatim and unread.
+    Auto,
+    /// Every Push, as Alloy does: a malformed body gets an early `invalid_argument`.
+    Always,
+}
+
 /// Where ring membership comes from (`ring.store`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "snake_case")]

@@ -6,7 +6,7 @@ use clap::Parser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
 use super::ConfigError;
-use super::choices::{AckPolicy, Dispatch, DriverChoice, LogFormat, OnConnLimit};
+use super::choices::{AckPolicy, DecodePush, Dispatch, DriverChoice, LogFormat, OnConnLimit};
 
 #[derive(Debug, Default, Clone, Parser)]
 #[command(
@@ -100,6 +100,11 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "worker|writer")]
     pub dispatch: Option<Dispatch>,
 
+    /// Decode every Push (`always`, Alloy's early errors) or only when a configured feature
+    /// reads it (`auto`, default: otherwise forwarded verbatim). `forward.decode_push`.
+    #[arg(long, value_enum, value_name = "auto|always")]
+    pub decode_push: Option<DecodePush>,
+
     /// Outbound writer threads. `forward.writer_threads`.
     #[arg(long, value_name = "N")]
     pub writer_threads: Option<usize>,
@@ -119,7 +124,7 @@ pub struct Cli {
 }
 
 /// The configuration key each flag sets, for error messages.
-const FLAG_KEYS: [(&str, &str); 20] = [
+const FLAG_KEYS: [(&str, &str); 21] = [
     ("--listen", "server.listen_address/listen_port"),
     ("--conn-limit", "server.conn_limit"),
     ("--on-conn-limit", "server.on_conn_limit"),
@@ -141,6 +146,7 @@ const FLAG_KEYS: [(&str, &str); 20] = [
     ("--spool-dir", "spool.dir"),
     ("--dispatch", "forward.dispatch"),
     ("--writer-threads", "forward.writer_threads"),
+    ("--decode-push", "forward.decode_push"),
     ("--log-format", "log.format"),
     ("--log-level", "log.level"),
 ];

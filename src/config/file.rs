@@ -119,6 +119,7 @@ pub struct ForwardSection {
     pub max_inflight_per_endpoint: Option<usize>,
     pub dispatch: Option<Dispatch>,
     pub mode: Option<ForwardMode>,
+    pub decode_push: Option<super::choices::DecodePush>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]

@@ -1,8 +1,9 @@
-//! `[forward]`: ack policy, where deliveries run, queue bounds and delivery timeouts.
+//! `[forward]`: ack policy, where deliveries run, queue bounds, delivery timeouts and
+//! whether a Push is decoded at the edge.
 
 use std::time::Duration;
 
-use super::choices::{AckPolicy, Dispatch, ForwardMode};
+use super::choices::{AckPolicy, DecodePush, Dispatch, ForwardMode};
 use super::file::FileConfig;
 use super::{Cli, ConfigError};
 
@@ -36,6 +37,9 @@ pub struct ForwardConfig {
     pub dispatch: Dispatch,
     /// `fanout` (every endpoint) or `ring` (each series to its owners).
     pub mode: ForwardMode,
+    /// Whether every Push is decoded at the edge, or only when a configured feature reads it
+    /// (docs/push.md §14.1).
+    pub decode_push: DecodePush,
 }
 
 pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, ConfigError> {
@@ -75,5 +79,9 @@ pub(super) fn resolve(f: &FileConfig, cli: &Cli) -> Result<ForwardConfig, Config
             .max(1),
         dispatch,
         mode: s.mode.unwrap_or(ForwardMode::Fanout),
+        decode_push: cli
+            .decode_push
+            .or(s.decode_push)
+            .unwrap_or(DecodePush::Auto),
     })
 }

@@ -11,7 +11,7 @@ impl Config {
             "listen={} conn_limit={} on_conn_limit={:?} read_timeout={} write_timeout={} \
              idle_timeout={} graceful_shutdown_timeout={} max_request_body={} \
              max_header_bytes={}\nworkers={} core_quotas={:?} driver={:?} pin_cores={}\n\
-             ack={:?} writer_threads={} queue_max_bytes={} forward_tenant={}\n",
+             ack={:?} writer_threads={} queue_max_bytes={} forward_tenant={} decode_push={:?}\n",
             s.listen,
             s.conn_limit,
             s.on_conn_limit,
@@ -29,6 +29,7 @@ impl Config {
             self.forward.writer_threads,
             format_size(self.forward.queue_max_bytes),
             self.forward.forward_tenant,
+            self.forward.decode_push,
         );
         for e in &self.endpoints {
             out.push_str(&format!(

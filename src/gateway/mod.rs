@@ -49,6 +49,8 @@ pub struct Settings {
     pub policy: Policy,
     /// `[server.auth]`: the worker's authenticator and its credential cache.
     pub auth: Option<auth::Auth>,
+    /// `forward.decode_push`: whether a Push nothing configured reads is decoded anyway.
+    pub decode_push: crate::config::choices::DecodePush,
     name_cache: RefCell<HashMap<String, Result<String, LabelsError>>>,
 }
 
@@ -85,6 +87,7 @@ impl Settings {
                     .unwrap_or(usize::MAX),
             },
             auth: cfg.auth.as_ref().map(auth::Auth::new),
+            decode_push: cfg.forward.decode_push,
             name_cache: RefCell::new(HashMap::new()),
         }
     }

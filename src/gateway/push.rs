@@ -1,16 +1,22 @@
 //! The Push handler: Connect unary (proto and JSON, optional gzip) and gRPC-Web over
 //! HTTP/1.1 (docs/push.md §14).
 //!
-//! A Push whose labels need no change is forwarded byte for byte (gzip included); otherwise
-//! the labels are rewritten and the message re-encoded with every `raw_profile` shared, not
-//! copied. The whole request goes downstream as one request (Alloy sends one per series).
+//! With `forward.decode_push = "auto"` (the default) a Connect Push that nothing configured
+//! reads (no external labels, no validation or normalisation, fan-out mode, an endpoint to
+//! send to) is forwarded unread: not inflated, not decoded, its bytes and `Content-Type` /
+//! `Content-Encoding` as received, and a malformed one gets the downstream's answer
+//! (docs/push.md §14). Otherwise it is decoded: a Push whose labels need no change is still
+//! forwarded byte for byte (gzip included); else the labels are rewritten and the message
+//! re-encoded with every `raw_profile` shared, not copied. The whole request goes downstream
+//! as one request (Alloy sends one per series).
 //! Failures are reported with the Connect code that tells the caller the truth: a permanent
 //! downstream 4xx keeps its meaning (so nobody resends poison data), exhausted retries are
 //! `unavailable`.
 
 use bytes::Bytes;
 
-use super::{Caller, Gateway, Route};
+use super::{Caller, Gateway, Route, Settings};
+use crate::config::choices::DecodePush;
 use crate::distributor::push::Verdict;
 use crate::distributor::{self, Now, Policy, Rejection, tenant};
 use crate::forward::envelope::{Envelope, Kind, Outcome};
@@ -33,6 +39,9 @@ pub async fn handle(
 ) -> Response {
     let ct = head.content_type;
     let settings = gw.settings();
+    if passes_unread(gw, &settings, head) {
+        return forward_unread(gw, req, head, caller, &settings).await;
+    }
     let max = settings.max_decompressed_body as usize;
     let (mut decoded, encoding) = match push::decode_body(head, req.body.clone(), max) {
         Ok(d) => d,
@@ -58,10 +67,7 @@ pub async fn handle(
             }
         }
     }
-    let deadline = match head.timeout {
-        Some(t) => (req.received_at + t).min(req.deadline),
-        None => req.deadline,
-    };
+    let deadline = deadline(req, head);
     if let Some(ring) = &gw.ring {
         let tenant = caller.tenant.clone();
         let hash_tenant = tenant.as_ref().map_or_else(
@@ -87,42 +93,135 @@ pub async fn handle(
             let pairs: Vec<(&str, &str)> = push::series_labels(s).collect();
             labels::push_needs_rewrite(&pairs, &settings.external_labels)
         });
-    let (profiles, profile_bytes) = count_profiles(&decoded);
-    let (headers, body) = if rewrite {
+    let counts = count_profiles(&decoded);
+    let payload = if rewrite {
         let rewritten = rewrite_labels(decoded, &settings.external_labels);
         (
             vec![("Content-Type", Bytes::from_static(b"application/proto"))],
             push_encode::encode_chunks(&rewritten),
         )
     } else {
-        let mut h = vec![(
-            "Content-Type",
-            Bytes::copy_from_slice(
-                req.head
-                    .header("content-type")
-                    .unwrap_or(b"application/proto"),
-            ),
-        )];
-        if encoding == Encoding::Gzip && !req.body.is_empty() {
-            h.push(("Content-Encoding", Bytes::from_static(b"gzip")));
-        }
-        (h, vec![req.body.clone()])
+        (verbatim_headers(req, encoding), vec![req.body.clone()])
     };
-    let tenant = caller.tenant.clone();
+    let env = envelope(req, caller, deadline, payload, counts);
+    reply(gw, ct, gw.forwarder.forward(env).await)
+}
+
+/// Whether this Push may go downstream unread (`decode_push = "auto"`): a Connect body
+/// (gRPC-Web and gRPC are unframed and re-encoded as Connect, so they are always decoded),
+/// and nothing configured that reads the message — no external labels to apply, no
+/// distributor validation or normalisation (their limits apply only with them), fan-out
+/// (ring mode routes on the labels) — and a destination to give the truthful answer (a
+/// gateway without endpoints decodes, as Alloy with an empty `forward_to` does). The
+/// distributor's tenant rule reads only the `X-Scope-OrgID` header and is still applied.
+fn passes_unread(gw: &Gateway, settings: &Settings, head: &PushHead) -> bool {
+    let policy = &settings.policy.config;
+    settings.decode_push == DecodePush::Auto
+        && head.content_type.protocol == Protocol::Connect
+        && settings.external_labels.is_empty()
+        && !(policy.validate || policy.normalize)
+        && gw.ring.is_none()
+        && gw.forwarder.has_endpoints()
+}
+
+/// Forwards a Push without reading it: its bytes, its `Content-Type` and (for a non-empty
+/// gzip body) `Content-Encoding: gzip`, as [`handle`] forwards a decoded Push whose labels
+/// need no change. The metrics count it as one profile of the body's size as received (see
+/// [`UNREAD_PROFILES`]).
+async fn forward_unread(
+    gw: &Gateway,
+    req: &Request<Route>,
+    head: &PushHead,
+    caller: &Caller,
+    settings: &Settings,
+) -> Response {
+    let ct = head.content_type;
+    if settings.policy.config.multitenancy_enabled
+        && let Err(e) = tenant::resolve(caller.tenant.as_deref(), true)
+    {
+        return push::reply_error(ct, Code::Unauthenticated, &e.to_string());
+    }
+    let encoding = match &head.encoding {
+        Ok(e) => *e,
+        Err(e) => return push::reply_error(ct, e.code(), &e.to_string()),
+    };
+    // An uncompressed message's size is known without reading it: the same bound (and
+    // answer) as a decoded one. A gzip'd one is not inflated here, so its inflated size is
+    // the downstream's to bound (docs/push.md §14.1).
+    let max = settings.max_decompressed_body as usize;
+    if encoding == Encoding::Identity
+        && let Err(e) = push::inflate_message(req.body.clone(), encoding, max)
+    {
+        return push::reply_error(ct, e.code(), &e.to_string());
+    }
+    let headers = verbatim_headers(req, encoding);
+    let body = vec![req.body.clone()];
+    let env = envelope(
+        req,
+        caller,
+        deadline(req, head),
+        (headers, body),
+        (UNREAD_PROFILES, req.body.len() as u64),
+    );
+    reply(gw, ct, gw.forwarder.forward(env).await)
+}
+
+/// What the sent/dropped profile metrics count for a Push forwarded unread: one profile per
+/// request, which is exact for every SDK that pushes (pyroscope-io, pyroscope-rs and
+/// Alloy's `pyroscope.write` send one series with one sample per request); the byte
+/// counters get the body as received (compressed when gzip'd) instead of the sum of the
+/// `raw_profile` sizes, which only decoding can tell.
+const UNREAD_PROFILES: u64 = 1;
+
+/// The caller's deadline: the server's, or the caller's own when it sent a shorter one.
+fn deadline(req: &Request<Route>, head: &PushHead) -> std::time::Instant {
+    match head.timeout {
+        Some(t) => (req.received_at + t).min(req.deadline),
+        None => req.deadline,
+    }
+}
+
+/// The payload headers of a Push forwarded as received: its `Content-Type`, and
+/// `Content-Encoding: gzip` for a non-empty gzip'd body (connect-go never inflates an empty
+/// one, so neither does the downstream).
+fn verbatim_headers(req: &Request<Route>, encoding: Encoding) -> Vec<(&'static str, Bytes)> {
+    let mut h = vec![(
+        "Content-Type",
+        Bytes::copy_from_slice(
+            req.head
+                .header("content-type")
+                .unwrap_or(b"application/proto"),
+        ),
+    )];
+    if encoding == Encoding::Gzip && !req.body.is_empty() {
+        h.push(("Content-Encoding", Bytes::from_static(b"gzip")));
+    }
+    h
+}
+
+/// The envelope of a forwarded Push: `payload` = (headers, body chunks), `counts` =
+/// (profiles, profile bytes) for the metrics.
+fn envelope(
+    req: &Request<Route>,
+    caller: &Caller,
+    deadline: std::time::Instant,
+    payload: (Vec<(&'static str, Bytes)>, Vec<Bytes>),
+    counts: (u64, u64),
+) -> Envelope {
+    let (headers, body) = payload;
     let body_len = push_encode::encoded_len(&body);
-    let env = Envelope {
+    Envelope {
         kind: Kind::Push,
         path_and_query: push::PATH.to_string(),
         headers,
         body,
         body_len,
-        tenant,
+        tenant: caller.tenant.clone(),
         deadline,
         received_at: req.received_at,
-        profiles,
-        profile_bytes,
-    };
-    reply(gw, ct, gw.forwarder.forward(env).await)
+        profiles: counts.0,
+        profile_bytes: counts.1,
+    }
 }
 
 /// The answer to a forwarded Push in its protocol.
