@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     pub ring: Option<RingSection>,
     pub spool: Option<super::spool::SpoolSection>,
+    #[serde(default)]
+    pub otlp: super::otlp::OtlpSection,
 }
 
 /// `[ring]`.

@@ -14,6 +14,7 @@ pub mod distributor;
 pub mod endpoint;
 pub mod file;
 pub mod forward;
+pub mod otlp;
 pub mod http2;
 pub mod ring;
 pub mod runtime;
@@ -79,6 +80,8 @@ pub struct Config {
     pub spool: Option<spool::SpoolConfig>,
     /// `[server.auth]`: authenticated agents.
     pub auth: Option<auth::AuthConfig>,
+    /// `[otlp]`: OpenTelemetry profiles.
+    pub otlp: otlp::OtlpConfig,
 }
 
 impl Config {
@@ -130,6 +133,7 @@ impl Config {
         }
         let spool = spool::resolve(f.spool.as_ref(), cli.spool_dir.as_ref())?;
         let auth = auth::resolve(f.server.auth.as_ref())?;
+        let otlp = otlp::resolve(&f.otlp)?;
         if let Some(a) = &auth
             && a.uses_client_certs()
             && !server
@@ -168,6 +172,7 @@ impl Config {
             ring,
             spool,
             auth,
+            otlp,
         })
     }
 }

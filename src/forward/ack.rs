@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use super::envelope::Outcome;
+use crate::protocol::otlp::PartialSuccess;
 
 /// What one destination's delivery ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,8 @@ struct State {
     first_failure: Option<Outcome>,
     decided: Option<Outcome>,
     waker: Option<Waker>,
+    /// OTLP: the `partial_success` destinations answered, merged.
+    partial: Option<PartialSuccess>,
 }
 
 pub struct Ack {
@@ -37,11 +40,27 @@ pub struct Ack {
 /// tracker (ring mode's per-series quorum).
 pub trait AckSink: Send + Sync {
     fn report(&self, d: Delivery);
+
+    /// An OTLP destination accepted the request but refused some of its profiles
+    /// (`partial_success`); called before that destination's [`AckSink::report`].
+    fn partial(&self, _endpoint: &str, _p: PartialSuccess) {}
 }
 
 impl AckSink for Ack {
     fn report(&self, d: Delivery) {
         Ack::report(self, d);
+    }
+
+    fn partial(&self, endpoint: &str, mut p: PartialSuccess) {
+        if !p.error_message.is_empty() {
+            p.error_message = format!("{endpoint}: {}", p.error_message);
+        }
+        if let Ok(mut s) = self.state.lock() {
+            match &mut s.partial {
+                Some(have) => have.merge(p),
+                None => s.partial = Some(p),
+            }
+        }
     }
 }
 
@@ -58,6 +77,7 @@ impl Ack {
                 first_failure: None,
                 decided: None,
                 waker: None,
+                partial: None,
             }),
         })
     }
@@ -94,6 +114,11 @@ impl Ack {
 
     pub fn wait(self: &Arc<Self>) -> AckWait {
         AckWait { ack: self.clone() }
+    }
+
+    /// The merged `partial_success` of the destinations that answered so far.
+    pub fn partial_success(&self) -> Option<PartialSuccess> {
+        self.state.lock().ok().and_then(|s| s.partial.clone())
     }
 
     /// The decision, if already made.
@@ -161,6 +186,31 @@ mod tests {
             a.decided(),
             Some(Outcome::Rejected { status: 400, .. })
         ));
+    }
+
+    #[test]
+    fn partial_successes_are_merged_with_their_endpoint() {
+        let a = Ack::new(2, 2);
+        assert_eq!(a.partial_success(), None);
+        AckSink::partial(
+            &*a,
+            "http://a",
+            PartialSuccess {
+                rejected_profiles: 1,
+                error_message: "old".into(),
+            },
+        );
+        AckSink::partial(
+            &*a,
+            "http://b",
+            PartialSuccess {
+                rejected_profiles: 2,
+                error_message: String::new(),
+            },
+        );
+        let p = a.partial_success().expect("set");
+        assert_eq!(p.rejected_profiles, 2);
+        assert_eq!(p.error_message, "http://a: old");
     }
 
     #[test]

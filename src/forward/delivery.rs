@@ -44,6 +44,7 @@ async fn deliver(job: Job, d: Arc<Destination>, state: Rc<Local>, core: Arc<Core
     match job.env.kind {
         Kind::Push => d.m.latency_endpoint.observe(elapsed),
         Kind::Ingest => d.m.ingest_endpoint.observe(elapsed),
+        Kind::Otlp => d.m.otlp_endpoint.observe(elapsed),
     }
     match &result {
         Delivery::Ok => {
@@ -146,6 +147,7 @@ async fn attempts(
         match job.env.kind {
             Kind::Push => d.m.latency_downstream.observe(took),
             Kind::Ingest => d.m.ingest_downstream.observe(took),
+            Kind::Otlp => d.m.otlp_downstream.observe(took),
         }
         match result {
             Attempt::Delivered => return Delivery::Ok,
@@ -228,6 +230,12 @@ async fn send(job: &Job, d: &Destination, state: &Local, budget: Duration, core:
         match conn.request(head.clone(), &job.env.body, deadline).await {
             Ok(resp) => {
                 let verdict = job.env.kind.classify(&resp, d.cfg.retry_on_http_429);
+                if verdict == Attempt::Delivered
+                    && let Some(ack) = &job.ack
+                    && let Some(p) = job.env.kind.partial_success(&resp)
+                {
+                    ack.partial(&d.cfg.url_string, p);
+                }
                 if resp.reusable {
                     pool.put(conn, snap.max_idle_conns);
                 }

@@ -48,6 +48,8 @@ pub struct DestMetrics {
     pub latency_downstream: prometheus::Histogram,
     pub ingest_endpoint: prometheus::Histogram,
     pub ingest_downstream: prometheus::Histogram,
+    pub otlp_endpoint: prometheus::Histogram,
+    pub otlp_downstream: prometheus::Histogram,
 }
 
 /// Source of [`Destination::id`].
@@ -100,6 +102,10 @@ impl Destination {
             ingest_downstream: metrics
                 .latency
                 .with_label_values(&[label, "ingest_downstream"]),
+            otlp_endpoint: metrics.latency.with_label_values(&[label, "otlp_endpoint"]),
+            otlp_downstream: metrics
+                .latency
+                .with_label_values(&[label, "otlp_downstream"]),
         };
         metrics
             .queue_limit

@@ -42,6 +42,7 @@ fn kind_number(k: Kind) -> u8 {
     match k {
         Kind::Push => 0,
         Kind::Ingest => 1,
+        Kind::Otlp => 2,
     }
 }
 
@@ -49,6 +50,7 @@ fn kind_of(n: u8) -> Option<Kind> {
     match n {
         0 => Some(Kind::Push),
         1 => Some(Kind::Ingest),
+        2 => Some(Kind::Otlp),
         _ => None,
     }
 }

@@ -1,6 +1,7 @@
-//! The two kinds of downstream request and what differs between them: the extra headers
+//! The kinds of downstream request and what differs between them: the extra headers
 //! of an attempt, how a response is classified for the retry loop (Alloy's matrix,
-//! docs/alloy-compat.md §11), and their names in logs and metrics. Everything protocol
+//! docs/alloy-compat.md §11; OTLP/HTTP's rules for OTLP, docs/otlp.md §7), what a success
+//! carries back (OTLP's `partial_success`), and their names in logs and metrics. Everything protocol
 //! specific about forwarding is here, in terms of the `protocol` layer.
 
 use std::time::Duration;
@@ -8,12 +9,15 @@ use std::time::Duration;
 use super::retry::Attempt;
 use crate::http::client::ClientResponse;
 use crate::protocol::connect::{self, Code};
+use crate::protocol::otlp::{self, PartialSuccess};
 
 /// Which downstream API an envelope is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Ingest,
     Push,
+    /// OTLP profiles (`/v1development/profiles`).
+    Otlp,
 }
 
 impl Kind {
@@ -22,6 +26,7 @@ impl Kind {
         match self {
             Kind::Ingest => "ingest",
             Kind::Push => "push",
+            Kind::Otlp => "export",
         }
     }
 
@@ -30,6 +35,7 @@ impl Kind {
         match self {
             Kind::Ingest => "ingest_total",
             Kind::Push => "push_total",
+            Kind::Otlp => "otlp_total",
         }
     }
 
@@ -48,7 +54,10 @@ impl Kind {
         if (200..300).contains(&resp.status) {
             return Attempt::Delivered;
         }
-        let body = String::from_utf8_lossy(&resp.body).trim_end().to_string();
+        let body = match self {
+            Kind::Otlp => otlp::reply::error_text(&resp.body, resp.content_type_json),
+            _ => String::from_utf8_lossy(&resp.body).trim_end().to_string(),
+        };
         let message = format!(
             "remote error: pyroscope write error: status={} msg={}",
             resp.status, body
@@ -69,6 +78,16 @@ impl Kind {
                     .unwrap_or_else(|| Code::for_downstream_status(resp.status));
                 (connect::is_retryable_alloy(code, retry_on_429), Some(code))
             }
+            // OTLP/HTTP: only 429, 502, 503 and 504 are retryable; Pyroscope's OTLP handler
+            // answers 500 for refusals (limits, invalid labels) that a retry cannot fix.
+            Kind::Otlp => {
+                let retry = match resp.status {
+                    429 => retry_on_429,
+                    502..=504 => true,
+                    _ => false,
+                };
+                (retry, None)
+            }
         };
         if retry {
             Attempt::Retryable {
@@ -82,6 +101,16 @@ impl Kind {
                 code,
                 message,
             }
+        }
+    }
+}
+
+impl Kind {
+    /// What a delivered response reports back to the caller: OTLP's `partial_success`.
+    pub fn partial_success(self, resp: &ClientResponse) -> Option<PartialSuccess> {
+        match self {
+            Kind::Otlp => otlp::reply::parse_partial_success(&resp.body, resp.content_type_json),
+            _ => None,
         }
     }
 }
@@ -152,6 +181,42 @@ mod tests {
             Attempt::Permanent { code, .. } => assert_eq!(code, Some(Code::InvalidArgument)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn otlp_matrix() {
+        let k = Kind::Otlp;
+        assert_eq!(k.classify(&resp(200, ""), true), Attempt::Delivered);
+        for s in [502, 503, 504] {
+            assert!(retried(k.classify(&resp(s, "x"), false)), "{s}");
+        }
+        assert!(retried(k.classify(&resp(429, ""), true)));
+        assert!(!retried(k.classify(&resp(429, ""), false)));
+        for s in [400, 401, 403, 404, 413, 415, 500, 501] {
+            assert!(!retried(k.classify(&resp(s, "x"), true)), "{s}");
+        }
+        match k.classify(&resp(400, "Failed to parse protobuf request\n"), true) {
+            Attempt::Permanent { message, code, .. } => {
+                assert_eq!(code, None);
+                assert_eq!(
+                    message,
+                    "remote error: pyroscope write error: status=400 msg=Failed to parse protobuf request"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let ok = ClientResponse {
+            status: 200,
+            body: Bytes::from_static(br#"{"partialSuccess":{"rejectedProfiles":"1"}}"#),
+            retry_after: None,
+            content_type_json: true,
+            reusable: true,
+        };
+        assert_eq!(k.partial_success(&ok).map(|p| p.rejected_profiles), Some(1));
+        assert_eq!(Kind::Push.partial_success(&ok), None);
+        let mut out = Vec::new();
+        k.write_attempt_headers(&mut out, Duration::from_secs(1));
+        assert!(out.is_empty());
     }
 
     #[test]

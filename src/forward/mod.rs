@@ -184,19 +184,29 @@ impl Forwarder {
 
     /// Hands the envelope to every destination and resolves when the ack policy is
     /// satisfied, or just before the envelope's deadline with a retryable outcome.
-    pub async fn forward(&self, mut env: Envelope) -> Outcome {
+    pub async fn forward(&self, env: Envelope) -> Outcome {
+        self.forward_detailed(env).await.0
+    }
+
+    /// [`Forwarder::forward`], with what the destinations that answered before the decision
+    /// reported besides their status: OTLP's `partial_success` (docs/otlp.md §7). Nothing
+    /// when the caller is answered before any destination (`enqueue`, `durable`).
+    pub async fn forward_detailed(
+        &self,
+        mut env: Envelope,
+    ) -> (Outcome, Option<crate::protocol::otlp::PartialSuccess>) {
         let Some(core) = &self.core else {
-            return Outcome::Accepted;
+            return (Outcome::Accepted, None);
         };
         let snap = core.snapshot();
         let n = snap.dests.len();
         if n == 0 {
-            return Outcome::Accepted;
+            return (Outcome::Accepted, None);
         }
         if snap.ack == AckPolicy::Durable
             && let Some(spool) = &core.spool
         {
-            return durable::forward(core, spool, env).await;
+            return (durable::forward(core, spool, env).await, None);
         }
         let started = Instant::now();
         let bytes = env.body_len as u64;
@@ -206,10 +216,13 @@ impl Forwarder {
                     prev.release(bytes);
                 }
                 d.m.shed.inc();
-                return Outcome::Overloaded {
-                    retry_after_secs: SHED_RETRY_AFTER_SECS,
-                    spool: false,
-                };
+                return (
+                    Outcome::Overloaded {
+                        retry_after_secs: SHED_RETRY_AFTER_SECS,
+                        spool: false,
+                    },
+                    None,
+                );
             }
         }
         let caller_deadline = env.deadline;
@@ -247,7 +260,7 @@ impl Forwarder {
             }
         }
         let Some(ack) = ack else {
-            return Outcome::Accepted;
+            return (Outcome::Accepted, None);
         };
         // Answer a little before the caller's deadline: deliveries stop attempting at
         // `deadline - reserve`, so this only fires if a writer is stuck or overloaded.
@@ -265,7 +278,7 @@ impl Forwarder {
             .latency
             .with_label_values(&["-", kind.latency_total()])
             .observe(started.elapsed().as_secs_f64());
-        outcome
+        (outcome, ack.partial_success())
     }
 
     /// Validates and applies a reloaded configuration: unchanged endpoints keep their queues

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod ingest;
 pub mod ops;
+pub mod otlp;
 pub mod push;
 pub mod route;
 
@@ -49,6 +50,8 @@ pub struct Settings {
     pub policy: Policy,
     /// `[server.auth]`: the worker's authenticator and its credential cache.
     pub auth: Option<auth::Auth>,
+    /// `otlp.schema`: the OTLP profiles layout the downstream reads.
+    pub otlp_accept: crate::protocol::otlp::Accept,
     /// `forward.decode_push`: whether a Push nothing configured reads is decoded anyway.
     pub decode_push: crate::config::choices::DecodePush,
     name_cache: RefCell<HashMap<String, Result<String, LabelsError>>>,
@@ -87,6 +90,7 @@ impl Settings {
                     .unwrap_or(usize::MAX),
             },
             auth: cfg.auth.as_ref().map(auth::Auth::new),
+            otlp_accept: otlp::accept_for(cfg.otlp.schema),
             decode_push: cfg.forward.decode_push,
             name_cache: RefCell::new(HashMap::new()),
         }
@@ -198,6 +202,12 @@ impl Gateway {
                     _ => (401, crate::protocol::connect::Code::Unauthenticated),
                 };
                 let mut resp = match &req.route {
+                    Route::Otlp(head) => crate::protocol::otlp::reply::status_response(
+                        head.content_type,
+                        status,
+                        otlp::code_for_denied(status),
+                        d.message(),
+                    ),
                     Route::Push(head) => {
                         push_wire::reply_error(head.content_type, code, d.message())
                     }
@@ -246,6 +256,13 @@ impl Service for Gateway {
                 }
                 Err(resp) => resp,
             },
+            Route::Otlp(head) => match self.caller(&req).await {
+                Ok(c) => {
+                    self.profile(index, otlp::handle(self, &req, &head, &c))
+                        .await
+                }
+                Err(resp) => resp,
+            },
             Route::Metrics => ops::metrics(&self.shared),
             Route::Ready => ops::ready(&self.shared),
             Route::Healthy => ops::healthy(),
@@ -259,7 +276,7 @@ impl Service for Gateway {
                 }
                 None => ops::not_found(),
             },
-            Route::PushRefused | Route::Other => ops::not_found(),
+            Route::PushRefused | Route::OtlpRefused | Route::Other => ops::not_found(),
         }
     }
 
@@ -291,6 +308,7 @@ impl Service for Gateway {
                     message,
                 )
             }
+            Some(Route::Otlp(head)) => otlp::loop_error(head.content_type, reason, status, message),
             Some(Route::Push(_) | Route::PushRefused) => {
                 push_wire::loop_error(reason, status, message)
             }

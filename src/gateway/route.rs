@@ -5,6 +5,7 @@
 use crate::http::server::Admission;
 use crate::http::{Method, RequestHead, Response};
 use crate::metrics::RouteLabel;
+use crate::protocol::otlp::{self, OtlpHead};
 use crate::protocol::push::{self, PushHead};
 
 /// GET endpoints accept no meaningful body; a small cap keeps them from being abused.
@@ -24,6 +25,10 @@ pub enum Route {
     Healthy,
     /// `GET /ring` (ring mode).
     Ring,
+    /// `POST /v1development/profiles` (OTLP/HTTP profiles), its head already checked.
+    Otlp(OtlpHead),
+    /// An OTLP request refused from its head (wrong method, content type or encoding).
+    OtlpRefused,
     /// Unknown paths, wrong methods, and requests refused before a route was known.
     Other,
 }
@@ -31,7 +36,7 @@ pub enum Route {
 impl Route {
     /// The metric labels of each route, by [`Route::index`]. `route` names are Alloy's
     /// (dskit's) where it has the route.
-    pub const LABELS: [RouteLabel; 7] = [
+    pub const LABELS: [RouteLabel; 8] = [
         RouteLabel {
             name: "ingest",
             method: "POST",
@@ -67,6 +72,12 @@ impl Route {
             method: "GET",
             inflight: false,
         },
+        // dskit names a route by its path template: `/v1development/profiles`.
+        RouteLabel {
+            name: "v1development_profiles",
+            method: "POST",
+            inflight: true,
+        },
     ];
 
     /// Index into [`Route::LABELS`] and the per-core counters.
@@ -79,6 +90,7 @@ impl Route {
             Route::Healthy => 4,
             Route::Other => 5,
             Route::Ring => 6,
+            Route::Otlp(_) | Route::OtlpRefused => 7,
         }
     }
 }
@@ -135,6 +147,24 @@ pub fn admit(head: &RequestHead, max_body: u64) -> Admission<Route> {
                 Err(response) => Admission::Respond {
                     route: Route::PushRefused,
                     response,
+                },
+            }
+        }
+        otlp::PATH => {
+            if head.method != Method::Post {
+                return Admission::Respond {
+                    route: Route::OtlpRefused,
+                    response: method_not_allowed("POST"),
+                };
+            }
+            match otlp::parse_head(head) {
+                Ok(h) => Admission::Accept {
+                    route: Route::Otlp(h),
+                    max_body,
+                },
+                Err(e) => Admission::Respond {
+                    route: Route::OtlpRefused,
+                    response: otlp::reply::head_refusal(e),
                 },
             }
         }
@@ -217,6 +247,27 @@ mod tests {
             (Route::PushRefused, Some(415))
         );
         assert_eq!(Route::PushRefused.index(), 1);
+        let (r, status) = admitted(
+            "POST /v1development/profiles HTTP/1.1\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: gzip\r\n\r\n",
+        );
+        assert!(matches!(r, Route::Otlp(h) if h.gzip), "{r:?}");
+        assert_eq!(status, None);
+        assert_eq!(
+            admitted("GET /v1development/profiles HTTP/1.1\r\n\r\n"),
+            (Route::OtlpRefused, Some(405))
+        );
+        assert_eq!(
+            admitted(
+                "POST /v1development/profiles HTTP/1.1\r\nContent-Type: application/proto\r\n\r\n"
+            ),
+            (Route::OtlpRefused, Some(415))
+        );
+        assert_eq!(
+            admitted("POST /v1development/profile HTTP/1.1\r\n\r\n"),
+            (Route::Other, Some(404))
+        );
+        assert_eq!(Route::OtlpRefused.index(), 7);
+        assert_eq!(Route::LABELS[7].name, "v1development_profiles");
         for (i, label) in Route::LABELS.iter().enumerate() {
             assert!(!label.name.is_empty(), "{i}");
         }

@@ -29,7 +29,7 @@ pub const HEADER_NAMES: [&str; 3] = [
 /// One spooled request: what the forwarding stage needs to rebuild its envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The envelope's kind (`forward::Kind` as a number: 0 Push, 1 `/ingest`).
+    /// The envelope's kind (`forward::Kind` as a number: 0 Push, 1 `/ingest`, 2 OTLP).
     pub kind: u8,
     pub path_and_query: String,
     pub headers: Vec<(&'static str, Bytes)>,

@@ -7,6 +7,7 @@
 //!   tree, speedscope);
 //! * [`sdk`]: complete requests shaped like each real agent's;
 //! * [`invalid`]: profiles that each break one of Pyroscope's profile checks;
+//! * [`otlp`]: OpenTelemetry profiles requests (v1.10.0 or v1.9.0 layout);
 //! * [`corpus`]: every route and format at once, broken variants with their expected
 //!   answers, and the lookup of the optional captured corpus.
 //!
@@ -16,6 +17,7 @@ pub mod corpus;
 pub mod formats;
 pub mod gz;
 pub mod invalid;
+pub mod otlp;
 pub mod pprof;
 pub mod push;
 pub mod rng;

@@ -105,6 +105,9 @@ pub struct Faults {
     fail_error: InjectedError,
     hang_next: u64,
     max_latency: Duration,
+    /// OTLP: profiles each accepted request reports as refused in its `partial_success`
+    /// (`otlp_partial=N`), 0 = a plain success.
+    otlp_partial: i64,
 }
 
 #[derive(Serialize)]
@@ -132,6 +135,7 @@ impl Faults {
             fail_next: 0,
             hang_next: 0,
             max_latency,
+            otlp_partial: 0,
         }
     }
 
@@ -160,6 +164,11 @@ impl Faults {
     /// `connect_code`, `retry_after` (seconds), `message`; `hang_next=N`; `latency_ms=N` or
     /// `latency=<duration>`; `error_rate=F` with `error_status=C` (or `status`), plus the same
     /// `connect_code`/`retry_after`/`message`; `hang_rate=F`.
+    /// What an accepted OTLP request reports as refused (`otlp_partial`).
+    pub fn otlp_partial(&self) -> i64 {
+        self.otlp_partial
+    }
+
     pub fn control(&mut self, raw_query: &str) -> Result<(), String> {
         let q = query::parse(raw_query);
         let mut next = self.clone();
@@ -193,6 +202,11 @@ impl Faults {
                 "message" => {
                     error.message = v.chars().take(1024).collect();
                     error_given = true;
+                }
+                "otlp_partial" => {
+                    next.otlp_partial = v
+                        .parse()
+                        .map_err(|_| format!("otlp_partial: not a number: {v:?}"))?;
                 }
                 "fail_next" => next.fail_next = count(k, v)?,
                 "hang_next" => next.hang_next = count(k, v)?,

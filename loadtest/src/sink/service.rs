@@ -9,6 +9,7 @@ use pyrogate::http::server::{Admission, Request, Service};
 use pyrogate::http::{BodyFraming, Method, RequestHead, Response};
 use pyrogate::metrics::{RejectReason, RouteLabel};
 use pyrogate::protocol::connect::{self, Code};
+use pyrogate::protocol::otlp::{self, OtlpHead};
 use pyrogate::protocol::push::Protocol;
 use pyrogate::protocol::push::{self, PushHead};
 use pyrogate::protocol::{ingest, query};
@@ -24,6 +25,8 @@ use crate::fnv;
 pub enum SinkRoute {
     Push(Box<PushHead>),
     Ingest,
+    /// `POST /v1development/profiles` (OTLP/HTTP), answered as Pyroscope 2.1 does.
+    Otlp(OtlpHead),
     Stats,
     StatsReset,
     Control,
@@ -44,6 +47,7 @@ impl SinkRoute {
         match self {
             SinkRoute::Push(_) => Some(Route::Push),
             SinkRoute::Ingest => Some(Route::Ingest),
+            SinkRoute::Otlp(_) => Some(Route::Otlp),
             SinkRoute::Refused(r) => *r,
             _ => None,
         }
@@ -204,6 +208,73 @@ impl SinkService {
                     error_response(push_head, rej.status, rej.code, &rej.message)
                 }
             },
+        };
+        o.status = Some(resp.status);
+        if !latency.is_zero() {
+            o.delay_ms = latency.as_millis() as u64;
+            monoio::time::sleep(latency).await;
+        }
+        self.shared.stats().add(o);
+        resp
+    }
+
+    /// An OTLP request: recorded like the others; with full checks the body must be an
+    /// `ExportProfilesServiceRequest` in the layout Pyroscope 2.1 reads (v1.10), else 400
+    /// with Pyroscope's plain-text message. Success answers `application/x-protobuf` (as
+    /// Pyroscope does whatever the request's type), with the `partial_success` set by
+    /// `/control?otlp_partial=N`.
+    async fn otlp(&self, req: &Request<SinkRoute>, h: &OtlpHead) -> Response {
+        let mut o = self.outcome(&req.head, Route::Otlp);
+        o.body_len = Some(req.body.len() as u64);
+        if self.shared.checksum {
+            o.body_fnv = Some(fnv::fnv1a64(&req.body));
+        }
+        let checked = match self.shared.checks {
+            Checks::None => Ok(1),
+            Checks::Full => {
+                let max = usize::try_from(self.shared.max_body).unwrap_or(usize::MAX);
+                otlp::decode_body(h, req.body.clone(), max).and_then(|d| {
+                    otlp::schema::DEFAULT_ACCEPT
+                        .check(d.scan.detected)
+                        .map(|()| d.scan.profiles)
+                })
+            }
+        };
+        let (decision, latency) = self
+            .shared
+            .faults()
+            .decide(pyrogate::util::rand::unit(), pyrogate::util::rand::unit());
+        let resp = match (decision, checked) {
+            (Decision::Hang, _) => {
+                o.fault = Some("hang");
+                self.shared.stats().add(o);
+                monoio::time::sleep(self.shared.hang_for).await;
+                return Response::text(503, "Service Unavailable\n")
+                    .header("Retry-After", "1")
+                    .closing();
+            }
+            (Decision::Fail(e), _) => {
+                o.fault = Some("error");
+                o.error = Some(("http".into(), e.message.clone()));
+                let r = Response::text(e.status, format!("{}\n", e.message));
+                match e.retry_after {
+                    Some(s) => r.header("Retry-After", s.to_string()),
+                    None => r,
+                }
+            }
+            (Decision::Pass, Err(e)) => {
+                o.error = Some(("invalid_argument".into(), e.to_string()));
+                Response::text(400, format!("{e}\n"))
+            }
+            (Decision::Pass, Ok(profiles)) => {
+                o.profiles = profiles;
+                let rejected = self.shared.faults().otlp_partial();
+                let partial = (rejected != 0).then(|| otlp::PartialSuccess {
+                    rejected_profiles: rejected,
+                    error_message: format!("sink: {rejected} profiles refused"),
+                });
+                otlp::reply::ok_response(otlp::ContentType::XProtobuf, partial.as_ref())
+            }
         };
         o.status = Some(resp.status);
         if !latency.is_zero() {
@@ -381,6 +452,19 @@ impl Service for SinkService {
                     Err(resp) => self.refuse(head, Route::Push, resp),
                 }
             }
+            otlp::PATH => {
+                if head.method != Method::Post {
+                    let resp = Response::new(405).header("Allow", "POST");
+                    return self.refuse(head, Route::Otlp, resp);
+                }
+                match otlp::parse_head(head) {
+                    Ok(h) => Admission::Accept {
+                        route: SinkRoute::Otlp(h),
+                        max_body: self.shared.max_body,
+                    },
+                    Err(e) => self.refuse(head, Route::Otlp, otlp::reply::head_refusal(e)),
+                }
+            }
             p if ingest::PATHS.contains(&p) => {
                 if head.method != Method::Post {
                     let resp = Response::new(405).header("Allow", "POST");
@@ -421,6 +505,7 @@ impl Service for SinkService {
         match &req.route {
             SinkRoute::Push(h) => self.profile(&req, Some(h)).await,
             SinkRoute::Ingest => self.profile(&req, None).await,
+            SinkRoute::Otlp(h) => self.otlp(&req, h).await,
             SinkRoute::Stats => self.stats(&req.head),
             SinkRoute::StatsReset => {
                 self.shared.stats().reset();
@@ -450,6 +535,7 @@ impl Service for SinkService {
         match r {
             Some(Route::Push) => push::loop_error(reason, status, message),
             Some(Route::Ingest) => ingest::error_response(status, message),
+            Some(Route::Otlp) => Response::text(status, format!("{message}\n")),
             None => Response::text(status, format!("{message}\n")),
         }
     }

@@ -59,6 +59,7 @@ const RECORD_OVERHEAD: usize = 256;
 pub enum Route {
     Push,
     Ingest,
+    Otlp,
 }
 
 impl Route {
@@ -66,6 +67,7 @@ impl Route {
         match self {
             Route::Push => "push",
             Route::Ingest => "ingest",
+            Route::Otlp => "otlp",
         }
     }
 }
@@ -477,7 +479,7 @@ impl Stats {
         for c in self.routes.values() {
             totals.merge(c);
         }
-        let routes: BTreeMap<&str, Counters> = [Route::Push, Route::Ingest]
+        let routes: BTreeMap<&str, Counters> = [Route::Push, Route::Ingest, Route::Otlp]
             .into_iter()
             .map(|r| (r.name(), self.route(r)))
             .collect();
@@ -485,7 +487,7 @@ impl Stats {
             .tenants
             .iter()
             .map(|(t, m)| {
-                let per: BTreeMap<&str, Counters> = [Route::Push, Route::Ingest]
+                let per: BTreeMap<&str, Counters> = [Route::Push, Route::Ingest, Route::Otlp]
                     .into_iter()
                     .map(|r| (r.name(), m.get(&r).copied().unwrap_or_default()))
                     .collect();

@@ -3,7 +3,6 @@
 
 use thiserror::Error;
 
-use super::schema::Schema;
 use super::wire::WireError;
 use crate::protocol::gzip::GzipError;
 
@@ -50,7 +49,7 @@ pub enum OtlpError {
     #[error(
         "OTLP profiles schema {found} is not what the downstream reads ({want}): its samples would arrive with their values misread; send {want} (opentelemetry-proto {want}.0) or change [otlp] schema"
     )]
-    Schema { found: String, want: Schema },
+    Schema { found: String, want: &'static str },
 }
 
 impl OtlpError {

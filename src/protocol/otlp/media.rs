@@ -1,7 +1,9 @@
 //! What an OTLP/HTTP request's head says: its codec (from `Content-Type`, matched exactly as
 //! Pyroscope's handler does) and its compression (docs/otlp.md §2).
 
-use crate::http::{RequestHead, Response};
+use thiserror::Error;
+
+use crate::http::RequestHead;
 
 /// The request's `Content-Type`, which its answer repeats (OTLP/HTTP: the response uses
 /// the request's encoding).
@@ -48,37 +50,40 @@ pub struct OtlpHead {
     pub gzip: bool,
 }
 
+/// Why a head is refused (both answered `415`, see `reply::head_refusal`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum HeadError {
+    /// Pyroscope's own message; the request's encoding is unknown, so it is plain text.
+    #[error("Unsupported Content-Type: {0}")]
+    ContentType(String),
+    /// Answered in the request's encoding.
+    #[error("unsupported Content-Encoding {encoding:?}: supported encodings are gzip and identity")]
+    ContentEncoding {
+        content_type: ContentType,
+        encoding: String,
+    },
+}
+
 /// Checks an OTLP request's head.
 ///
 /// # Errors
-/// `415`: plain text for a `Content-Type` Pyroscope would refuse (its own answer, since the
-/// request's encoding is unknown), a `google.rpc.Status` in the request's encoding for a
-/// `Content-Encoding` other than gzip or identity.
-pub fn parse_head(head: &RequestHead) -> Result<OtlpHead, Response> {
+/// A `Content-Type` Pyroscope would refuse, a `Content-Encoding` other than gzip or
+/// identity.
+pub fn parse_head(head: &RequestHead) -> Result<OtlpHead, HeadError> {
     let raw = head.header("content-type").unwrap_or(b"");
     let Some(content_type) = ContentType::parse(raw) else {
-        return Err(Response::text(
-            415,
-            format!(
-                "Unsupported Content-Type: {}\n",
-                String::from_utf8_lossy(raw)
-            ),
+        return Err(HeadError::ContentType(
+            String::from_utf8_lossy(raw).into_owned(),
         ));
     };
     let gzip = match head.header("content-encoding").map(<[u8]>::trim_ascii) {
         None | Some(b"" | b"identity") => false,
         Some(v) if v.eq_ignore_ascii_case(b"gzip") => true,
         Some(v) => {
-            let msg = format!(
-                "unsupported Content-Encoding {:?}: supported encodings are gzip and identity",
-                String::from_utf8_lossy(v)
-            );
-            return Err(super::reply::status_response(
+            return Err(HeadError::ContentEncoding {
                 content_type,
-                415,
-                super::GrpcCode::InvalidArgument,
-                &msg,
-            ));
+                encoding: String::from_utf8_lossy(v).into_owned(),
+            });
         }
     };
     Ok(OtlpHead { content_type, gzip })
@@ -115,15 +120,16 @@ mod tests {
                 "POST /p HTTP/1.1\r\nContent-Type: {ct}\r\n\r\n"
             )))
             .expect_err(ct);
-            assert_eq!(r.status, 415, "{ct}");
+            assert!(matches!(r, HeadError::ContentType(_)), "{ct}");
         }
         let r = parse_head(&head("POST /p HTTP/1.1\r\n\r\n")).expect_err("no type");
-        assert_eq!(r.status, 415);
+        assert_eq!(r, HeadError::ContentType(String::new()));
         let r = parse_head(&head(
             "POST /p HTTP/1.1\r\nContent-Type: application/json\r\nContent-Encoding: zstd\r\n\r\n",
         ))
         .expect_err("zstd");
-        assert_eq!(r.status, 415);
-        assert!(String::from_utf8_lossy(&r.body).contains("\"code\":3"));
+        assert!(
+            matches!(r, HeadError::ContentEncoding { content_type: ContentType::Json, ref encoding } if encoding == "zstd")
+        );
     }
 }

@@ -17,7 +17,7 @@ pub mod wire;
 use bytes::Bytes;
 
 pub use error::{GrpcCode, OtlpError};
-pub use media::{ContentType, OtlpHead, parse_head};
+pub use media::{ContentType, HeadError, OtlpHead, parse_head};
 pub use reply::PartialSuccess;
 pub use schema::{Accept, Detected, Scan, Schema};
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use simd_json::prelude::*;
 
 use super::error::GrpcCode;
-use super::media::ContentType;
+use super::media::{ContentType, HeadError};
 use super::wire::{Reader, WireType, put_len, put_uint};
 use crate::http::Response;
 use crate::protocol::connect::push_json_string;
@@ -110,6 +110,21 @@ pub fn status_response(ct: ContentType, status: u16, code: GrpcCode, message: &s
         .body(encode_status(ct, code, message))
 }
 
+/// The `415` for a refused head: Pyroscope's plain text for an unknown `Content-Type`
+/// (the request's encoding is unknown), a `google.rpc.Status` in the request's encoding for
+/// an unknown `Content-Encoding`.
+pub fn head_refusal(e: HeadError) -> Response {
+    match &e {
+        HeadError::ContentType(_) => Response::text(415, format!("{e}\n")),
+        HeadError::ContentEncoding { content_type, .. } => status_response(
+            *content_type,
+            415,
+            GrpcCode::InvalidArgument,
+            &e.to_string(),
+        ),
+    }
+}
+
 /// The `partial_success` of a downstream's `200` body, proto or JSON as its
 /// `Content-Type` said; `None` when there is none or the body is not a response message
 /// (Pyroscope answers an empty message today).
@@ -120,6 +135,33 @@ pub fn parse_partial_success(body: &Bytes, json: bool) -> Option<PartialSuccess>
         parse_proto(body)?
     };
     p.is_set().then_some(p)
+}
+
+/// A downstream error body as text for messages: the `message` of a protobuf
+/// `google.rpc.Status`, else the body itself (plain text as Pyroscope writes it, or JSON).
+pub fn error_text(body: &[u8], json: bool) -> String {
+    if !json {
+        let mut r = Reader::new(body);
+        let mut message = None;
+        let mut well_formed = true;
+        loop {
+            match r.next_field() {
+                Ok(Some(f)) if f.number == 2 && f.wire == WireType::Len => {
+                    message = std::str::from_utf8(f.bytes).ok().map(str::to_owned);
+                }
+                Ok(Some(f)) if f.number == 1 && f.wire == WireType::Varint => {}
+                Ok(None) => break,
+                _ => {
+                    well_formed = false;
+                    break;
+                }
+            }
+        }
+        if well_formed && let Some(m) = message {
+            return m;
+        }
+    }
+    String::from_utf8_lossy(body).trim_end().to_string()
 }
 
 fn parse_proto(body: &[u8]) -> Option<PartialSuccess> {
@@ -228,6 +270,25 @@ mod tests {
         );
         let r = status_response(ContentType::Json, 429, GrpcCode::ResourceExhausted, "m");
         assert_eq!(r.status, 429);
+        let r = head_refusal(HeadError::ContentType("text/plain".into()));
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (415, &b"Unsupported Content-Type: text/plain\n"[..])
+        );
+        let r = head_refusal(HeadError::ContentEncoding {
+            content_type: ContentType::Json,
+            encoding: "br".into(),
+        });
+        assert_eq!(r.status, 415);
+        assert!(String::from_utf8_lossy(&r.body).starts_with("{\"code\":3,"));
+    }
+
+    #[test]
+    fn error_text_reads_a_proto_status() {
+        let proto = encode_status(ContentType::XProtobuf, GrpcCode::InvalidArgument, "bad");
+        assert_eq!(error_text(&proto, false), "bad");
+        assert_eq!(error_text(b"Failed to parse\n", false), "Failed to parse");
+        assert_eq!(error_text(br#"{"code":3}"#, true), r#"{"code":3}"#);
     }
 
     #[test]

@@ -214,11 +214,11 @@ impl Accept {
             Detected::Layout(c) if c.contains(want) => Ok(()),
             Detected::Layout(c) => Err(OtlpError::Schema {
                 found: c.describe(),
-                want,
+                want: want.name(),
             }),
             Detected::Inconsistent => Err(OtlpError::Schema {
                 found: "a mix of layouts".into(),
-                want,
+                want: want.name(),
             }),
         }
     }
