@@ -37,6 +37,12 @@ fi
 if ! python3 -c 'import grpc' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check grpcio==1.85.3
 fi
+# opentelemetry-proto: an independent encoder of OTLP profiles (tests/otlp_python.rs). 1.45.2
+# is generated from opentelemetry-proto v1.10.0, the layout Pyroscope 2.1 reads (pip 1.40–1.42
+# carry v1.9.0, whose Sample field numbers differ; docs/otlp.md §4).
+if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("opentelemetry-proto") != "1.45.2")' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check opentelemetry-proto==1.45.2
+fi
 if [ ! -d tests/clients/node/node_modules/@pyroscope/nodejs ]; then
   (cd tests/clients/node && npm install --no-audit --no-fund --loglevel=error)
 fi
