@@ -101,7 +101,12 @@ fn every_route_and_format_reaches_both_sinks_intact() {
 fn broken_variants_get_their_answers() {
     const MAX_BODY: usize = 64 * 1024;
     let a = Sink::start(&[]);
-    let gw = gateway(&[&a], &["--max-request-body", "64KiB"]);
+    // Pyrogate's own answers to broken Pushes: with decode_push = "auto" they would go
+    // downstream unread (tests/decode_push.rs covers that).
+    let gw = gateway(
+        &[&a],
+        &["--max-request-body", "64KiB", "--decode-push", "always"],
+    );
     for case in corpus::broken_variants(3, corpus::FIXED_NOW_S, MAX_BODY) {
         let what = case.request.name.clone();
         let mut c = gw.connect();

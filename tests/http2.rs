@@ -188,6 +188,17 @@ fn grpc_push_from_grpcio(driver: &str) {
             .flat_map(|r| sinks::header(r, "x-scope-orgid"))
             .collect();
         assert_eq!(tenants, vec!["team-a"], "{recs:?}");
+        // The message inside the gRPC frame goes on as the Connect body, as sent: byte for
+        // byte uncompressed, still gzip'd when grpcio compressed it.
+        for r in &recs {
+            let gzipped = !sinks::header(r, "content-encoding").is_empty();
+            let tenant = !sinks::header(r, "x-scope-orgid").is_empty();
+            assert_eq!(gzipped, tenant, "{r}");
+            assert_eq!(sinks::header(r, "content-type"), vec!["application/proto"]);
+            if !gzipped {
+                assert_eq!(r["body_fnv"], fnv(&message), "{r}");
+            }
+        }
     }
     // A message that is not a PushRequest: gRPC status in the trailers-only answer.
     let junk = common::temp_path("grpc-junk.pb");

@@ -88,7 +88,6 @@ pub async fn handle(
         return push::reply_ok(ct);
     }
     let rewrite = rewritten_profiles
-        || ct.protocol != Protocol::Connect
         || decoded.series.iter().any(|s| {
             let pairs: Vec<(&str, &str)> = push::series_labels(s).collect();
             labels::push_needs_rewrite(&pairs, &settings.external_labels)
@@ -100,8 +99,13 @@ pub async fn handle(
             vec![("Content-Type", Bytes::from_static(b"application/proto"))],
             push_encode::encode_chunks(&rewritten),
         )
-    } else {
+    } else if ct.protocol == Protocol::Connect {
         (verbatim_headers(req, encoding), vec![req.body.clone()])
+    } else {
+        match grpc_message_verbatim(req, ct.codec, encoding, max) {
+            Ok(p) => p,
+            Err(e) => return push::reply_error(ct, e.code(), &e.to_string()),
+        }
     };
     let env = envelope(req, caller, deadline, payload, counts);
     reply(gw, ct, gw.forwarder.forward(env).await)
@@ -179,6 +183,27 @@ fn deadline(req: &Request<Route>, head: &PushHead) -> std::time::Instant {
         Some(t) => (req.received_at + t).min(req.deadline),
         None => req.deadline,
     }
+}
+
+/// A gRPC or gRPC-Web Push whose labels need no change, as a Connect unary request: the
+/// message bytes inside the frame, as the client sent them (gzip'd when its compressed
+/// flag was set), so the downstream gets the caller's exact message.
+fn grpc_message_verbatim(
+    req: &Request<Route>,
+    codec: push::Codec,
+    encoding: Encoding,
+    max: usize,
+) -> Result<(Vec<(&'static str, Bytes)>, Vec<Bytes>), push::DecodeError> {
+    let (message, _) = push::unframe_grpc_web(req.body.clone(), max)?;
+    let content_type: &'static [u8] = match codec {
+        push::Codec::Proto => b"application/proto",
+        push::Codec::Json => b"application/json",
+    };
+    let mut h = vec![("Content-Type", Bytes::from_static(content_type))];
+    if encoding == Encoding::Gzip && !message.is_empty() {
+        h.push(("Content-Encoding", Bytes::from_static(b"gzip")));
+    }
+    Ok((h, vec![message]))
 }
 
 /// The payload headers of a Push forwarded as received: its `Content-Type`, and
