@@ -185,6 +185,9 @@ fn deadline(req: &Request<Route>, head: &PushHead) -> std::time::Instant {
     }
 }
 
+/// The headers and body chunks of the request forwarded downstream.
+type Payload = (Vec<(&'static str, Bytes)>, Vec<Bytes>);
+
 /// A gRPC or gRPC-Web Push whose labels need no change, as a Connect unary request: the
 /// message bytes inside the frame, as the client sent them (gzip'd when its compressed
 /// flag was set), so the downstream gets the caller's exact message.
@@ -193,7 +196,7 @@ fn grpc_message_verbatim(
     codec: push::Codec,
     encoding: Encoding,
     max: usize,
-) -> Result<(Vec<(&'static str, Bytes)>, Vec<Bytes>), push::DecodeError> {
+) -> Result<Payload, push::DecodeError> {
     let (message, _) = push::unframe_grpc_web(req.body.clone(), max)?;
     let content_type: &'static [u8] = match codec {
         push::Codec::Proto => b"application/proto",
@@ -230,7 +233,7 @@ fn envelope(
     req: &Request<Route>,
     caller: &Caller,
     deadline: std::time::Instant,
-    payload: (Vec<(&'static str, Bytes)>, Vec<Bytes>),
+    payload: Payload,
     counts: (u64, u64),
 ) -> Envelope {
     let (headers, body) = payload;
