@@ -80,6 +80,7 @@ fn every_protocol_succeeds_against_the_sink() {
         "ingest-multipart",
         "ingest-folded",
         "ingest-jfr",
+        "otlp",
         "mix",
     ];
     // In parallel: the whole matrix takes about one run's time.
@@ -126,10 +127,13 @@ fn every_protocol_succeeds_against_the_sink() {
     for (p, r) in &reports {
         let t = &stats["tenants"][p.as_str()];
         let seen = t["push"]["accepted"].as_u64().unwrap_or(0)
-            + t["ingest"]["accepted"].as_u64().unwrap_or(0);
+            + t["ingest"]["accepted"].as_u64().unwrap_or(0)
+            + t["otlp"]["accepted"].as_u64().unwrap_or(0);
         assert_eq!(seen, r["ok"].as_u64().unwrap_or(0), "{p}");
         let route = if p.starts_with("push") {
             "push"
+        } else if p == "otlp" {
+            "otlp"
         } else {
             "ingest"
         };

@@ -10,6 +10,7 @@
 //! | `ingest-jfr` | pyroscope-java (OkHttp) | `/ingest?…&format=jfr`, multipart `jfr` + `labels`, **chunked** |
 //! | `push` | pyroscope-io 1.4.0 | Connect Push, `application/proto`, `Content-Encoding: gzip` |
 //! | `push-json` | curl / tests | Connect Push, `application/json` (protojson, base64 `rawProfile`) |
+//! | `otlp` | OTel Collector `otlphttp` exporter | `POST /v1development/profiles`, `application/x-protobuf`, `Content-Encoding: gzip`, an `ExportProfilesServiceRequest` in the v1.10.0 layout (not part of `mix`) |
 //!
 //! Bodies come from one of three sources: the generated agent-sized ones (default), a
 //! generated pprof of a chosen size, or a directory of captured requests (`--fixtures`).
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use pyrogate_testdata::formats;
 use pyrogate_testdata::gz::{gunzip, gzip};
+use pyrogate_testdata::otlp;
 use pyrogate_testdata::pprof::{self, Kind};
 use pyrogate_testdata::push::{self, Series};
 use pyrogate_testdata::sdk::{self, Request};
@@ -35,6 +37,8 @@ pub enum Protocol {
     IngestJfr,
     Push,
     PushJson,
+    /// OTLP profiles (not part of `mix`).
+    Otlp,
     /// All of the above in turn.
     Mix,
 }
@@ -57,6 +61,7 @@ impl Protocol {
             Protocol::IngestJfr => "ingest-jfr",
             Protocol::Push => "push",
             Protocol::PushJson => "push-json",
+            Protocol::Otlp => "otlp",
             Protocol::Mix => "mix",
         }
     }
@@ -222,7 +227,29 @@ fn generated(p: Protocol, o: &Options) -> Request {
             vec![push::python_series(seed, "loadtest.python.app")],
             false,
         ),
+        Protocol::Otlp => otlp_collector(&otlp::Spec::new(seed, otlp::Layout::V1_10)),
     }
+}
+
+/// Bytes per generated OTLP sample (stack, value, attribute): sizes a `--size` body.
+const OTLP_BYTES_PER_SAMPLE: usize = 48;
+
+/// What the Collector's `otlphttp` exporter sends: a gzip'd protobuf
+/// `ExportProfilesServiceRequest` (deterministic from the spec's seed).
+fn otlp_collector(spec: &otlp::Spec) -> Request {
+    Request::post(
+        "otlp-collector",
+        "/v1development/profiles".to_owned(),
+        &[
+            (
+                "User-Agent",
+                "OpenTelemetry Collector Contrib/0.140.0".to_owned(),
+            ),
+            ("Content-Type", "application/x-protobuf".to_owned()),
+            ("Content-Encoding", "gzip".to_owned()),
+        ],
+        gzip(&otlp::request(spec)),
+    )
 }
 
 /// The agents' requests with a generated profile of the chosen size in every body.
@@ -261,6 +288,10 @@ fn sized(p: Protocol, o: &Options, s: &pprof::Sized) -> Request {
             r
         }
         Protocol::PushJson => sdk::push_json(series(&s.gzip), false),
+        Protocol::Otlp => otlp_collector(
+            &otlp::Spec::new(seed, otlp::Layout::V1_10)
+                .samples((s.plain.len() / OTLP_BYTES_PER_SAMPLE).max(1)),
+        ),
     }
 }
 
@@ -305,6 +336,8 @@ fn captured(p: Protocol, o: &Options, dir: &Path) -> Result<Request, String> {
             r
         }
         Protocol::PushJson => sdk::push_json(push_series()?, false),
+        // No OTLP capture exists: the generated request.
+        Protocol::Otlp => otlp_collector(&otlp::Spec::new(seed, otlp::Layout::V1_10)),
     })
 }
 
