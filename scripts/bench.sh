@@ -22,7 +22,8 @@
 # new/old, and cells that lost more than 5 % marked LOST; `--flag-below R` changes that 0.95);
 # `--fail-below R` exits 1 when any cell's gain is below R. `--compare OLD.json --against
 # NEW.json` only compares two reports (no build, no run). Cells are matched by protocol,
-# suite, path, fan-out and size: run the new report with the same options as the old one.
+# suite, path, fan-out and size: run the new report with the same options as the old one
+# (docs/benchmarking.md §11).
 #
 # Installs nginx and its echo module with apt when they are missing (root or sudo needed;
 # without them the nginx columns are skipped). Every process the benchmark starts is stopped
