@@ -8,6 +8,7 @@ pub mod head;
 pub mod response;
 pub mod response_head;
 pub mod server;
+pub mod service;
 pub mod tls;
 pub mod transport;
 

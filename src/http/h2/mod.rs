@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod io;
+pub mod limits;
 mod stream;
 pub mod upgrade;
 
@@ -27,7 +28,8 @@ use bytes::Bytes;
 use h2::Reason;
 
 use self::io::Prefixed;
-use super::server::{ConnEnv, Service};
+pub use self::limits::Http2Limits;
+use super::service::{ConnEnv, Service};
 use crate::metrics::http2::Http2Metrics;
 use crate::util::notify::{LocalNotify, LocalSignal};
 
@@ -41,55 +43,6 @@ const ABUSE_LINGER: Duration = Duration::from_secs(1);
 /// its burst (`max_rapid_resets`): an SDK cancels a request on its own timeout, a few per
 /// minute at most, while a rapid-reset attack sends thousands per second.
 const RAPID_RESET_REFILL_PER_SEC: f64 = 10.0;
-
-/// The bounds of an HTTP/2 connection (`[server.http2]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Http2Limits {
-    pub max_concurrent_streams: u32,
-    pub initial_stream_window: u32,
-    pub initial_connection_window: u32,
-    pub max_frame_size: u32,
-    pub max_header_list_size: u32,
-    pub header_table_size: u32,
-    /// Streams reset by the client before we accepted them (the `h2` crate's own guard).
-    pub max_pending_reset_streams: usize,
-    /// Burst of premature client resets and refused streams before GOAWAY
-    /// `ENHANCE_YOUR_CALM`.
-    pub max_rapid_resets: u32,
-    /// Response bytes buffered per stream while the peer's window is closed.
-    pub max_send_buffer: u32,
-}
-
-impl Http2Limits {
-    /// Shows the bounds in `pyrogate_http2_limit{name}`.
-    pub fn publish(&self, m: &Http2Metrics) {
-        for (name, v) in [
-            (
-                "max_concurrent_streams",
-                i64::from(self.max_concurrent_streams),
-            ),
-            (
-                "initial_stream_window_size",
-                i64::from(self.initial_stream_window),
-            ),
-            (
-                "initial_connection_window_size",
-                i64::from(self.initial_connection_window),
-            ),
-            ("max_frame_size", i64::from(self.max_frame_size)),
-            ("max_header_list_size", i64::from(self.max_header_list_size)),
-            ("header_table_size", i64::from(self.header_table_size)),
-            (
-                "max_pending_reset_streams",
-                self.max_pending_reset_streams as i64,
-            ),
-            ("max_rapid_resets", i64::from(self.max_rapid_resets)),
-            ("max_send_buffer_size", i64::from(self.max_send_buffer)),
-        ] {
-            m.limits.with_label_values(&[name]).set(v);
-        }
-    }
-}
 
 /// How the connection became HTTP/2.
 pub enum Setup {

@@ -12,7 +12,7 @@ use h2::{Reason, RecvStream};
 use super::{ConnState, Http2Limits};
 use crate::http::head::RequestHead;
 use crate::http::response::Response;
-use crate::http::server::{Admission, ConnEnv, Request, Service};
+use crate::http::service::{Admission, ConnEnv, Request, Service};
 use crate::metrics::RejectReason;
 
 /// Headers HTTP/2 forbids in a response (RFC 9113 §8.2.2); our HTTP/1.1 responses may carry
