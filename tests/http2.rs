@@ -25,7 +25,8 @@ const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
 
 on_both_drivers!(
     curl_prior_knowledge_and_upgrade_reach_both_sinks,
-    grpc_push_from_grpcio
+    grpc_push_from_grpcio,
+    otlp_export_over_grpc
 );
 
 fn gateway(driver: &str, a: &Sink, b: &Sink, extra: &[&str]) -> Gateway {
@@ -720,4 +721,69 @@ fn disabled_http2_answers_the_preface_with_505() {
         &[("setup", "prior_knowledge")],
     );
     assert_eq!(conns.unwrap_or(0.0), 0.0);
+}
+
+fn otlp_grpc(gw: &Gateway, message: &Path, compression: &str, tenant: &str) -> String {
+    common::run_client(
+        "python3",
+        &[
+            "python/otlp_grpc_export.py",
+            &gw.addr.to_string(),
+            message.to_str().expect("utf-8 path"),
+            compression,
+            tenant,
+        ],
+        Path::new(CLIENTS),
+        &[],
+        Duration::from_secs(30),
+    )
+}
+
+/// OTLP profiles over gRPC: grpcio calls `ProfilesService/Export` with a message the
+/// `opentelemetry-proto` package parsed and serialized; both sinks get it over OTLP/HTTP
+/// byte for byte (the message as the client serialized it), the tenant travels, the
+/// downstream's `partial_success` comes back in the gRPC response, and a message in the
+/// older schema layout gets a gRPC error instead of being forwarded.
+fn otlp_export_over_grpc(driver: &str) {
+    let (a, b) = (Sink::start(&[]), Sink::start(&[]));
+    let gw = gateway(driver, &a, &b, &[]);
+    let spec = common::td::otlp::Spec::new(3, common::td::otlp::Layout::V1_10).samples(4);
+    let path = common::temp_path("otlp-grpc.pb");
+    std::fs::write(&path, common::td::otlp::request(&spec)).expect("write");
+    assert_eq!(otlp_grpc(&gw, &path, "none", "team-o").trim(), "OK 0");
+    let sent =
+        std::fs::read(format!("{}.sent", path.display())).expect("client wrote what it sent");
+    a.control("otlp_partial=2");
+    b.control("otlp_partial=2");
+    assert_eq!(otlp_grpc(&gw, &path, "gzip", "").trim(), "OK 2");
+    for s in [&a, &b] {
+        let recs = accepted(s, "otlp", 2);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        for r in &recs {
+            assert_eq!(r["body_fnv"], fnv(&sent), "{r}");
+            assert_eq!(
+                sinks::header(r, "content-type"),
+                vec!["application/x-protobuf"]
+            );
+        }
+        let tenants: Vec<&str> = recs
+            .iter()
+            .flat_map(|r| sinks::header(r, "x-scope-orgid"))
+            .collect();
+        assert_eq!(tenants, vec!["team-o"]);
+    }
+    let old = common::td::otlp::Spec::new(4, common::td::otlp::Layout::V1_9).samples(4);
+    let old_path = common::temp_path("otlp-grpc-v19.pb");
+    std::fs::write(&old_path, common::td::otlp::request(&old)).expect("write");
+    let out = otlp_grpc(&gw, &old_path, "none", "");
+    assert!(out.starts_with("ERR INVALID_ARGUMENT"), "{out}");
+    let m = gw.metrics();
+    let route = "opentelemetry_proto_collector_profiles_v1development_profilesservice";
+    assert_eq!(
+        m.value(
+            "pyrogate_requests_total",
+            &[("route", route), ("status_code", "200")]
+        ),
+        3.0
+    );
 }

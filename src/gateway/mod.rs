@@ -211,6 +211,11 @@ impl Gateway {
                     Route::Push(head) => {
                         push_wire::reply_error(head.content_type, code, d.message())
                     }
+                    Route::OtlpGrpc(head) => push_wire::grpc_status(
+                        head.content_type.codec,
+                        otlp::code_for_denied(status).number(),
+                        d.message(),
+                    ),
                     _ => Response::text(status, format!("{}\n", d.message())),
                 };
                 if status == 401 {
@@ -263,6 +268,13 @@ impl Service for Gateway {
                 }
                 Err(resp) => resp,
             },
+            Route::OtlpGrpc(ref head) => match self.caller(&req).await {
+                Ok(c) => {
+                    self.profile(index, otlp::handle_grpc(self, &req, head, &c))
+                        .await
+                }
+                Err(resp) => resp,
+            },
             Route::Metrics => ops::metrics(&self.shared),
             Route::Ready => ops::ready(&self.shared),
             Route::Healthy => ops::healthy(),
@@ -309,6 +321,11 @@ impl Service for Gateway {
                 )
             }
             Some(Route::Otlp(head)) => otlp::loop_error(head.content_type, reason, status, message),
+            Some(Route::OtlpGrpc(head)) => push_wire::grpc_error(
+                head.content_type.codec,
+                push_wire::loop_code(reason),
+                message,
+            ),
             Some(Route::Push(_) | Route::PushRefused) => {
                 push_wire::loop_error(reason, status, message)
             }

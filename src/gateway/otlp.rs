@@ -26,6 +26,7 @@ use crate::protocol::otlp::{
     self, Accept, ContentType, Decoded, GrpcCode, OtlpError, OtlpHead, PartialSuccess, Schema,
     reply, resource,
 };
+use crate::protocol::push::{self, PushHead};
 
 /// `Retry-After` (seconds) on a 503: OTLP clients otherwise back off on their own.
 const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 1;
@@ -185,6 +186,51 @@ pub async fn export_message(
         received_at,
     )
     .await
+}
+
+/// The gRPC `ProfilesService/Export` method over HTTP/2: the one length-prefixed message is
+/// unframed and inflated (bounded as a Push is), exported as OTLP/HTTP, and answered with
+/// gRPC's status: the `ExportProfilesServiceResponse` (with `partial_success`) and
+/// `grpc-status: 0`, or a trailers-only error (docs/otlp.md).
+pub async fn handle_grpc(
+    gw: &Gateway,
+    req: &Request<Route>,
+    head: &PushHead,
+    caller: &Caller,
+) -> Response {
+    let codec = head.content_type.codec;
+    let max = usize::try_from(gw.settings().max_decompressed_body).unwrap_or(usize::MAX);
+    let message = push::unframe_grpc_web(req.body.clone(), max).and_then(|(msg, compressed)| {
+        let enc = push::message_encoding(compressed, head.encoding.clone())?;
+        push::inflate_message(msg, enc, max)
+    });
+    let message = match message {
+        Ok(m) => m,
+        Err(e) => return push::grpc_error(codec, e.code(), &e.to_string()),
+    };
+    let ct = match codec {
+        push::Codec::Json => ContentType::Json,
+        push::Codec::Proto => ContentType::XProtobuf,
+    };
+    let deadline = match head.timeout {
+        Some(t) => (req.received_at + t).min(req.deadline),
+        None => req.deadline,
+    };
+    let reply = export_message(
+        gw,
+        message,
+        ct,
+        caller.tenant.clone(),
+        deadline,
+        req.received_at,
+    )
+    .await;
+    match reply {
+        Reply::Ok { partial } => {
+            push::grpc_message(codec, &reply::encode_response(ct, partial.as_ref()))
+        }
+        Reply::Err { code, message, .. } => push::grpc_status(codec, code.number(), &message),
+    }
 }
 
 /// Checks, forwards and answers one decoded request.

@@ -29,6 +29,8 @@ pub enum Route {
     Otlp(OtlpHead),
     /// An OTLP request refused from its head (wrong method, content type or encoding).
     OtlpRefused,
+    /// The gRPC `ProfilesService/Export` method (HTTP/2), its gRPC head already checked.
+    OtlpGrpc(Box<PushHead>),
     /// Unknown paths, wrong methods, and requests refused before a route was known.
     Other,
 }
@@ -36,7 +38,7 @@ pub enum Route {
 impl Route {
     /// The metric labels of each route, by [`Route::index`]. `route` names are Alloy's
     /// (dskit's) where it has the route.
-    pub const LABELS: [RouteLabel; 8] = [
+    pub const LABELS: [RouteLabel; 9] = [
         RouteLabel {
             name: "ingest",
             method: "POST",
@@ -78,6 +80,11 @@ impl Route {
             method: "POST",
             inflight: true,
         },
+        RouteLabel {
+            name: "opentelemetry_proto_collector_profiles_v1development_profilesservice",
+            method: "POST",
+            inflight: true,
+        },
     ];
 
     /// Index into [`Route::LABELS`] and the per-core counters.
@@ -91,6 +98,7 @@ impl Route {
             Route::Other => 5,
             Route::Ring => 6,
             Route::Otlp(_) | Route::OtlpRefused => 7,
+            Route::OtlpGrpc(_) => 8,
         }
     }
 }
@@ -146,6 +154,29 @@ pub fn admit(head: &RequestHead, max_body: u64) -> Admission<Route> {
                 },
                 Err(response) => Admission::Respond {
                     route: Route::PushRefused,
+                    response,
+                },
+            }
+        }
+        otlp::GRPC_PATH => {
+            if head.method != Method::Post {
+                return Admission::Respond {
+                    route: Route::OtlpRefused,
+                    response: method_not_allowed("POST"),
+                };
+            }
+            // Only gRPC (HTTP/2) speaks this path; Pyroscope's handler is a gRPC service.
+            match push::parse_head(head) {
+                Ok(h) if h.content_type.protocol == push::Protocol::Grpc => Admission::Accept {
+                    route: Route::OtlpGrpc(Box::new(h)),
+                    max_body,
+                },
+                Ok(_) => Admission::Respond {
+                    route: Route::OtlpRefused,
+                    response: Response::new(415).header("Accept-Post", "application/grpc"),
+                },
+                Err(response) => Admission::Respond {
+                    route: Route::OtlpRefused,
                     response,
                 },
             }

@@ -80,25 +80,35 @@ pub fn grpc_content_type(codec: Codec) -> &'static str {
 /// trailers.
 pub fn grpc_ok(codec: Codec) -> Response {
     let empty: &[u8] = if codec == Codec::Json { b"{}" } else { b"" };
-    let mut body = BytesMut::with_capacity(5 + empty.len());
-    body.put_u8(0);
-    body.put_u32(empty.len() as u32);
-    body.put_slice(empty);
-    Response::new(200)
-        .header("Content-Type", grpc_content_type(codec))
-        .header("Grpc-Accept-Encoding", "gzip")
-        .body(body.freeze())
-        .trailer("Grpc-Status", "0")
+    grpc_message(codec, empty)
 }
 
 /// gRPC error (HTTP/2), trailers-only: HTTP 200 with the status in the single HEADERS
 /// frame, as connect-go and grpc-go answer before any message was written.
 pub fn grpc_error(codec: Codec, code: Code, message: &str) -> Response {
+    grpc_status(codec, code.grpc_number(), message)
+}
+
+/// A gRPC trailers-only answer with status `number` (any gRPC service on HTTP/2).
+pub fn grpc_status(codec: Codec, number: u32, message: &str) -> Response {
     Response::new(200)
         .header("Content-Type", grpc_content_type(codec))
         .header("Grpc-Accept-Encoding", "gzip")
-        .header("Grpc-Status", code.grpc_number().to_string())
+        .header("Grpc-Status", number.to_string())
         .header("Grpc-Message", percent_encode_grpc(message))
+}
+
+/// A gRPC success carrying one uncompressed `message`, then `grpc-status: 0`.
+pub fn grpc_message(codec: Codec, message: &[u8]) -> Response {
+    let mut body = BytesMut::with_capacity(5 + message.len());
+    body.put_u8(0);
+    body.put_u32(message.len() as u32);
+    body.put_slice(message);
+    Response::new(200)
+        .header("Content-Type", grpc_content_type(codec))
+        .header("Grpc-Accept-Encoding", "gzip")
+        .body(body.freeze())
+        .trailer("Grpc-Status", "0")
 }
 
 /// The response `Content-Type` of gRPC-Web.
