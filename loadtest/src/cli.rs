@@ -11,6 +11,7 @@ use pyrogate::config::units::{parse_duration, parse_size};
 
 use crate::bench::{BenchConfig, Layout, Suite};
 use crate::demo::DemoConfig;
+use crate::load::h2::GrpcOptions;
 use crate::load::payload::{Protocol, Source};
 use crate::load::tls::TlsOptions;
 use crate::load::{MAX_DURATION, RunConfig};
@@ -249,6 +250,30 @@ pub struct RunArgs {
     /// handshake).
     #[arg(long)]
     pub tls_no_resume: bool,
+    /// Send Push as gRPC (`/push.v1.PusherService/Push`, `application/grpc`) over this many
+    /// cleartext HTTP/2 connections; `--connections` is then the number of concurrent
+    /// streams, spread over them. Needs `--protocol push` and an http:// target.
+    #[arg(long, value_name = "N")]
+    pub h2c_connections: Option<usize>,
+    /// With `--h2c-connections`: send the gzip'd PushRequest (`grpc-encoding: gzip`) instead
+    /// of the plain one.
+    #[arg(long, requires = "h2c_connections")]
+    pub grpc_gzip: bool,
+}
+
+impl RunArgs {
+    /// The gRPC-over-h2c options (`--h2c-connections`), checked against `cfg`.
+    pub fn grpc(&self, cfg: &RunConfig) -> Result<Option<GrpcOptions>, String> {
+        let Some(n) = self.h2c_connections else {
+            return Ok(None);
+        };
+        let g = GrpcOptions {
+            h2_connections: n,
+            gzip: self.grpc_gzip,
+        };
+        g.validate(cfg)?;
+        Ok(Some(g))
+    }
 }
 
 /// Default synthetic size when `--payload synthetic` is given without `--profile-size`.

@@ -63,7 +63,10 @@ fn finish(result: Result<(), String>) -> ExitCode {
 fn run(args: &pyrogate_load::cli::RunArgs) -> Result<(), String> {
     let cfg = args.config()?;
     let mut err = std::io::stderr();
-    let report = pyrogate_load::load::run(&cfg, &mut err)?;
+    let report = match args.grpc(&cfg)? {
+        Some(g) => pyrogate_load::load::h2::run(&cfg, &g, &mut err)?,
+        None => pyrogate_load::load::run(&cfg, &mut err)?,
+    };
     print!("{}", report.render_text());
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;

@@ -19,6 +19,7 @@
 //! part of that request's latency, as for a real client.
 
 pub mod client;
+pub mod h2;
 pub mod payload;
 pub mod report;
 pub mod schedule;
