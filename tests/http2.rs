@@ -787,3 +787,265 @@ fn otlp_export_over_grpc(driver: &str) {
         3.0
     );
 }
+
+/// `http2 = true` on an endpoint: requests go to it over h2c, concurrently on one
+/// connection per worker, byte for byte, with the tenant; the sink (which serves h2c like
+/// Pyroscope) sees HTTP/2 streams.
+#[test]
+fn http2_endpoints_get_requests_over_h2c() {
+    let (a, b) = (Sink::start(&[]), Sink::start(&[]));
+    let cfg = common::write_temp(
+        "h2-endpoints.toml",
+        &format!(
+            "[runtime]\nworkers = 1\n\n[[endpoint]]\nurl = \"{}\"\nhttp2 = true\n\n[[endpoint]]\nurl = \"{}\"\nhttp2 = true\n",
+            a.url(),
+            b.url()
+        ),
+    );
+    let gw = Gateway::start(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let body = cpu_pprof_gz();
+    let push = push_proto();
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let addr = gw.addr;
+            let (body, push) = (body.clone(), push.clone());
+            std::thread::spawn(move || {
+                let mut c = common::Conn::connect(addr).expect("connect");
+                let path = format!(
+                    "/ingest?name=h2out.app.cpu&format=pprof&from={i}&until={}",
+                    i + 1
+                );
+                let r = c
+                    .request("POST", &path, &[("X-Scope-OrgID", "team-h")], &body)
+                    .expect("ingest");
+                assert_eq!(r.status, 200, "{}", r.body_str());
+                let r = c
+                    .request(
+                        "POST",
+                        "/push.v1.PusherService/Push",
+                        &[
+                            ("Content-Type", "application/proto"),
+                            ("X-Scope-OrgID", "team-h"),
+                        ],
+                        &push,
+                    )
+                    .expect("push");
+                assert_eq!(r.status, 200, "{}", r.body_str());
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    for s in [&a, &b] {
+        let recs: Vec<_> = s
+            .wait_records(16, Duration::from_secs(10))
+            .into_iter()
+            .filter(|r| r["status"] == 200)
+            .collect();
+        assert_eq!(recs.len(), 16, "{recs:?}");
+        for r in &recs {
+            assert_eq!(r["framing"], "http2", "{r}");
+            assert_eq!(sinks::header(r, "x-scope-orgid"), vec!["team-h"], "{r}");
+            let want = if r["route"] == "push" {
+                fnv(&push)
+            } else {
+                fnv(&body)
+            };
+            assert_eq!(r["body_fnv"], want, "{r}");
+        }
+    }
+}
+
+/// An `https://` endpoint with `http2 = true` that does not negotiate ALPN `h2` is an
+/// error that says so, not a silent downgrade.
+#[test]
+fn http2_endpoint_without_alpn_h2_is_reported() {
+    // A TLS downstream that offers no ALPN protocol (an HTTP/1.1-only server).
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert = common::write_temp("h2-alpn-cert.pem", &ck.cert.pem());
+    let der = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![der], key)
+            .expect("server config"),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten().take(8) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            if let Ok(mut conn) = rustls::ServerConnection::new(server.clone()) {
+                while conn.is_handshaking() && conn.complete_io(&mut stream).is_ok() {}
+            }
+        }
+    });
+    let cfg = common::write_temp(
+        "h2-alpn-up.toml",
+        &format!(
+            "[[endpoint]]\nurl = \"https://localhost:{}\"\nhttp2 = true\nmax_backoff_retries = 1\n\n[endpoint.tls_config]\nca_file = \"{}\"\n",
+            port,
+            cert.display()
+        ),
+    );
+    let gw = Gateway::start(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let r = gw.request(
+        "POST",
+        "/ingest?name=alpn.app.cpu&format=pprof&from=1&until=2",
+        &[],
+        &cpu_pprof_gz(),
+    );
+    assert_ne!(r.status, 200, "{}", r.body_str());
+    assert!(
+        r.body_str().contains("ALPN h2") || gw.stderr().contains("ALPN h2"),
+        "{} / {}",
+        r.body_str(),
+        gw.stderr()
+    );
+}
+
+/// A TLS front that negotiates ALPN `h2` and relays the decrypted bytes to `backend`
+/// (the sink, which speaks h2c): an `https://` HTTP/2 downstream for the test.
+fn tls_h2_front(backend: SocketAddr) -> (u16, std::path::PathBuf) {
+    use std::io::ErrorKind::WouldBlock;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let ca = common::write_temp("h2-front-cert.pem", &ck.cert.pem());
+    let der = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut tcp in listener.incoming().flatten().take(8) {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(mut conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                while conn.is_handshaking() {
+                    if conn.complete_io(&mut tcp).is_err() {
+                        return;
+                    }
+                }
+                let Ok(mut back) = TcpStream::connect(backend) else {
+                    return;
+                };
+                let _ = tcp.set_nonblocking(true);
+                let _ = back.set_nonblocking(true);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut buf = vec![0u8; 16384];
+                let write_all = |s: &mut TcpStream, mut b: &[u8]| -> bool {
+                    while !b.is_empty() && Instant::now() < deadline {
+                        match s.write(b) {
+                            Ok(n) => b = &b[n..],
+                            Err(e) if e.kind() == WouldBlock => {
+                                std::thread::sleep(Duration::from_millis(1))
+                            }
+                            Err(_) => return false,
+                        }
+                    }
+                    b.is_empty()
+                };
+                while Instant::now() < deadline {
+                    let mut progressed = false;
+                    match conn.read_tls(&mut tcp) {
+                        Ok(0) => return,
+                        Ok(_) => {
+                            if conn.process_new_packets().is_err() {
+                                return;
+                            }
+                            progressed = true;
+                        }
+                        Err(e) if e.kind() == WouldBlock => {}
+                        Err(_) => return,
+                    }
+                    loop {
+                        match conn.reader().read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if !write_all(&mut back, &buf[..n]) {
+                                    return;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    match back.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            let _ = conn.writer().write_all(&buf[..n]);
+                            progressed = true;
+                        }
+                        Err(e) if e.kind() == WouldBlock => {}
+                        Err(_) => return,
+                    }
+                    while conn.wants_write() {
+                        match conn.write_tls(&mut tcp) {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == WouldBlock => {
+                                std::thread::sleep(Duration::from_millis(1))
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    if !progressed {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            });
+        }
+    });
+    (port, ca)
+}
+
+/// `http2 = true` on an `https://` endpoint: TLS with ALPN `h2`, then HTTP/2 streams.
+#[test]
+fn http2_endpoint_over_tls_negotiates_alpn_h2() {
+    let sink = Sink::start(&[]);
+    let (port, ca) = tls_h2_front(sink.addr);
+    let cfg = common::write_temp(
+        "h2-tls-up.toml",
+        &format!(
+            "[[endpoint]]\nurl = \"https://localhost:{port}\"\nhttp2 = true\n\n[endpoint.tls_config]\nca_file = \"{}\"\n",
+            ca.display()
+        ),
+    );
+    let gw = Gateway::start(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let body = cpu_pprof_gz();
+    for i in 0..3 {
+        let r = gw.request(
+            "POST",
+            &format!(
+                "/ingest?name=tls.h2.app.cpu&format=pprof&from={i}&until={}",
+                i + 1
+            ),
+            &[],
+            &body,
+        );
+        assert_eq!(r.status, 200, "{}", r.body_str());
+    }
+    let recs = accepted(&sink, "ingest", 3);
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    for r in &recs {
+        assert_eq!(r["framing"], "http2", "{r}");
+        assert_eq!(r["body_fnv"], fnv(&body), "{r}");
+    }
+}

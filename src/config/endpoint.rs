@@ -175,6 +175,8 @@ pub struct EndpointConfig {
     pub auth: Option<Auth>,
     pub tenant_id: Option<String>,
     pub tls: TlsSettings,
+    /// HTTP/2 to this endpoint: one connection per worker carries concurrent requests.
+    pub http2: bool,
 }
 
 impl EndpointConfig {
@@ -236,6 +238,7 @@ impl EndpointConfig {
             auth,
             tenant_id: s.tenant_id.clone().filter(|t| !t.is_empty()),
             tls: resolve_tls(s).map_err(|m| err("tls_config", m))?,
+            http2: s.http2.unwrap_or(false),
         })
     }
 }

@@ -149,6 +149,8 @@ pub struct EndpointSection {
     pub bearer_token_file: Option<PathBuf>,
     pub tenant_id: Option<String>,
     pub tls_config: Option<TlsSection>,
+    /// Speak HTTP/2 to this endpoint (h2c on `http://`, ALPN `h2` on `https://`).
+    pub http2: Option<bool>,
 }
 
 /// Alloy's `tls_config` block names.

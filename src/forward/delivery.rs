@@ -15,6 +15,7 @@ use super::head;
 use super::local::Local;
 use super::retry::{Attempt, Backoff, classify_error, sleep_for};
 use crate::http::client::{ClientConn, ClientError};
+use crate::http::h2::client::H2Client;
 
 /// An attempt shorter than this is not worth starting.
 const MIN_ATTEMPT: Duration = Duration::from_millis(20);
@@ -211,8 +212,11 @@ async fn send(job: &Job, d: &Destination, state: &Local, budget: Duration, core:
     state.prune_idle(snap.idle_conn_timeout, || {
         snap.all().map(|x| x.id).collect()
     });
-    let pool = state.pool(d);
     let head = head::build(&job.env, d, budget, snap.forward_tenant);
+    if d.cfg.http2 {
+        return send_h2(job, d, state, &head, deadline, core, snap.idle_conn_timeout).await;
+    }
+    let pool = state.pool(d);
     for fresh_try in 0..2 {
         let pooled = if fresh_try == 0 {
             pool.take(snap.idle_conn_timeout)
@@ -246,6 +250,94 @@ async fn send(job: &Job, d: &Destination, state: &Local, budget: Duration, core:
         }
     }
     classify_error(&ClientError::Closed("connection closed twice".into()))
+}
+
+/// One attempt over HTTP/2: the thread's connection to `d` (or a new one) carries the
+/// request as one stream among others. A connection that turns out to be gone (GOAWAY,
+/// refused stream, closed) is replaced once, as a stale HTTP/1.1 connection is.
+async fn send_h2(
+    job: &Job,
+    d: &Destination,
+    state: &Local,
+    head: &bytes::Bytes,
+    deadline: Instant,
+    core: &Core,
+    idle_timeout: Duration,
+) -> Attempt {
+    let https = d.tls.is_some();
+    for fresh_try in 0..2 {
+        let existing = if fresh_try == 0 {
+            state.h2(d, idle_timeout)
+        } else {
+            None
+        };
+        let reused = existing.is_some();
+        let conn = match existing {
+            Some(c) => c,
+            None => match connect_h2(d, deadline, core).await {
+                Ok(c) => {
+                    let c = Rc::new(c);
+                    state.set_h2(d, c.clone());
+                    c
+                }
+                Err(e) => return classify_error(&e),
+            },
+        };
+        match conn
+            .request(head, &job.env.body, &d.cfg.url.authority, https, deadline)
+            .await
+        {
+            Ok(resp) => {
+                let verdict = job.env.kind.classify(&resp, d.cfg.retry_on_http_429);
+                if verdict == Attempt::Delivered
+                    && let Some(ack) = &job.ack
+                    && let Some(p) = job.env.kind.partial_success(&resp)
+                {
+                    ack.partial(&d.cfg.url_string, p);
+                }
+                return verdict;
+            }
+            Err(e) => {
+                state.drop_h2(d);
+                if !(reused && e.is_stale_connection()) {
+                    return classify_error(&e);
+                }
+            }
+        }
+    }
+    classify_error(&ClientError::Closed("connection closed twice".into()))
+}
+
+async fn connect_h2(
+    d: &Destination,
+    deadline: Instant,
+    core: &Core,
+) -> Result<H2Client, ClientError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let lookup = core.resolver.resolve(&d.cfg.url.host, d.cfg.url.port);
+    let addrs = match monoio::time::timeout(remaining, lookup).await {
+        Err(_) => return Err(ClientError::Timeout),
+        Ok(Err(m)) => {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                m,
+            )));
+        }
+        Ok(Ok(a)) => a,
+    };
+    let mut last = None;
+    for addr in addrs {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let tls = d
+            .tls
+            .as_ref()
+            .and_then(|t| t.h2_config.as_ref().map(|c| (c, &t.server_name)));
+        match H2Client::connect(addr, remaining.min(CONNECT_TIMEOUT), tls).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(ClientError::Timeout))
 }
 
 async fn connect(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::destination::Destination;
 use crate::http::client::ClientConn;
+use crate::http::h2::client::H2Client;
 use crate::util::notify::LocalNotify;
 
 /// Pooled connections are pruned at most this often.
@@ -43,6 +44,9 @@ impl Pool {
 /// Per-thread delivery state: connection pools and in-flight counts per destination.
 pub struct Local {
     pools: RefCell<HashMap<u64, Rc<Pool>>>,
+    /// The HTTP/2 connection to each `http2 = true` destination (one carries every
+    /// concurrent request of this thread).
+    h2: RefCell<HashMap<u64, Rc<H2Client>>>,
     inflight: RefCell<HashMap<u64, usize>>,
     /// Notified whenever a delivery ends on this thread.
     pub done: LocalNotify,
@@ -62,6 +66,7 @@ impl Local {
     fn new() -> Self {
         Self {
             pools: RefCell::new(HashMap::new()),
+            h2: RefCell::new(HashMap::new()),
             inflight: RefCell::new(HashMap::new()),
             done: LocalNotify::new(),
             active: Cell::new(0),
@@ -116,6 +121,29 @@ impl Local {
             .clone()
     }
 
+    /// The open HTTP/2 connection to `d`, if this thread has one.
+    pub fn h2(&self, d: &Destination, idle_timeout: Duration) -> Option<Rc<H2Client>> {
+        let mut map = self.h2.borrow_mut();
+        match map.get(&dest_key(d)) {
+            Some(c) if c.is_open() && c.last_used.get().elapsed() < idle_timeout => Some(c.clone()),
+            Some(_) => {
+                map.remove(&dest_key(d));
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps `conn` as the HTTP/2 connection to `d` (replacing a closed one).
+    pub fn set_h2(&self, d: &Destination, conn: Rc<H2Client>) {
+        self.h2.borrow_mut().insert(dest_key(d), conn);
+    }
+
+    /// Forgets the HTTP/2 connection to `d` (it failed).
+    pub fn drop_h2(&self, d: &Destination) {
+        self.h2.borrow_mut().remove(&dest_key(d));
+    }
+
     /// Closes pooled connections idle longer than `idle_timeout`, and drops the pools of
     /// destinations no longer `live` (removed by a reload); at most once per
     /// [`PRUNE_EVERY`].
@@ -131,6 +159,9 @@ impl Local {
         self.last_prune.set(Some(now));
         let live = live();
         self.pools.borrow_mut().retain(|id, _| live.contains(id));
+        self.h2.borrow_mut().retain(|id, c| {
+            live.contains(id) && c.is_open() && now.duration_since(c.last_used.get()) < idle_timeout
+        });
         for pool in self.pools.borrow().values() {
             pool.idle
                 .borrow_mut()

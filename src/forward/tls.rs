@@ -19,6 +19,8 @@ use crate::config::{EndpointConfig, Scheme};
 pub struct TlsClient {
     pub connector: monoio_rustls::TlsConnector,
     pub server_name: ServerName<'static>,
+    /// The same configuration offering ALPN `h2`, for an endpoint with `http2 = true`.
+    pub h2_config: Option<Arc<ClientConfig>>,
 }
 
 /// Builds the TLS client of an endpoint; `None` for `http://`.
@@ -77,9 +79,15 @@ pub fn client_for(cfg: &EndpointConfig) -> Result<Option<TlsClient>, String> {
         .unwrap_or_else(|| cfg.url.host.clone());
     let server_name =
         ServerName::try_from(name.clone()).map_err(|e| format!("tls server name {name:?}: {e}"))?;
+    let h2_config = cfg.http2.then(|| {
+        let mut h2 = config.clone();
+        h2.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(h2)
+    });
     Ok(Some(TlsClient {
         connector: monoio_rustls::TlsConnector::from(config),
         server_name,
+        h2_config,
     }))
 }
 

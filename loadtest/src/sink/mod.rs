@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyrogate::config::{DriverChoice, OnConnLimit, resolve_quotas};
+use pyrogate::http::h2::Http2Limits;
 use pyrogate::http::server::ConnLimits;
 use pyrogate::metrics::Metrics;
 use pyrogate::runtime::driver::{self, DriverKind};
@@ -154,7 +155,11 @@ impl Sink {
                 idle_timeout: cfg.idle_timeout,
                 max_age: Duration::ZERO,
                 max_age_jitter: 0.0,
-                http2: None,
+                // h2c too, as Pyroscope serves it (endpoints with `http2 = true`).
+                http2: pyrogate::config::http2::resolve(None, cfg.max_header_bytes as u64)
+                    .ok()
+                    .flatten()
+                    .map(|c| Http2Limits::from_config(&c)),
             },
             graceful_shutdown_timeout: Duration::from_secs(1),
             pin_cores: false,

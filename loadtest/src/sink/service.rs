@@ -130,6 +130,8 @@ impl SinkService {
             tenant: tenant(head),
             headers: selected_headers(head),
             framing: match head.framing {
+                // An HTTP/2 stream: DATA frames, whatever its content-length says.
+                _ if head.http2 => "http2",
                 BodyFraming::None => "none",
                 BodyFraming::Length(_) => "length",
                 BodyFraming::Chunked => "chunked",

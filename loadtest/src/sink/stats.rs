@@ -18,7 +18,7 @@
 //! Counters = { "requests", "accepted", "rejected", "profiles", "bytes", "bytes_received",
 //!              "checksum_sum" }
 //! Record = { "seq", "worker", "at_ms", "route": "push"|"ingest", "method", "target",
-//!            "tenant", "headers": [[name, value]…], "framing": "length"|"chunked"|"none",
+//!            "tenant", "headers": [[name, value]…], "framing": "length"|"chunked"|"none"|"http2",
 //!            "body_len": n|null, "body_fnv": hex|null, "status": n|null, "error":
 //!            {"code","message"}|null, "fault": "error"|"hang"|null, "delay_ms", "profiles",
 //!            // Push only:

@@ -1,6 +1,7 @@
 //! The bounds of an HTTP/2 connection, as the connection loops read them from
 //! [`super::super::service::ConnLimits`].
 
+use crate::config::http2::Http2Config;
 use crate::metrics::http2::Http2Metrics;
 
 /// The bounds of an HTTP/2 connection (`[server.http2]`).
@@ -22,6 +23,21 @@ pub struct Http2Limits {
 }
 
 impl Http2Limits {
+    /// The bounds `[server.http2]` resolved to.
+    pub fn from_config(h: &Http2Config) -> Self {
+        Self {
+            max_concurrent_streams: h.max_concurrent_streams,
+            initial_stream_window: h.initial_stream_window_size,
+            initial_connection_window: h.initial_connection_window_size,
+            max_frame_size: h.max_frame_size,
+            max_header_list_size: h.max_header_list_size,
+            header_table_size: h.header_table_size,
+            max_pending_reset_streams: h.max_pending_reset_streams,
+            max_rapid_resets: h.max_rapid_resets,
+            max_send_buffer: h.max_send_buffer_size,
+        }
+    }
+
     /// Shows the bounds in `pyrogate_http2_limit{name}`.
     pub fn publish(&self, m: &Http2Metrics) {
         for (name, v) in [
