@@ -15,7 +15,10 @@
 # and tls ([server.tls] vs plaintext forwarding 1 KiB /ingest to one sink: requests per
 # CPU-second with keep-alive and the ratio TLS/plain, then a new connection per request with
 # full and resumed handshakes: handshakes per CPU-second of the gateway; a CA and certificate
-# made by the benchmark; about 2 minutes; docs/benchmarking.md §10).
+# made by the benchmark; about 2 minutes; docs/benchmarking.md §10), and h2c (gRPC Push over
+# cleartext HTTP/2, 32 streams over 4 connections, plain and gzip'd messages, against Connect
+# Push over 32 HTTP/1.1 connections, forwarding to one sink: requests per CPU-second of the
+# gateway, the ratio to HTTP/1.1 and p99, per --sizes; about 2 minutes; docs/benchmarking.md §12).
 #
 # Regression guard: `--compare OLD.json` compares this run's JSON report with an earlier one
 # (scripts/bench-compare.py: per cell the median req/CPU-s, or B/conn for memory, old, new,

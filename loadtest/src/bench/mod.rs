@@ -28,6 +28,10 @@
 //!   connections: requests per CPU-second and the ratio TLS ÷ plaintext; then a new
 //!   connection per request, plaintext, TLS with full handshakes and TLS resumed: handshakes
 //!   per CPU-second of the gateway and the CPU a handshake adds ([`tls`]).
+//! * `h2c` (not run by default): Push to pyrogate forwarding to one sink as gRPC over
+//!   cleartext HTTP/2 (`--connections` streams, one HTTP/2 connection per 8 of
+//!   them) against Connect over `--connections` HTTP/1.1 connections, uncompressed and
+//!   gzip'd gRPC messages: requests per CPU-second, the ratio to HTTP/1.1, p99 ([`h2c`]).
 //!
 //! Method (see `docs/benchmarking.md`): every server under test runs in a fresh process
 //! per run; runs are interleaved (A B C, A B C, …) and each figure is the median over the
@@ -46,6 +50,7 @@
 pub mod distributor;
 pub mod durable;
 pub mod gateway_config;
+pub mod h2c;
 pub mod memory;
 pub mod nginx;
 pub mod ring;
@@ -76,6 +81,7 @@ pub enum Suite {
     Ring,
     Durable,
     Tls,
+    H2c,
 }
 
 /// Where the processes run.
@@ -228,6 +234,7 @@ impl BenchConfig {
                 Suite::Ring => ring::CELLS_PER_ROUND * self.runs,
                 Suite::Durable => durable::RUNS_PER_ROUND * self.runs,
                 Suite::Tls => tls::RUNS_PER_ROUND * self.runs,
+                Suite::H2c => n_sizes * h2c::RUNS_PER_ROUND * self.runs,
             };
         }
         let memory = if self.suites.contains(&Suite::Memory) {
@@ -270,6 +277,7 @@ pub struct BenchReport {
     pub ring: Vec<ring::RingCellReport>,
     pub durable: Option<durable::DurableResult>,
     pub tls: Option<tls::TlsResult>,
+    pub h2c: Option<h2c::H2cResult>,
     pub notes: Vec<String>,
     pub failures: Vec<String>,
     pub elapsed_s: f64,
@@ -373,6 +381,7 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
         ring: Vec::new(),
         durable: None,
         tls: None,
+        h2c: None,
         notes: Vec::new(),
         failures: Vec::new(),
         elapsed_s: 0.0,
@@ -447,6 +456,11 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn std::io::Write) -> Result<BenchRepor
                 let r = tls::run(&ctx, &mut report.failures, &mut report.notes)?;
                 let _ = writeln!(out, "{}", tls::render(cfg, &r));
                 report.tls = Some(r);
+            }
+            Suite::H2c => {
+                let r = h2c::run(&ctx, &mut report.failures, &mut report.notes)?;
+                let _ = writeln!(out, "{}", h2c::render(cfg, &r));
+                report.h2c = Some(r);
             }
         }
         let _ = out.flush();
