@@ -1049,3 +1049,52 @@ fn http2_endpoint_over_tls_negotiates_alpn_h2() {
         assert_eq!(r["body_fnv"], fnv(&body), "{r}");
     }
 }
+
+/// Header blocks that keep decoding past the limit are refused one by one; a client that
+/// keeps sending them loses the connection (GOAWAY `ENHANCE_YOUR_CALM` once
+/// `max_local_error_resets`, here 50, is spent).
+#[test]
+fn hpack_bomb_flood_ends_the_connection() {
+    let cfg = common::write_temp(
+        "h2-local-resets.toml",
+        "[server]\nmax_header_bytes = \"16KiB\"\n\n[server.http2]\nmax_local_error_resets = 50\n",
+    );
+    let gw = hostile_gateway(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let rss0 = gw.rss_kib();
+    let mut p = Peer::connect(gw.addr, &[]);
+    let mut sent = 0;
+    for i in 0..3000u32 {
+        let mut b = block(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/-/ready"),
+        ]);
+        if i == 0 {
+            b.push(0x40);
+            hpack_string(&mut b, b"x-bomb");
+            hpack_string(&mut b, "b".repeat(4000).as_bytes());
+        }
+        b.extend(std::iter::repeat_n(0x80 | 62, 100));
+        if !p.frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &b) {
+            break;
+        }
+        sent += 1;
+    }
+    let code = p.goaway(Duration::from_secs(10));
+    assert_eq!(
+        code,
+        Some(ENHANCE_YOUR_CALM),
+        "after {sent} oversized header blocks"
+    );
+    assert_eq!(
+        gw.metrics().value(
+            "pyrogate_http2_limit",
+            &[("name", "max_local_error_resets")]
+        ),
+        50.0
+    );
+    assert!(p.closed(Duration::from_secs(5)));
+    others_served(&gw);
+    let rss1 = gw.rss_kib();
+    assert!(rss1 < rss0 + 20 * 1024, "RSS {rss0} -> {rss1} KiB");
+}

@@ -19,6 +19,9 @@ pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1 << 20;
 pub const DEFAULT_HEADER_TABLE_SIZE: u32 = 4096;
 /// The `h2` crate's default for streams the client resets before they are accepted.
 pub const DEFAULT_MAX_PENDING_RESET_STREAMS: usize = 20;
+/// The `h2` crate's default for streams it resets itself because the client broke the
+/// protocol on them (oversized header blocks, bad frames) before GOAWAY `ENHANCE_YOUR_CALM`.
+pub const DEFAULT_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Premature resets and refused streams a connection may burst before GOAWAY
 /// `ENHANCE_YOUR_CALM` (then 10 per second): an SDK cancels at most a request at a time.
 pub const DEFAULT_MAX_RAPID_RESETS: u32 = 200;
@@ -45,6 +48,7 @@ pub struct Http2Section {
     pub max_header_list_size: Option<Size>,
     pub header_table_size: Option<Size>,
     pub max_pending_reset_streams: Option<usize>,
+    pub max_local_error_resets: Option<usize>,
     pub max_rapid_resets: Option<u32>,
     pub max_send_buffer_size: Option<Size>,
 }
@@ -59,6 +63,7 @@ pub struct Http2Config {
     pub max_header_list_size: u32,
     pub header_table_size: u32,
     pub max_pending_reset_streams: usize,
+    pub max_local_error_resets: usize,
     pub max_rapid_resets: u32,
     pub max_send_buffer_size: u32,
 }
@@ -135,6 +140,10 @@ pub fn resolve(
         max_pending_reset_streams: s
             .max_pending_reset_streams
             .unwrap_or(DEFAULT_MAX_PENDING_RESET_STREAMS),
+        max_local_error_resets: s
+            .max_local_error_resets
+            .unwrap_or(DEFAULT_MAX_LOCAL_ERROR_RESETS)
+            .max(1),
         max_rapid_resets: s
             .max_rapid_resets
             .unwrap_or(DEFAULT_MAX_RAPID_RESETS)

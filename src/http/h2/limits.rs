@@ -15,6 +15,9 @@ pub struct Http2Limits {
     pub header_table_size: u32,
     /// Streams reset by the client before we accepted them (the `h2` crate's own guard).
     pub max_pending_reset_streams: usize,
+    /// Streams the `h2` crate resets for a client's protocol error before GOAWAY
+    /// `ENHANCE_YOUR_CALM`.
+    pub max_local_error_resets: usize,
     /// Burst of premature client resets and refused streams before GOAWAY
     /// `ENHANCE_YOUR_CALM`.
     pub max_rapid_resets: u32,
@@ -33,6 +36,7 @@ impl Http2Limits {
             max_header_list_size: h.max_header_list_size,
             header_table_size: h.header_table_size,
             max_pending_reset_streams: h.max_pending_reset_streams,
+            max_local_error_resets: h.max_local_error_resets,
             max_rapid_resets: h.max_rapid_resets,
             max_send_buffer: h.max_send_buffer_size,
         }
@@ -60,6 +64,7 @@ impl Http2Limits {
                 "max_pending_reset_streams",
                 self.max_pending_reset_streams as i64,
             ),
+            ("max_local_error_resets", self.max_local_error_resets as i64),
             ("max_rapid_resets", i64::from(self.max_rapid_resets)),
             ("max_send_buffer_size", i64::from(self.max_send_buffer)),
         ] {

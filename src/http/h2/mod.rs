@@ -164,6 +164,7 @@ pub async fn serve<S: Service>(
         .max_header_list_size(h2l.max_header_list_size)
         .header_table_size(h2l.header_table_size)
         .max_pending_accept_reset_streams(h2l.max_pending_reset_streams)
+        .max_local_error_reset_streams(Some(h2l.max_local_error_resets))
         .max_send_buffer_size(h2l.max_send_buffer as usize);
     let handshake = builder.handshake::<_, Bytes>(io);
     let mut conn = match monoio::time::timeout_at(handshake_deadline.into(), handshake).await {
