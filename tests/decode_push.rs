@@ -212,8 +212,8 @@ fn auto_leaves_the_labels_as_sent() {
 }
 
 /// Features that read the labels make `auto` decode: external labels (the malformed body
-/// is answered by pyrogate), and gRPC-Web, which is unframed (its message then forwarded
-/// as sent, as a Connect body).
+/// is answered by pyrogate). gRPC-Web is unframed and its message forwarded as sent, as a
+/// Connect body.
 #[test]
 fn auto_decodes_when_something_reads_the_message() {
     let sink = Sink::start(&[]);

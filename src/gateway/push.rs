@@ -39,7 +39,7 @@ pub async fn handle(
 ) -> Response {
     let ct = head.content_type;
     let settings = gw.settings();
-    if passes_unread(gw, &settings, head) {
+    if passes_unread(gw, &settings) {
         return forward_unread(gw, req, head, caller, &settings).await;
     }
     let max = settings.max_decompressed_body as usize;
@@ -111,17 +111,16 @@ pub async fn handle(
     reply(gw, ct, gw.forwarder.forward(env).await)
 }
 
-/// Whether this Push may go downstream unread (`decode_push = "auto"`): a Connect body
-/// (gRPC-Web and gRPC are unframed and re-encoded as Connect, so they are always decoded),
-/// and nothing configured that reads the message — no external labels to apply, no
+/// Whether this Push may go downstream unread (`decode_push = "auto"`): any protocol (a
+/// gRPC or gRPC-Web message is unframed, not decoded), and nothing configured that reads
+/// the message — no external labels to apply, no
 /// distributor validation or normalisation (their limits apply only with them), fan-out
 /// (ring mode routes on the labels) — and a destination to give the truthful answer (a
 /// gateway without endpoints decodes, as Alloy with an empty `forward_to` does). The
 /// distributor's tenant rule reads only the `X-Scope-OrgID` header and is still applied.
-fn passes_unread(gw: &Gateway, settings: &Settings, head: &PushHead) -> bool {
+fn passes_unread(gw: &Gateway, settings: &Settings) -> bool {
     let policy = &settings.policy.config;
     settings.decode_push == DecodePush::Auto
-        && head.content_type.protocol == Protocol::Connect
         && settings.external_labels.is_empty()
         && !(policy.validate || policy.normalize)
         && gw.ring.is_none()
@@ -145,27 +144,45 @@ async fn forward_unread(
     {
         return push::reply_error(ct, Code::Unauthenticated, &e.to_string());
     }
-    let encoding = match &head.encoding {
-        Ok(e) => *e,
-        Err(e) => return push::reply_error(ct, e.code(), &e.to_string()),
+    let max = settings.max_decompressed_body as usize;
+    // gRPC and gRPC-Web: the message out of its frame, as the client sent it.
+    let (message, encoding, headers) = if ct.protocol == Protocol::Connect {
+        let encoding = match &head.encoding {
+            Ok(e) => *e,
+            Err(e) => return push::reply_error(ct, e.code(), &e.to_string()),
+        };
+        (req.body.clone(), encoding, verbatim_headers(req, encoding))
+    } else {
+        let unframed = push::unframe_grpc_web(req.body.clone(), max).and_then(|(m, compressed)| {
+            Ok((
+                m,
+                push::message_encoding(compressed, head.encoding.clone())?,
+            ))
+        });
+        match unframed {
+            Ok((m, encoding)) => {
+                let h = grpc_message_headers(ct.codec, encoding, &m);
+                (m, encoding, h)
+            }
+            Err(e) => return push::reply_error(ct, e.code(), &e.to_string()),
+        }
     };
     // An uncompressed message's size is known without reading it: the same bound (and
     // answer) as a decoded one. A gzip'd one is not inflated here, so its inflated size is
     // the downstream's to bound (docs/push.md §14.1).
-    let max = settings.max_decompressed_body as usize;
     if encoding == Encoding::Identity
-        && let Err(e) = push::inflate_message(req.body.clone(), encoding, max)
+        && let Err(e) = push::inflate_message(message.clone(), encoding, max)
     {
         return push::reply_error(ct, e.code(), &e.to_string());
     }
-    let headers = verbatim_headers(req, encoding);
-    let body = vec![req.body.clone()];
+    let body_len = message.len() as u64;
+    let body = vec![message];
     let env = envelope(
         req,
         caller,
         deadline(req, head),
         (headers, body),
-        (UNREAD_PROFILES, req.body.len() as u64),
+        (UNREAD_PROFILES, body_len),
     );
     reply(gw, ct, gw.forwarder.forward(env).await)
 }
@@ -198,6 +215,18 @@ fn grpc_message_verbatim(
     max: usize,
 ) -> Result<Payload, push::DecodeError> {
     let (message, _) = push::unframe_grpc_web(req.body.clone(), max)?;
+    Ok((
+        grpc_message_headers(codec, encoding, &message),
+        vec![message],
+    ))
+}
+
+/// The Connect headers of a gRPC or gRPC-Web message forwarded as sent.
+fn grpc_message_headers(
+    codec: push::Codec,
+    encoding: Encoding,
+    message: &Bytes,
+) -> Vec<(&'static str, Bytes)> {
     let content_type: &'static [u8] = match codec {
         push::Codec::Proto => b"application/proto",
         push::Codec::Json => b"application/json",
@@ -206,7 +235,7 @@ fn grpc_message_verbatim(
     if encoding == Encoding::Gzip && !message.is_empty() {
         h.push(("Content-Encoding", Bytes::from_static(b"gzip")));
     }
-    Ok((h, vec![message]))
+    h
 }
 
 /// The payload headers of a Push forwarded as received: its `Content-Type`, and
