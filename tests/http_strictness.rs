@@ -160,8 +160,14 @@ fn rfc9112_2_3_http_version() {
     }
     // HTTP/0.9 simple request (no version).
     refused(&gw, b"GET /-/healthy\r\n\r\n", 400);
-    // The HTTP/2 prior-knowledge preface is not HTTP/1.1: 505 and close.
-    refused(&gw, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505);
+    // The HTTP/2 prior-knowledge preface starts HTTP/2 (the server's SETTINGS frame comes
+    // back); with `[server.http2] enabled = false` it is answered 505 (tests/http2.rs).
+    let mut s = std::net::TcpStream::connect(gw.addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    std::io::Write::write_all(&mut s, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").expect("send");
+    let mut frame = [0u8; 9];
+    std::io::Read::read_exact(&mut s, &mut frame).expect("a frame header");
+    assert_eq!(frame[3], 4, "SETTINGS expected, got {frame:?}");
 }
 
 // === RFC 9112 §3: request line ===
