@@ -308,25 +308,32 @@ async fn send_h2(
     classify_error(&ClientError::Closed("connection closed twice".into()))
 }
 
+/// The endpoint's addresses. The lookup runs on the resolver thread; this task only waits
+/// (bounded by the attempt).
+async fn resolve(
+    d: &Destination,
+    deadline: Instant,
+    core: &Core,
+) -> Result<Vec<std::net::SocketAddr>, ClientError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let lookup = core.resolver.resolve(&d.cfg.url.host, d.cfg.url.port);
+    match monoio::time::timeout(remaining, lookup).await {
+        Err(_) => Err(ClientError::Timeout),
+        Ok(Err(m)) => Err(ClientError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            m,
+        ))),
+        Ok(Ok(a)) => Ok(a.into_iter().collect()),
+    }
+}
+
 async fn connect_h2(
     d: &Destination,
     deadline: Instant,
     core: &Core,
 ) -> Result<H2Client, ClientError> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let lookup = core.resolver.resolve(&d.cfg.url.host, d.cfg.url.port);
-    let addrs = match monoio::time::timeout(remaining, lookup).await {
-        Err(_) => return Err(ClientError::Timeout),
-        Ok(Err(m)) => {
-            return Err(ClientError::Io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                m,
-            )));
-        }
-        Ok(Ok(a)) => a,
-    };
     let mut last = None;
-    for addr in addrs {
+    for addr in resolve(d, deadline, core).await? {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let tls = d
             .tls
@@ -345,21 +352,8 @@ async fn connect(
     deadline: Instant,
     core: &Core,
 ) -> Result<ClientConn, ClientError> {
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    // The lookup runs on the resolver thread; this task only waits (bounded by the attempt).
-    let lookup = core.resolver.resolve(&d.cfg.url.host, d.cfg.url.port);
-    let addrs = match monoio::time::timeout(remaining, lookup).await {
-        Err(_) => return Err(ClientError::Timeout),
-        Ok(Err(m)) => {
-            return Err(ClientError::Io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                m,
-            )));
-        }
-        Ok(Ok(a)) => a,
-    };
     let mut last = None;
-    for addr in addrs {
+    for addr in resolve(d, deadline, core).await? {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let tls = d.tls.as_ref().map(|t| (&t.connector, &t.server_name));
         match ClientConn::connect(addr, remaining.min(CONNECT_TIMEOUT), tls).await {
