@@ -223,3 +223,39 @@ fn tls_suite() {
     assert!(text.contains("== tls:"), "{text}");
     assert!(text.contains("handshakes/CPU-s"), "{text}");
 }
+
+#[test]
+fn h2c_suite_with_the_nginx_grpc_pass_peer() {
+    let with_nginx = nginx_installed();
+    let mut args = vec!["--suites", "h2c", "--sizes", "1KiB"];
+    if !with_nginx {
+        eprintln!("nginx is not installed: the grpc_pass peer is not exercised here");
+        args.push("--no-nginx");
+    }
+    let (r, text) = bench("h2c", &args);
+    let cells = r["h2c"]["cells"].as_array().expect("h2c cells").clone();
+    let labels: Vec<&str> = cells.iter().filter_map(|c| c["label"].as_str()).collect();
+    let want = if with_nginx { 5 } else { 3 };
+    assert_eq!(cells.len(), want, "{labels:?}");
+    for c in &cells {
+        let (label, s) = (c["label"].as_str().unwrap_or(""), &c["samples"][0]);
+        assert!(s["ok"].as_u64().unwrap_or(0) > 0, "{label}: {s}");
+        assert_eq!(s["failed"], 0, "{label}: {s}");
+        assert!(s["cpu_s"].as_f64().unwrap_or(0.0) > 0.0, "{label}: {s}");
+        let nginx = c["case"].as_str().is_some_and(|k| k.starts_with("nginx"));
+        assert_eq!(nginx, label.starts_with("nginx grpc_pass"), "{label}: {c}");
+        assert_eq!(
+            c["cell"]["variant"]["kind"] == "nginx_grpc",
+            nginx,
+            "{label}: {}",
+            c["cell"]
+        );
+    }
+    assert_eq!(
+        labels.contains(&"nginx grpc_pass gRPC Push (gzip)"),
+        with_nginx,
+        "{labels:?}"
+    );
+    assert!(text.contains("== h2c:"), "{text}");
+    assert!(text.contains("×nginx grpc_pass"), "{text}");
+}

@@ -9,7 +9,10 @@
 //!   prior-knowledge HTTP/2 connections, the same PushRequest as one uncompressed gRPC
 //!   message (`run --h2c-connections`, [`crate::load::h2`]);
 //! * **h2c gRPC Push, gzip**: the same with the gzip'd PushRequest (`grpc-encoding: gzip`),
-//!   so the bytes the gateway receives and forwards are those of the Connect case.
+//!   so the bytes the gateway receives and forwards are those of the Connect case;
+//! * **nginx `grpc_pass`**, plain and gzip: the two gRPC loads sent to nginx (one worker,
+//!   pinned like the gateway) proxying to the same sink over h2c, the issue's peer for the
+//!   gRPC case (run when nginx is installed, [`super::nginx::Mode::Grpc`]).
 //!
 //! Every figure is the gateway's: requests per CPU-second, the ratio to the HTTP/1.1 case
 //! in the same round (median over the rounds), and the client's p50/p99 (closed loop). The
@@ -42,10 +45,18 @@ pub enum Case {
     Http1Connect,
     H2cGrpc,
     H2cGrpcGzip,
+    NginxGrpc,
+    NginxGrpcGzip,
 }
 
 /// The cases, in their order within a round.
-pub const CASES: [Case; 3] = [Case::Http1Connect, Case::H2cGrpc, Case::H2cGrpcGzip];
+pub const CASES: [Case; 5] = [
+    Case::Http1Connect,
+    Case::H2cGrpc,
+    Case::H2cGrpcGzip,
+    Case::NginxGrpc,
+    Case::NginxGrpcGzip,
+];
 
 impl Case {
     pub fn label(self) -> &'static str {
@@ -53,6 +64,29 @@ impl Case {
             Case::Http1Connect => "HTTP/1.1 Connect Push",
             Case::H2cGrpc => "h2c gRPC Push",
             Case::H2cGrpcGzip => "h2c gRPC Push (gzip)",
+            Case::NginxGrpc => "nginx grpc_pass gRPC Push",
+            Case::NginxGrpcGzip => "nginx grpc_pass gRPC Push (gzip)",
+        }
+    }
+
+    pub fn is_nginx(self) -> bool {
+        matches!(self, Case::NginxGrpc | Case::NginxGrpcGzip)
+    }
+
+    /// The pyrogate case an nginx case is the peer of.
+    pub fn peer_of(self) -> Option<Case> {
+        match self {
+            Case::H2cGrpc => Some(Case::NginxGrpc),
+            Case::H2cGrpcGzip => Some(Case::NginxGrpcGzip),
+            _ => None,
+        }
+    }
+
+    fn variant(self, driver: &'static str) -> Variant {
+        if self.is_nginx() {
+            Variant::NginxGrpc
+        } else {
+            Variant::Pyrogate { driver }
         }
     }
 
@@ -60,9 +94,9 @@ impl Case {
     pub fn grpc(self, h2_connections: usize) -> Option<GrpcOptions> {
         match self {
             Case::Http1Connect => None,
-            Case::H2cGrpc | Case::H2cGrpcGzip => Some(GrpcOptions {
+            _ => Some(GrpcOptions {
                 h2_connections,
-                gzip: self == Case::H2cGrpcGzip,
+                gzip: matches!(self, Case::H2cGrpcGzip | Case::NginxGrpcGzip),
             }),
         }
     }
@@ -112,33 +146,41 @@ pub fn run(
             cfg.protocol.name()
         ));
     }
+    let cases: Vec<Case> = CASES
+        .iter()
+        .copied()
+        .filter(|c| !c.is_nginx() || cfg.nginx_bin.is_some())
+        .collect();
+    if cases.len() < CASES.len() {
+        notes.push("h2c: nginx is not installed; the grpc_pass peer was not measured".into());
+    }
     let source = |c: &Cell| Ok(Source::Synthetic { size: c.size });
     let mut out = Vec::new();
     for &size in &cfg.sizes {
-        let cell = Cell {
-            variant: Variant::Pyrogate { driver },
-            fanout: 1,
-            size,
-        };
-        let mut cells: Vec<H2cCellReport> = CASES
+        let mut cells: Vec<H2cCellReport> = cases
             .iter()
             .map(|&case| H2cCellReport {
                 case,
                 report: CellReport {
                     label: case.label().to_owned(),
-                    cell: cell.clone(),
+                    cell: Cell {
+                        variant: case.variant(driver),
+                        fanout: 1,
+                        size,
+                    },
                     samples: vec![None; cfg.runs],
                 },
             })
             .collect();
-        let mut rerun_budget = CASES.len() * cfg.runs / 5 + 1;
-        for (round, i) in stats::interleave(CASES.len(), cfg.runs) {
+        let mut rerun_budget = cases.len() * cfg.runs / 5 + 1;
+        for (round, i) in stats::interleave(cases.len(), cfg.runs) {
             if process::interrupted() {
                 failures.push("h2c: interrupted".into());
                 out.extend(cells);
                 return Ok(result(driver, streams, h2, out));
             }
-            let case = CASES[i];
+            let case = cases[i];
+            let cell = cells[i].report.cell.clone();
             let what = format!("h2c {} r{}", table::size(size), round + 1);
             let label = case.label();
             let load = |rc: &RunConfig| {
@@ -207,7 +249,7 @@ pub fn run(
             }
             let seen = r.med(h2_connections_seen);
             let want_h2 = c.case != Case::Http1Connect;
-            if seen.is_some_and(|n| (n > 0.0) != want_h2) {
+            if !c.case.is_nginx() && seen.is_some_and(|n| (n > 0.0) != want_h2) {
                 notes.push(format!(
                     "h2c {} {}: the gateway counted {} HTTP/2 connection(s) in the measured run",
                     table::size(size),
@@ -254,6 +296,7 @@ pub fn render(cfg: &BenchConfig, r: &H2cResult) -> String {
         ("CPU-s/1k req", false),
         ("req/CPU-s", false),
         ("×HTTP/1.1", false),
+        ("×nginx grpc_pass", false),
         ("user %", false),
         ("p50 ms", false),
         ("p99 ms", false),
@@ -272,6 +315,14 @@ pub fn render(cfg: &BenchConfig, r: &H2cResult) -> String {
         // req/CPU-s ratio = inverse ratio of CPU per request, per round, then the median.
         let ratio = base.and_then(|b| round_ratio(&b.report.values(|s| s.cpu_ms_per_1k), &cpu));
         let p99_ratio = base.and_then(|b| round_ratio(&p99, &b.report.values(|s| Some(s.p99_ms))));
+        // pyrogate's gRPC case against nginx carrying the same gRPC load.
+        let vs_nginx = c.case.peer_of().and_then(|peer| {
+            let n = r
+                .cells
+                .iter()
+                .find(|b| b.case == peer && b.report.cell.size == rep.cell.size)?;
+            round_ratio(&n.report.values(|s| s.cpu_ms_per_1k), &cpu)
+        });
         let cpu_med = median_opt(&cpu);
         t.row(vec![
             table::size(rep.cell.size),
@@ -280,6 +331,7 @@ pub fn render(cfg: &BenchConfig, r: &H2cResult) -> String {
             table::num(cpu_med.map(|m| m / 1000.0), 4),
             table::rate(cpu_med.and_then(stats::requests_per_cpu_s)),
             table::ratio(ratio),
+            table::ratio(vs_nginx),
             table::num(rep.med(|s| s.cpu_user_pct), 0),
             table::num(rep.med(|s| Some(s.p50_ms)), 3),
             table::num(median_opt(&p99), 3),
@@ -293,8 +345,10 @@ pub fn render(cfg: &BenchConfig, r: &H2cResult) -> String {
          HTTP/1.1: {} keep-alive connections, Connect Push (application/proto, gzip). h2c: {} concurrent streams over {}\n\
          prior-knowledge HTTP/2 connections, the same PushRequest as one gRPC message, uncompressed or gzip'd\n\
          (grpc-encoding: gzip, the Connect body's bytes). req/CPU-s is the gateway's own CPU time; ×HTTP/1.1 = median\n\
-         over rounds of (req/CPU-s ÷ the HTTP/1.1 case's), p99 ×HTTP/1.1 likewise for p99 latency (< 1.00: lower). A gRPC\n\
-         request is OK when HTTP 200 with grpc-status 0.\n",
+         over rounds of (req/CPU-s ÷ the HTTP/1.1 case's), p99 ×HTTP/1.1 likewise for p99 latency (< 1.00: lower);\n\
+         ×nginx grpc_pass = the same for pyrogate's gRPC case ÷ nginx (its worker's CPU) carrying the same gRPC load to\n\
+         the sink over h2c (goals: h2c ≥ 0.90× HTTP/1.1, ≥ 1.20× nginx). A gRPC request is OK when HTTP 200 with\n\
+         grpc-status 0.\n",
         runner::driver_name(&r.driver),
         cfg.runs,
         t.render(),
@@ -321,6 +375,16 @@ mod tests {
             })
         );
         assert_eq!(Case::H2cGrpcGzip.grpc(4).map(|g| g.gzip), Some(true));
+        assert_eq!(Case::NginxGrpcGzip.grpc(4).map(|g| g.gzip), Some(true));
+        assert_eq!(Case::NginxGrpc.grpc(4).map(|g| g.gzip), Some(false));
+        assert_eq!(Case::H2cGrpc.peer_of(), Some(Case::NginxGrpc));
+        assert_eq!(Case::H2cGrpcGzip.peer_of(), Some(Case::NginxGrpcGzip));
+        assert_eq!(Case::Http1Connect.peer_of(), None);
+        assert_eq!(Case::NginxGrpc.variant("io_uring"), Variant::NginxGrpc);
+        assert_eq!(
+            Case::H2cGrpc.variant("io_uring"),
+            Variant::Pyrogate { driver: "io_uring" }
+        );
         let mut labels: Vec<&str> = CASES.iter().map(|c| c.label()).collect();
         labels.dedup();
         assert_eq!(labels.len(), CASES.len());

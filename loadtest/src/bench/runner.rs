@@ -73,6 +73,9 @@ pub enum Variant {
     NginxProxy,
     NginxReturn200,
     NginxEcho,
+    /// nginx `grpc_pass` to the first sink over h2c, on an HTTP/2 listener (the `h2c`
+    /// suite's peer of pyrogate's gRPC Push).
+    NginxGrpc,
 }
 
 impl Variant {
@@ -94,13 +97,14 @@ impl Variant {
             Variant::NginxProxy => "nginx proxy_pass".into(),
             Variant::NginxReturn200 => "nginx return 200".into(),
             Variant::NginxEcho => "nginx echo (reads body)".into(),
+            Variant::NginxGrpc => "nginx grpc_pass".into(),
         }
     }
 
     pub fn is_nginx(&self) -> bool {
         matches!(
             self,
-            Variant::NginxProxy | Variant::NginxReturn200 | Variant::NginxEcho
+            Variant::NginxProxy | Variant::NginxReturn200 | Variant::NginxEcho | Variant::NginxGrpc
         )
     }
 }
@@ -342,6 +346,10 @@ fn start_server(
                     upstreams: sinks.to_vec(),
                 },
                 Variant::NginxReturn200 => nginx::Mode::Return200,
+                Variant::NginxGrpc => nginx::Mode::Grpc {
+                    upstream: *sinks.first().ok_or("nginx grpc_pass needs a sink")?,
+                    ready_port: free_port()?,
+                },
                 _ => nginx::Mode::Echo {
                     module: cfg
                         .echo_module
