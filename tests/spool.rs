@@ -197,7 +197,8 @@ fn crash_under_load_loses_nothing_acknowledged() {
 fn records_of(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut at = 28;
-    while at + 28 <= bytes.len() {
+    // A zero magic starts the preallocated, never written tail.
+    while at + 28 <= bytes.len() && bytes[at..at + 4] != [0; 4] {
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
         out.push((at, 28 + len));
         at += 28 + len;
@@ -225,7 +226,22 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 /// restart delivers every intact record and counts the two bad ones.
 #[test]
 fn torn_tail_and_bad_crc_cost_only_the_damaged_records() {
-    let dir = spool_dir("spool-torn");
+    torn_tail_and_bad_crc(false);
+}
+
+/// The same with the torn record's rest zeroed instead of cut off (a preallocated
+/// segment keeps its length): still exactly the two bad records.
+#[test]
+fn a_torn_record_in_a_preallocated_segment_is_counted_once() {
+    torn_tail_and_bad_crc(true);
+}
+
+fn torn_tail_and_bad_crc(zero_tail: bool) {
+    let dir = spool_dir(if zero_tail {
+        "spool-torn-zero"
+    } else {
+        "spool-torn"
+    });
     let down_addr = format!("127.0.0.1:{}", free_port());
     let cfg = config(&dir, &[format!("http://{down_addr}")], "");
     let mut g = gateway(&cfg, "1");
@@ -256,7 +272,13 @@ fn torn_tail_and_bad_crc_cost_only_the_damaged_records() {
     let torn_victim = body_of(recs[39]);
     bytes[recs[17].0 + 9] ^= 0x5a;
     let cut = recs[39].0 + 1 + (recs[39].1 * 7 / 13);
-    bytes.truncate(cut);
+    if zero_tail {
+        // Torn inside a preallocated segment: the rest of the record never reached the
+        // disk and reads as zeros, up to the file's (preallocated) end.
+        bytes[cut..].fill(0);
+    } else {
+        bytes.truncate(cut);
+    }
     std::fs::write(&segs[0], &bytes).expect("write damaged segment");
 
     let down = Sink::start_on(&down_addr, &[]);

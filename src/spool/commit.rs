@@ -56,9 +56,7 @@ impl BatchDone {
 struct Open<T> {
     buf: Vec<u8>,
     items: Vec<(Place, T)>,
-    /// What each item's request waits on: one shared signal per group, or (with
-    /// `fsync = "always"`) one per record, so each is answered right after its own sync.
-    dones: Vec<Rc<BatchDone>>,
+    /// What every request of the group waits on.
     group: Rc<BatchDone>,
 }
 
@@ -67,26 +65,8 @@ impl<T> Open<T> {
         Self {
             buf: Vec::new(),
             items: Vec::new(),
-            dones: Vec::new(),
             group: BatchDone::new(),
         }
-    }
-
-    /// The first record alone, as a group of its own (`fsync = "always"`).
-    fn take_first(&mut self) -> Option<Self> {
-        if self.items.is_empty() {
-            return None;
-        }
-        let (p, item) = self.items.remove(0);
-        let done = self.dones.remove(0);
-        let len = ((p.end - p.pos) as usize).min(self.buf.len());
-        let buf: Vec<u8> = self.buf.drain(..len).collect();
-        Some(Self {
-            buf,
-            items: vec![(p, item)],
-            dones: vec![done.clone()],
-            group: done,
-        })
     }
 }
 
@@ -98,8 +78,6 @@ struct WriteJob {
     buf: Vec<u8>,
     first_seq: u64,
     first_pos: u64,
-    /// Record boundaries (for `fsync = "always"`).
-    ends: Vec<usize>,
 }
 
 /// Who writes the log's files.
@@ -156,15 +134,23 @@ impl<T: 'static> Committer<T> {
         } else {
             let (tx, job_rx) = crossbeam_channel::unbounded::<WriteJob>();
             let (done_tx, rx) = mailbox::mailbox();
-            let mut appender = Appender::new(log.clone(), segment_bytes);
+            let mut appender =
+                Appender::new(log.clone(), segment_bytes).with_spares(metrics.clone())?;
             let m = metrics.clone();
             std::thread::Builder::new()
                 .name(format!("pyrogate-spool{}", log.id))
                 .spawn(move || io_thread(&mut appender, &job_rx, &done_tx, policy, &m))?;
             Io::Thread { tx, rx }
         };
+        let appender = Appender::new(log.clone(), segment_bytes);
+        // The uring variant appends on this thread: it gets the preparing thread.
+        let appender = if uring {
+            appender.with_spares(metrics.clone())?
+        } else {
+            appender
+        };
         Ok(Rc::new(Self {
-            appender: RefCell::new(Appender::new(log.clone(), segment_bytes)),
+            appender: RefCell::new(appender),
             log,
             open: RefCell::new(Open::new()),
             wake: LocalNotify::new(),
@@ -210,12 +196,7 @@ impl<T: 'static> Committer<T> {
         a.next_pos += len;
         self.log.reserve(len);
         open.items.push((place, item));
-        let done = if self.policy == FsyncPolicy::Always {
-            BatchDone::new()
-        } else {
-            open.group.clone()
-        };
-        open.dones.push(done.clone());
+        let done = open.group.clone();
         drop(open);
         self.wake.notify();
         Ok(done)
@@ -228,25 +209,19 @@ async fn commit_loop<T: 'static>(c: Rc<Committer<T>>) {
             c.wake.notified().await;
             continue;
         }
-        // Linger while the group keeps growing (requests of this event-loop round are
-        // still appending), at most `fsync_interval` after its first record.
+        // `batch`: linger while the group keeps growing (requests of this event-loop
+        // round are still appending), at most `fsync_interval` after its first record.
+        // `always`: no lingering; the group is what arrived since the last commit began.
         let started = Instant::now();
-        loop {
+        while c.policy != FsyncPolicy::Always {
             let before = c.open.borrow().items.len();
             crate::util::notify::yield_now().await;
             let grew = c.open.borrow().items.len() > before;
-            if !grew || started.elapsed() >= c.interval || c.policy == FsyncPolicy::Always {
+            if !grew || started.elapsed() >= c.interval {
                 break;
             }
         }
-        let batch = if c.policy == FsyncPolicy::Always {
-            match c.open.borrow_mut().take_first() {
-                Some(b) => b,
-                None => continue,
-            }
-        } else {
-            std::mem::replace(&mut *c.open.borrow_mut(), Open::new())
-        };
+        let batch = std::mem::replace(&mut *c.open.borrow_mut(), Open::new());
         let Some((first, _)) = batch.items.first() else {
             continue;
         };
@@ -255,12 +230,7 @@ async fn commit_loop<T: 'static>(c: Rc<Committer<T>>) {
             .items
             .last()
             .map_or((first_seq, first_pos), |(p, _)| (p.seq + 1, p.end));
-        let ends: Vec<usize> = batch
-            .items
-            .iter()
-            .map(|(p, _)| (p.end - first_pos) as usize)
-            .collect();
-        let result = write(&c, batch.buf, first_seq, first_pos, ends).await;
+        let result = write(&c, batch.buf, first_seq, first_pos).await;
         match &result {
             Ok(()) => {
                 c.log.committed_to(first_ms, end_seq, end_pos);
@@ -273,13 +243,7 @@ async fn commit_loop<T: 'static>(c: Rc<Committer<T>>) {
                 });
             }
         }
-        if c.policy == FsyncPolicy::Always {
-            for d in &batch.dones {
-                d.finish(result.clone());
-            }
-        } else {
-            batch.group.finish(result);
-        }
+        batch.group.finish(result);
     }
 }
 
@@ -288,7 +252,6 @@ async fn write<T>(
     buf: Vec<u8>,
     first_seq: u64,
     first_pos: u64,
-    ends: Vec<usize>,
 ) -> Result<(), String> {
     match &c.io {
         Io::Thread { tx, rx } => {
@@ -296,7 +259,6 @@ async fn write<T>(
                 buf,
                 first_seq,
                 first_pos,
-                ends,
             };
             if tx.send(job).is_err() {
                 return Err("spool I/O thread is gone".into());
@@ -308,28 +270,47 @@ async fn write<T>(
         }
         Io::Uring { file } => {
             let len = buf.len() as u64;
-            let (placed, offset) = {
+            let (placed, offset, header) = {
                 let mut a = c.appender.borrow_mut();
                 let placed = a
                     .place(len, first_seq, first_pos)
                     .map_err(|e| e.to_string())?;
-                (placed, a.offset)
+                (placed, a.offset, a.take_header())
             };
             if placed || file.borrow().is_none() {
-                let std = c
+                let opened = c
                     .appender
                     .borrow()
                     .file
                     .as_ref()
                     .map(File::try_clone)
                     .transpose()
-                    .map_err(|e| e.to_string())?
-                    .ok_or("no active segment")?;
-                *file.borrow_mut() =
-                    Some(monoio::fs::File::from_std(std).map_err(|e| e.to_string())?);
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| f.ok_or_else(|| "no active segment".to_owned()))
+                    .and_then(|f| monoio::fs::File::from_std(f).map_err(|e| e.to_string()));
+                match opened {
+                    Ok(f) => *file.borrow_mut() = Some(f),
+                    Err(e) => {
+                        // The segment's header was not written: the next batch starts
+                        // another one.
+                        c.appender.borrow_mut().failed();
+                        return Err(e);
+                    }
+                }
             }
+            // A new segment's header goes out in the same write as its first batch (a
+            // copy of one batch per segment).
+            let (buf, at) = match header {
+                Some(h) => {
+                    let mut b = Vec::with_capacity(h.len() + buf.len());
+                    b.extend_from_slice(&h);
+                    b.extend_from_slice(&buf);
+                    (b, 0)
+                }
+                None => (buf, offset),
+            };
             let f = file.borrow_mut().take().ok_or("no active segment")?;
-            let r = uring_write(&f, buf, offset, &ends, c.policy, &c.metrics).await;
+            let r = uring_write(&f, buf, at, c.policy, &c.metrics).await;
             *file.borrow_mut() = Some(f);
             let mut a = c.appender.borrow_mut();
             match &r {
@@ -341,33 +322,18 @@ async fn write<T>(
     }
 }
 
+/// One write of the batch, then (unless `fsync = "never"`) one `fdatasync` for all of
+/// its records: each record is on disk before any request of the group is answered.
 async fn uring_write(
     f: &monoio::fs::File,
     buf: Vec<u8>,
     offset: u64,
-    ends: &[usize],
     policy: FsyncPolicy,
     m: &SpoolMetrics,
 ) -> Result<(), String> {
-    if policy == FsyncPolicy::Always {
-        // One write and one sync per record.
-        let mut from = 0;
-        let buf = bytes::Bytes::from(buf);
-        for &end in ends {
-            let (r, _) = f
-                .write_all_at(buf.slice(from..end), offset + from as u64)
-                .await;
-            r.map_err(|e| e.to_string())?;
-            let t = Instant::now();
-            f.sync_data().await.map_err(|e| e.to_string())?;
-            m.fsync.observe(t.elapsed().as_secs_f64());
-            from = end;
-        }
-        return Ok(());
-    }
     let (r, _) = f.write_all_at(buf, offset).await;
     r.map_err(|e| e.to_string())?;
-    if policy == FsyncPolicy::Batch {
+    if policy != FsyncPolicy::Never {
         let t = Instant::now();
         f.sync_data().await.map_err(|e| e.to_string())?;
         m.fsync.observe(t.elapsed().as_secs_f64());
@@ -400,24 +366,17 @@ fn thread_write(
     let len = job.buf.len() as u64;
     a.place(len, job.first_seq, job.first_pos)?;
     let offset = a.offset;
+    let header = a.take_header();
     let r = (|| {
         let f = a
             .file
             .as_ref()
             .ok_or_else(|| io::Error::other("no active segment"))?;
-        if policy == FsyncPolicy::Always {
-            let mut from = 0;
-            for &end in &job.ends {
-                f.write_all_at(&job.buf[from..end], offset + from as u64)?;
-                let t = Instant::now();
-                f.sync_data()?;
-                m.fsync.observe(t.elapsed().as_secs_f64());
-                from = end;
-            }
-            return Ok(());
+        if let Some(h) = header {
+            f.write_all_at(&h, 0)?;
         }
         f.write_all_at(&job.buf, offset)?;
-        if policy == FsyncPolicy::Batch {
+        if policy != FsyncPolicy::Never {
             let t = Instant::now();
             f.sync_data()?;
             m.fsync.observe(t.elapsed().as_secs_f64());

@@ -72,8 +72,8 @@ pub fn summarize(dir: &Path) -> Result<Summary, String> {
                 let Ok(f) = File::open(&seg.path) else {
                     continue;
                 };
-                let len = f.metadata().map_or(0, |m| m.len());
-                let mut r = Reader::new(f, 0, len, u32::MAX);
+                // Up to the end of the data (a preallocated tail is not read).
+                let mut r = Reader::new(f, 0, seg.offset_of(seg.end_pos), u32::MAX);
                 while let Ok(Some(item)) = r.next_item() {
                     let Item::Record { header, bytes, .. } = item else {
                         continue;

@@ -6,13 +6,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::metrics::SpoolMetrics;
 use super::record::Header;
 use super::segment::{self, Item, Reader};
 
@@ -242,9 +243,16 @@ pub struct Scan {
     /// Just past the last valid record.
     pub end_seq: u64,
     pub end_pos: u64,
+    /// Segment files that were never written (all zero: created, or renamed from a
+    /// spare, just before the process died): not segments, and not damage.
+    pub unused: Vec<PathBuf>,
+    /// Segments followed by a preallocated, never written tail: the file offset where
+    /// their data ends.
+    pub zero_tails: Vec<(PathBuf, u64)>,
 }
 
 /// Reads every segment of a log: their extent, and how many damaged records they hold.
+/// A segment's data ends where zeros run to the end of its file (the preallocated tail).
 ///
 /// # Errors
 /// The directory cannot be listed.
@@ -258,6 +266,10 @@ pub fn scan(dir: &Path, max_record: u32) -> io::Result<Scan> {
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let (first_seq, first_pos) = match segment::read_header(&f) {
             Some(h) => h,
+            None if segment::zero_from(&f, 0, len).unwrap_or(false) => {
+                out.unused.push(path);
+                continue;
+            }
             None => {
                 // A damaged header: positions continue from the previous segment.
                 out.corrupt += 1;
@@ -272,7 +284,7 @@ pub fn scan(dir: &Path, max_record: u32) -> io::Result<Scan> {
             end_seq: first_seq,
             end_pos: first_pos + len.saturating_sub(segment::HEADER_LEN),
         };
-        let mut r = Reader::new(f, 0, len, max_record);
+        let mut r = Reader::new(f, 0, len, max_record).zero_tail();
         loop {
             match r.next_item() {
                 Ok(Some(Item::Record { header, .. })) => {
@@ -282,7 +294,14 @@ pub fn scan(dir: &Path, max_record: u32) -> io::Result<Scan> {
                     meta.end_seq = header.seq + 1;
                 }
                 Ok(Some(Item::Corrupt { .. } | Item::TornTail { .. })) => out.corrupt += 1,
-                Ok(None) => break,
+                Ok(None) => {
+                    let data_end = r.offset();
+                    if data_end < len {
+                        meta.end_pos = first_pos + data_end.saturating_sub(segment::HEADER_LEN);
+                        out.zero_tails.push((path.clone(), data_end));
+                    }
+                    break;
+                }
                 Err(_) => {
                     out.corrupt += 1;
                     break;
@@ -294,6 +313,23 @@ pub fn scan(dir: &Path, max_record: u32) -> io::Result<Scan> {
         out.segments.push(meta);
     }
     Ok(out)
+}
+
+/// Before a log is scanned for use: a spare that became a segment gets its segment name
+/// (the crash came before the rename was on disk), an unused one is removed.
+fn settle_spares(dir: &Path) -> io::Result<()> {
+    let spares = segment::list_spares(dir)?;
+    if spares.is_empty() {
+        return Ok(());
+    }
+    for p in spares {
+        let header = File::open(&p).ok().and_then(|f| segment::read_header(&f));
+        match header {
+            Some((seq, _)) => std::fs::rename(&p, dir.join(segment::file_name(seq)))?,
+            None => std::fs::remove_file(&p)?,
+        }
+    }
+    File::open(dir)?.sync_all()
 }
 
 /// One log of the spool.
@@ -325,7 +361,18 @@ impl Log {
     /// The directory cannot be created or listed.
     pub fn open(id: u32, dir: &Path, dests: &[DestId], max_record: u32) -> io::Result<(Self, u64)> {
         std::fs::create_dir_all(dir)?;
-        let scan = scan(dir, max_record)?;
+        settle_spares(dir)?;
+        let mut scan = scan(dir, max_record)?;
+        for p in &scan.unused {
+            std::fs::remove_file(p)?;
+        }
+        // The preallocated tails are given back (new records go to a new segment).
+        for (p, data_end) in &scan.zero_tails {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .and_then(|f| f.set_len(*data_end))?;
+        }
         let mut end = (scan.end_seq, scan.end_pos);
         let loaded: Vec<Option<(u64, u64)>> = dests
             .iter()
@@ -338,6 +385,16 @@ impl Log {
             if *s > end.0 {
                 end = (*s, (*p).max(end.1));
             }
+        }
+        // A last segment without a single record (its first write was torn) would have
+        // the name of the segment the next record starts: it holds nothing to deliver.
+        if let Some(last) = scan.segments.last()
+            && last.end_seq == last.first_seq
+            && last.first_seq == end.0
+        {
+            let path = last.path.clone();
+            scan.segments.pop();
+            std::fs::remove_file(&path)?;
         }
         let first = scan
             .segments
@@ -564,6 +621,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
+/// How a new segment came to be (`pyrogate_spool_segments_created_total{how}`).
+pub const PREPARED: &str = "prepared";
+pub const INLINE: &str = "inline";
+
+/// A spare segment file, created, preallocated and synced (file and directory) ahead of
+/// need by a log's preparing thread, so that starting a segment on the appending thread
+/// is a rename.
+struct Spare {
+    file: File,
+    path: PathBuf,
+}
+
+/// What the preparing thread is asked to do.
+enum PrepJob {
+    /// Prepare the next spare.
+    Spare,
+    /// Give back the preallocated tail of a segment no longer written: its length.
+    Trim(File, u64),
+}
+
+/// The appending side's handle on its preparing thread.
+struct Spares {
+    jobs: crossbeam_channel::Sender<PrepJob>,
+    /// A prepared spare, or `None` when preparing one failed.
+    ready: crossbeam_channel::Receiver<Option<Spare>>,
+    /// A spare was asked for and not yet received.
+    asked: bool,
+}
+
 /// The appending side of a log: the active segment file. Owned by one thread.
 pub struct Appender {
     pub log: Arc<Log>,
@@ -576,6 +662,11 @@ pub struct Appender {
     /// The next record's sequence number and position.
     pub next_seq: u64,
     pub next_pos: u64,
+    /// The header of the segment just started: written with (and synced by) its first
+    /// batch, at file offset 0.
+    header: Option<[u8; segment::HEADER_LEN as usize]>,
+    spares: Option<Spares>,
+    metrics: Option<Arc<SpoolMetrics>>,
 }
 
 impl Appender {
@@ -589,13 +680,65 @@ impl Appender {
             broken: false,
             next_seq: seq,
             next_pos: pos,
+            header: None,
+            spares: None,
+            metrics: None,
+        }
+    }
+
+    /// Starts this log's preparing thread: from now on the next segment is prepared in
+    /// the background while the active one fills, and syncs are counted in `metrics`.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn with_spares(mut self, metrics: Arc<SpoolMetrics>) -> io::Result<Self> {
+        let (jobs, job_rx) = crossbeam_channel::unbounded();
+        let (ready_tx, ready) = crossbeam_channel::unbounded();
+        let dir = self.log.dir.clone();
+        let size = self.segment_bytes;
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name(format!("pyrogate-spool-prep{}", self.log.id))
+            .spawn(move || prep_thread(&dir, size, &job_rx, &ready_tx, &m))?;
+        self.spares = Some(Spares {
+            jobs,
+            ready,
+            asked: false,
+        });
+        self.metrics = Some(metrics);
+        self.ask_spare();
+        Ok(self)
+    }
+
+    fn ask_spare(&mut self) {
+        if let Some(s) = &mut self.spares
+            && !s.asked
+        {
+            s.asked = s.jobs.send(PrepJob::Spare).is_ok();
+        }
+    }
+
+    /// The prepared spare, if it is ready.
+    fn take_spare(&mut self) -> Option<Spare> {
+        let s = self.spares.as_mut()?;
+        match s.ready.try_recv() {
+            Ok(spare) => {
+                s.asked = false;
+                spare
+            }
+            Err(_) => None,
         }
     }
 
     /// Makes sure the active segment can take a batch of `len` bytes whose first record
-    /// is `(first_seq, first_pos)`: starts a new segment (file, header, fsync of file
-    /// and directory) when there is none yet, after a failure, or when the active one
-    /// would grow past the segment size. Returns whether it started one.
+    /// is `(first_seq, first_pos)`: starts a new segment when there is none yet, after a
+    /// failure, or when the active one would grow past the segment size. The new
+    /// segment is the prepared spare, renamed (no sync needed here: the file and its
+    /// directory entry were synced when it was prepared, and a crash before the rename
+    /// is on disk leaves a spare with a valid header, which the start-up scan takes for
+    /// a segment); only when no spare is ready is it created here (file, preallocation,
+    /// fsync of file and directory). Its header goes out with its first batch
+    /// ([`Appender::take_header`]). Returns whether it started one.
     ///
     /// # Errors
     /// The segment cannot be created.
@@ -605,15 +748,25 @@ impl Appender {
             return Ok(false);
         }
         let path = self.log.dir.join(segment::file_name(first_seq));
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        f.write_all_at(&segment::header(first_seq, first_pos), 0)?;
-        f.sync_all()?;
-        File::open(&self.log.dir)?.sync_all()?;
+        let spare = self.take_spare();
+        let f = match spare {
+            Some(s) => match std::fs::rename(&s.path, &path) {
+                Ok(()) => {
+                    self.count_created(PREPARED);
+                    s.file
+                }
+                Err(e) => {
+                    tracing::warn!(spare = %s.path.display(), error = %e, "spool: cannot use a prepared segment; creating one");
+                    let _ = std::fs::remove_file(&s.path);
+                    self.create_inline(&path)?
+                }
+            },
+            None => self.create_inline(&path)?,
+        };
+        if let Some(old) = self.file.take() {
+            self.trim(old, self.offset);
+        }
+        self.ask_spare();
         self.log.segment_started(SegmentMeta {
             first_seq,
             first_pos,
@@ -624,8 +777,53 @@ impl Appender {
         });
         self.file = Some(f);
         self.offset = segment::HEADER_LEN;
+        self.header = Some(segment::header(first_seq, first_pos));
         self.broken = false;
         Ok(true)
+    }
+
+    fn count_created(&self, how: &str) {
+        if let Some(m) = &self.metrics {
+            m.segments_created.with_label_values(&[how]).inc();
+        }
+    }
+
+    /// A new segment made on the appending thread (no spare was ready).
+    fn create_inline(&self, path: &Path) -> io::Result<File> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        preallocate_or_not(&f, self.segment_bytes);
+        let t = Instant::now();
+        f.sync_all()?;
+        File::open(&self.log.dir)?.sync_all()?;
+        if let Some(m) = &self.metrics {
+            m.observe_sync(SYNC_SEGMENT, t.elapsed());
+        }
+        self.count_created(INLINE);
+        Ok(f)
+    }
+
+    /// The preallocated tail of a segment no longer written goes back to the disk, in
+    /// the background when there is a preparing thread.
+    fn trim(&self, f: File, data_end: u64) {
+        match &self.spares {
+            Some(s) => {
+                let _ = s.jobs.send(PrepJob::Trim(f, data_end));
+            }
+            None => {
+                let _ = f.set_len(data_end);
+            }
+        }
+    }
+
+    /// The header of the segment just started, once: the first batch writes it at file
+    /// offset 0, just before itself (the batch goes at [`segment::HEADER_LEN`]).
+    pub fn take_header(&mut self) -> Option<[u8; segment::HEADER_LEN as usize]> {
+        self.header.take()
     }
 
     /// After a batch was written at the current offset.
@@ -639,8 +837,107 @@ impl Appender {
     }
 }
 
+impl Drop for Appender {
+    fn drop(&mut self) {
+        // Stop the preparing thread; a spare it made and nobody took is removed (a
+        // leftover one would be at the next start).
+        if let Some(s) = self.spares.take() {
+            drop(s.jobs);
+            while let Ok(Some(spare)) = s.ready.try_recv() {
+                let _ = std::fs::remove_file(&spare.path);
+            }
+        }
+    }
+}
+
+/// `pyrogate_spool_metadata_sync_duration_seconds{kind}`.
+pub const SYNC_SEGMENT: &str = "segment";
+pub const SYNC_CURSOR: &str = "cursor";
+
+/// Preallocates a segment file; when the disk cannot (full, or beyond what is free) the
+/// segment grows as written instead, as it would without preallocation.
+fn preallocate_or_not(f: &File, len: u64) {
+    if let Err(e) = segment::preallocate(f, len) {
+        // A partial allocation past the end is given back.
+        let _ = f.set_len(0);
+        crate::util::lograte::warn_limited("spool-prealloc", |suppressed| {
+            tracing::warn!(suppressed, error = %e, "spool: cannot preallocate a segment; it grows as written");
+        });
+    }
+}
+
+/// The preparing thread of one log: spares on request, trims of finished segments.
+fn prep_thread(
+    dir: &Path,
+    size: u64,
+    jobs: &crossbeam_channel::Receiver<PrepJob>,
+    ready: &crossbeam_channel::Sender<Option<Spare>>,
+    m: &SpoolMetrics,
+) {
+    let mut n = 0u64;
+    while let Ok(job) = jobs.recv() {
+        match job {
+            PrepJob::Trim(f, len) => {
+                if let Err(e) = f.set_len(len) {
+                    tracing::debug!(error = %e, "spool: cannot trim a finished segment");
+                }
+            }
+            PrepJob::Spare => {
+                let spare = match prepare_spare(dir, &mut n, size, m) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        crate::util::lograte::warn_limited("spool-spare", |suppressed| {
+                            tracing::warn!(suppressed, error = %e, "spool: cannot prepare the next segment; it will be created when needed");
+                        });
+                        None
+                    }
+                };
+                if let Err(crossbeam_channel::SendError(Some(s))) = ready.send(spare) {
+                    let _ = std::fs::remove_file(&s.path);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Creates, preallocates and syncs (file, then directory) the next spare in `dir`.
+fn prepare_spare(dir: &Path, n: &mut u64, size: u64, m: &SpoolMetrics) -> io::Result<Spare> {
+    let (file, path) = loop {
+        let path = dir.join(segment::spare_name(*n));
+        *n += 1;
+        match std::fs::OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
+            Ok(f) => break (f, path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    };
+    let r = (|| {
+        preallocate_or_not(&file, size);
+        let t = Instant::now();
+        file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        m.observe_sync(SYNC_SEGMENT, t.elapsed());
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(Spare { file, path }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use super::*;
     use crate::spool::record;
     use proptest::prelude::*;
@@ -701,7 +998,11 @@ mod tests {
             }
             a.place(buf.len() as u64, first_seq, first_pos)
                 .expect("segment");
+            let header = a.take_header();
             let f = a.file.as_ref().expect("file");
+            if let Some(h) = header {
+                f.write_all_at(&h, 0).expect("header");
+            }
             f.write_all_at(&buf, a.offset).expect("write");
             a.advance(buf.len() as u64);
             log.committed_to(1000 + first_seq, a.next_seq, a.next_pos);
@@ -792,5 +1093,138 @@ mod tests {
         let (third, _) = Log::open(0, &dir, &more, 1 << 20).expect("reopen");
         assert_eq!(third.dests[2].acked_seq(), 30);
         assert!(!third.has_backlog(2));
+    }
+
+    fn metrics() -> Arc<SpoolMetrics> {
+        Arc::new(SpoolMetrics::register(&prometheus::Registry::new()).expect("metrics"))
+    }
+
+    fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_str().is_some_and(|n| n.ends_with(suffix)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits (bounded) for the preparing thread's spare.
+    fn wait_spare(a: &Appender) {
+        let ready = &a.spares.as_ref().expect("spares").ready;
+        for _ in 0..1000 {
+            if !ready.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("no spare prepared");
+    }
+
+    /// Segments prepared in the background and preallocated: the appending thread renames
+    /// them, finished ones are trimmed, and a reopening (as after `kill -9`, with the
+    /// active segment's zero tail and an unused spare) replays every record and counts no
+    /// damage.
+    #[test]
+    fn prepared_preallocated_segments_replay_without_damage() {
+        let dir = tmp("spares");
+        let (log, _) = Log::open(0, &dir, &dests(), 1 << 20).expect("open");
+        let log = Arc::new(log);
+        let m = metrics();
+        let mut a = Appender::new(log.clone(), 64 << 10)
+            .with_spares(m.clone())
+            .expect("spares");
+        let mut places = Vec::new();
+        for _ in 0..6 {
+            wait_spare(&a);
+            places.extend(append(&log, &mut a, 5, 9000));
+        }
+        let prepared = m.segments_created.with_label_values(&[PREPARED]).get();
+        assert!(prepared >= 4, "prepared {prepared}");
+        assert!(
+            m.metadata_sync
+                .with_label_values(&[SYNC_SEGMENT])
+                .get_sample_count()
+                >= 4
+        );
+        wait_spare(&a);
+        let segs = files(&dir, ".seg");
+        assert!(segs.len() >= 4, "{segs:?}");
+        // The active one is preallocated (when the filesystem can), the finished ones
+        // trimmed to their data.
+        let probe = std::fs::File::create(dir.join("probe")).expect("probe");
+        let can = segment::preallocate(&probe, 1 << 16).expect("fallocate");
+        if can {
+            let active = std::fs::metadata(segs.last().expect("active"))
+                .expect("meta")
+                .len();
+            assert_eq!(active, 64 << 10);
+        }
+        for s in &segs[..segs.len() - 1] {
+            let f = File::open(s).expect("open");
+            let len = f.metadata().expect("meta").len();
+            assert!(len < 64 << 10, "{} {len}", s.display());
+            let mut r = Reader::new(f, 0, len, 1 << 20);
+            while let Some(item) = r.next_item().expect("read") {
+                assert!(matches!(item, Item::Record { .. }), "{item:?}");
+            }
+        }
+        // "kill -9": the appender and its thread vanish without cleaning up.
+        std::mem::forget(a);
+        assert_eq!(files(&dir, ".spare").len(), 1);
+        // A segment renamed from a spare just before the crash, never written.
+        let unused = dir.join(segment::file_name(1_000_000));
+        let f = File::create(&unused).expect("unused");
+        let _ = segment::preallocate(&f, 1 << 16);
+        drop(f);
+        drop(log);
+        let (again, corrupt) = Log::open(0, &dir, &dests(), 1 << 20).expect("reopen");
+        assert_eq!(corrupt, 0, "a zero tail and unused files are not damage");
+        assert_eq!(again.committed().0, 30);
+        assert!(files(&dir, ".spare").is_empty());
+        assert!(!unused.exists());
+        let again = Arc::new(again);
+        let (_, recs, _) = again.read_backlog(0, u64::MAX, 1 << 20).expect("read");
+        let got: Vec<Place> = recs.iter().map(|(p, _)| *p).collect();
+        assert_eq!(got, places);
+        // The zero tail was given back.
+        for s in files(&dir, ".seg") {
+            assert!(std::fs::metadata(&s).expect("meta").len() < 64 << 10);
+        }
+        // New records continue the log in a new segment.
+        let mut b = Appender::new(again.clone(), 64 << 10);
+        let more = append(&again, &mut b, 2, 100);
+        assert_eq!(more[0].seq, 30);
+        assert_eq!(more[0].pos, places.last().expect("last").end);
+    }
+
+    /// A spare that became a segment but whose rename did not reach the disk before a
+    /// crash is replayed (and renamed); a torn first write of the last segment leaves a
+    /// segment without records, which is removed rather than clobbered by the next one.
+    #[test]
+    fn a_used_spare_is_a_segment_and_an_empty_last_segment_goes() {
+        let dir = tmp("used-spare");
+        let (log, _) = Log::open(0, &dir, &dests(), 1 << 20).expect("open");
+        let log = Arc::new(log);
+        let mut a = Appender::new(log.clone(), 1 << 20);
+        let places = append(&log, &mut a, 4, 1000);
+        drop(a);
+        drop(log);
+        let seg = files(&dir, ".seg").pop().expect("segment");
+        std::fs::rename(&seg, dir.join(segment::spare_name(3))).expect("rename");
+        // The torn first write of a later segment: a header, then half a record.
+        let mut torn = segment::header(4, places[3].end).to_vec();
+        torn.extend_from_slice(&[0x50, 0x47, 0x50, 0x52, 0xff, 0x0f]);
+        std::fs::write(dir.join(segment::file_name(4)), &torn).expect("torn");
+        let (again, corrupt) = Log::open(0, &dir, &dests(), 1 << 20).expect("reopen");
+        assert_eq!(corrupt, 1, "the torn record");
+        assert_eq!(again.committed().0, 4);
+        assert_eq!(files(&dir, ".seg"), vec![seg]);
+        assert!(files(&dir, ".spare").is_empty());
+        let again = Arc::new(again);
+        let (_, recs, _) = again.read_backlog(1, u64::MAX, 1 << 20).expect("read");
+        let got: Vec<Place> = recs.iter().map(|(p, _)| *p).collect();
+        assert_eq!(got, places);
     }
 }

@@ -1,7 +1,10 @@
 //! The spool's metrics (docs/spool.md §6).
 
+use std::time::Duration;
+
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// fdatasync takes ~0.1 ms on NVMe and tens of ms on spinning or network disks.
@@ -14,6 +17,9 @@ pub struct SpoolMetrics {
     pub records: IntGaugeVec,
     pub oldest_age: GaugeVec,
     pub fsync: Histogram,
+    /// The other syncs: a new segment (file and directory), a cursor file.
+    pub metadata_sync: HistogramVec,
+    pub segments_created: IntCounterVec,
     pub corrupt: IntCounter,
     pub expired: IntCounterVec,
     pub rejected: IntCounterVec,
@@ -56,6 +62,21 @@ impl SpoolMetrics {
                 )
                 .buckets(FSYNC_BUCKETS.to_vec()),
             )?,
+            metadata_sync: HistogramVec::new(
+                HistogramOpts::new(
+                    "pyrogate_spool_metadata_sync_duration_seconds",
+                    "Duration of the spool's syncs other than the log's fdatasync: a new segment file and its directory (kind=segment), a cursor file (kind=cursor).",
+                )
+                .buckets(FSYNC_BUCKETS.to_vec()),
+                &["kind"],
+            )?,
+            segments_created: IntCounterVec::new(
+                Opts::new(
+                    "pyrogate_spool_segments_created_total",
+                    "Segments started: prepared in the background (how=prepared) or created by the appending thread because none was ready (how=inline).",
+                ),
+                &["how"],
+            )?,
             corrupt: IntCounter::new(
                 "pyrogate_spool_corrupt_records_total",
                 "Damaged records and torn tails found in the spool and skipped.",
@@ -87,11 +108,20 @@ impl SpoolMetrics {
         r.register(Box::new(m.records.clone()))?;
         r.register(Box::new(m.oldest_age.clone()))?;
         r.register(Box::new(m.fsync.clone()))?;
+        r.register(Box::new(m.metadata_sync.clone()))?;
+        r.register(Box::new(m.segments_created.clone()))?;
         r.register(Box::new(m.corrupt.clone()))?;
         r.register(Box::new(m.expired.clone()))?;
         r.register(Box::new(m.rejected.clone()))?;
         r.register(Box::new(m.write_errors.clone()))?;
         r.register(Box::new(m.replayed.clone()))?;
         Ok(m)
+    }
+
+    /// One sync other than the log's `fdatasync`.
+    pub fn observe_sync(&self, kind: &str, took: Duration) {
+        self.metadata_sync
+            .with_label_values(&[kind])
+            .observe(took.as_secs_f64());
     }
 }

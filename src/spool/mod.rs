@@ -217,7 +217,12 @@ impl Spool {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                if let Err(e) = l.dests[i].persist() {
+                let t = std::time::Instant::now();
+                let persisted = l.dests[i].persist();
+                if matches!(persisted, Ok(true)) {
+                    self.metrics.observe_sync(log::SYNC_CURSOR, t.elapsed());
+                }
+                if let Err(e) = persisted {
                     crate::util::lograte::warn_limited("spool-cursor", |suppressed| {
                         tracing::error!(suppressed, error = %e, "spool: cannot write a cursor file");
                     });

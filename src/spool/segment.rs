@@ -14,6 +14,9 @@ use super::record::{self, Header, RecordError};
 pub const HEADER_LEN: u64 = 28;
 const FILE_MAGIC: &[u8; 8] = b"PGSPOOL1";
 const SUFFIX: &str = ".seg";
+/// A segment file prepared ahead of need (created, preallocated and synced on a
+/// background thread), not yet in use: it has no header until it becomes a segment.
+const SPARE_SUFFIX: &str = ".spare";
 /// How much a reader asks the file for at a time.
 const READ_CHUNK: usize = 256 << 10;
 
@@ -22,7 +25,14 @@ pub fn file_name(first_seq: u64) -> String {
     format!("{first_seq:020}{SUFFIX}")
 }
 
-/// The segments in `dir`, ordered by first sequence number (from their names).
+/// The name of the `n`th spare segment file.
+pub fn spare_name(n: u64) -> String {
+    format!("{n:020}{SPARE_SUFFIX}")
+}
+
+/// The segments in `dir`, ordered by first sequence number (from their names). A spare
+/// whose header is valid became a segment and holds records (the crash came before its
+/// rename was on disk): it is listed under the header's sequence number.
 ///
 /// # Errors
 /// `dir` cannot be listed.
@@ -32,6 +42,12 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let e = e?;
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
+        if name.ends_with(SPARE_SUFFIX) {
+            if let Some((seq, _)) = File::open(e.path()).ok().and_then(|f| read_header(&f)) {
+                out.push((seq, e.path()));
+            }
+            continue;
+        }
         let Some(stem) = name.strip_suffix(SUFFIX) else {
             continue;
         };
@@ -41,6 +57,71 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     }
     out.sort_by_key(|(s, _)| *s);
     Ok(out)
+}
+
+/// The spare files in `dir` (used or not).
+///
+/// # Errors
+/// `dir` cannot be listed.
+pub fn list_spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(SPARE_SUFFIX))
+        {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the bytes of `f` from `from` up to `to` (or its end) are all zero: the
+/// preallocated, never written tail of a segment.
+///
+/// # Errors
+/// The file cannot be read.
+pub fn zero_from(f: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut at = from;
+    while at < to {
+        let want = ((to - at) as usize).min(buf.len());
+        let n = match f.read_at(&mut buf[..want], at) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
+}
+
+/// Reserves `len` bytes of disk for `f` (`fallocate`), so that appending within them
+/// changes neither the file's size nor its block map. Returns false when the filesystem
+/// cannot preallocate (the file then grows as it is written, as without it).
+///
+/// # Errors
+/// Anything but "not supported" (e.g. the disk is full).
+pub fn preallocate(f: &File, len: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return Ok(false);
+    };
+    // SAFETY: fallocate on a file descriptor we own; no memory is involved.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::ENOSYS) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 /// The 28-byte file header.
@@ -98,6 +179,8 @@ pub struct Reader {
     at: usize,
     limit: u64,
     max_record: u32,
+    /// Whether zeros up to the limit end the segment quietly (see [`Reader::zero_tail`]).
+    zero_tail: bool,
 }
 
 impl Reader {
@@ -112,7 +195,18 @@ impl Reader {
             at: 0,
             limit: limit.max(from),
             max_record,
+            zero_tail: false,
         }
+    }
+
+    /// Zeros from a record boundary up to the limit (the file's end) are the end of the
+    /// data, not a damaged record: a preallocated segment is zero beyond what was
+    /// written. Zeros followed by anything else are still reported as damage. For
+    /// readers of whole files (start-up scan); a reader bounded by the committed end
+    /// never reaches the tail.
+    pub fn zero_tail(mut self) -> Self {
+        self.zero_tail = true;
+        self
     }
 
     /// The file offset of the next item.
@@ -171,6 +265,12 @@ impl Reader {
             return Ok(None);
         }
         let offset = self.offset();
+        if self.zero_tail && self.at_zero_tail()? {
+            // The data ends here: the reader stops, `offset()` tells where.
+            self.buf.truncate(self.at);
+            self.limit = offset;
+            return Ok(None);
+        }
         loop {
             match record::check(&self.buf[self.at..], self.max_record) {
                 Ok(h) => {
@@ -194,6 +294,20 @@ impl Reader {
                 Err(_) => return self.skip_corrupt(offset).map(Some),
             }
         }
+    }
+
+    /// Whether the next bytes start with a zero record magic and everything from here to
+    /// the limit is zero.
+    fn at_zero_tail(&mut self) -> io::Result<bool> {
+        let head = &self.buf[self.at..];
+        if head.iter().take(4).any(|b| *b != 0) {
+            return Ok(false);
+        }
+        if head.iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        let end = self.buf_off + self.buf.len() as u64;
+        zero_from(&self.file, end, self.limit)
     }
 
     /// Skips the damaged bytes at `offset`: the record's own length when a valid record
@@ -352,5 +466,95 @@ mod tests {
         assert_eq!(items.len(), 3, "{items:?}");
         assert!(matches!(items[1], Item::Corrupt { len: 1000, .. }));
         assert!(matches!(&items[2], Item::Record { header, .. } if header.seq == 2));
+    }
+
+    /// Zeros running to the end of the file end the data quietly; zeros followed by a
+    /// record are damage, as any other garbage.
+    #[test]
+    fn a_zero_tail_ends_the_data_and_zeros_in_the_middle_are_damage() {
+        let p = tmp("zero-tail");
+        let recs: Vec<Vec<u8>> = (1..=3).map(|i| rec(i, 500)).collect();
+        let mut bytes = header(1, 0).to_vec();
+        for r in &recs {
+            bytes.extend_from_slice(r);
+        }
+        let data_end = bytes.len() as u64;
+        bytes.resize(bytes.len() + 3 * READ_CHUNK + 17, 0);
+        std::fs::write(&p, &bytes).expect("write");
+        let f = File::open(&p).expect("open");
+        let len = f.metadata().expect("meta").len();
+        let mut r = Reader::new(f, 0, len, 1 << 20).zero_tail();
+        let mut n = 0;
+        while let Some(item) = r.next_item().expect("read") {
+            assert!(matches!(item, Item::Record { .. }), "{item:?}");
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert_eq!(r.offset(), data_end);
+        // Without the flag (a reader bounded by the committed end never gets there) the
+        // zeros are one damaged stretch.
+        let items = read_all(&p);
+        assert_eq!(items.len(), 4);
+        assert!(matches!(items[3], Item::Corrupt { .. }));
+
+        // A torn write inside a preallocated file: the last record's second half is
+        // zeros. It is damage (counted), and the data ends after it.
+        let mut torn = header(1, 0).to_vec();
+        for r in &recs {
+            torn.extend_from_slice(r);
+        }
+        let cut = torn.len() - recs[2].len() / 2;
+        torn[cut..].fill(0);
+        torn.resize(torn.len() + READ_CHUNK, 0);
+        std::fs::write(&p, &torn).expect("write");
+        let f = File::open(&p).expect("open");
+        let len = f.metadata().expect("meta").len();
+        let mut r = Reader::new(f, 0, len, 1 << 20).zero_tail();
+        let mut items = Vec::new();
+        while let Some(i) = r.next_item().expect("read") {
+            items.push(i);
+        }
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert!(matches!(items[2], Item::Corrupt { .. }));
+
+        // Zeros, then a valid record: the zeros are damage, the record is read.
+        let mut mid = header(1, 0).to_vec();
+        mid.extend_from_slice(&recs[0]);
+        mid.extend_from_slice(&[0u8; 700]);
+        mid.extend_from_slice(&recs[1]);
+        std::fs::write(&p, &mid).expect("write");
+        let f = File::open(&p).expect("open");
+        let len = f.metadata().expect("meta").len();
+        let mut r = Reader::new(f, 0, len, 1 << 20).zero_tail();
+        let mut items = Vec::new();
+        while let Some(i) = r.next_item().expect("read") {
+            items.push(i);
+        }
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert!(matches!(items[1], Item::Corrupt { len: 700, .. }));
+        assert!(matches!(&items[2], Item::Record { header, .. } if header.seq == 2));
+    }
+
+    #[test]
+    fn preallocation_keeps_the_size_and_reads_as_zeros() {
+        let p = tmp("prealloc");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .expect("create");
+        let done = preallocate(&f, 1 << 20).expect("fallocate or unsupported");
+        let len = f.metadata().expect("meta").len();
+        if done {
+            assert_eq!(len, 1 << 20);
+        } else {
+            assert_eq!(len, 0);
+        }
+        assert!(zero_from(&f, 0, len).expect("read"));
+        f.write_all_at(b"x", 4096).expect("write");
+        assert!(!zero_from(&f, 0, len.max(4097)).expect("read"));
+        assert!(zero_from(&f, 4097, len).expect("read"));
     }
 }

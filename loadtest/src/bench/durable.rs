@@ -25,8 +25,14 @@
 //! measured run: `fdatasync` calls per request and their duration (mean, p99 from the
 //! histogram's buckets). After a run of a gateway that answers before delivering, the suite
 //! waits (≤ 3 s) for the sinks to receive every copy, and reports the share they got.
+//!
+//! With [`BASELINE_ENV`] naming another `pyrogate` binary (an older build), its durable
+//! `io = "uring"` cells (batch and always, closed loop; batch, open loop) run too,
+//! interleaved in the same rounds and labelled `(baseline)`, for a before/after
+//! comparison under the same conditions (their ×enqueue is against this binary's
+//! enqueue in the same round: the enqueue path does not depend on the spool).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -61,6 +67,14 @@ const FSYNC: &str = "pyrogate_spool_fsync_duration_seconds";
 const DISK_PROBES: usize = 100;
 /// An open-loop run that achieved less than this share of its target rate was over capacity.
 const OVER_CAPACITY: f64 = 0.95;
+/// Environment variable naming a baseline `pyrogate` binary (see the module docs): an
+/// environment variable rather than a flag, because only this suite uses it.
+pub const BASELINE_ENV: &str = "PYROGATE_BENCH_DURABLE_BASELINE";
+/// Label suffix of the baseline binary's cells.
+const BASELINE_LABEL: &str = " (baseline)";
+/// The spool's other syncs and the segments created, per measured run.
+const META_SYNC: &str = "pyrogate_spool_metadata_sync_duration_seconds";
+const SEGMENTS: &str = "pyrogate_spool_segments_created_total";
 
 /// The filesystem and disk the spools were on.
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +165,26 @@ pub fn latency_cells(drivers: &[&'static str]) -> Vec<Cell> {
         .unwrap_or_default()
 }
 
+/// The baseline binary's cells among `cells`: durable with `io = "uring"`.
+fn baseline_cells(cells: &[Cell]) -> Vec<Cell> {
+    cells
+        .iter()
+        .filter(|c| {
+            matches!(
+                ack_of(c),
+                Some((
+                    _,
+                    Ack::Durable {
+                        io: SpoolIo::Uring,
+                        ..
+                    }
+                ))
+            )
+        })
+        .cloned()
+        .collect()
+}
+
 fn ack_of(c: &Cell) -> Option<(&'static str, Ack)> {
     match c.variant {
         Variant::PyrogateAck { driver, ack } => Some((driver, ack)),
@@ -179,6 +213,11 @@ fn enqueue_of<'a>(cells: &'a [CellReport], c: &Cell) -> Option<&'a CellReport> {
         .find(|b| ack_of(&b.cell) == Some((driver, Ack::Enqueue)))
 }
 
+/// Whether `r` is the enqueue cell itself (not a baseline cell equal to it).
+fn is_base(r: &CellReport, base: &CellReport) -> bool {
+    r.cell == base.cell && r.label == base.label
+}
+
 /// Runs the suite: per payload, the closed-loop cells interleaved over the rounds, then
 /// the open-loop cells at half the enqueue saturation just measured.
 pub fn run(
@@ -198,6 +237,22 @@ pub fn run(
     );
     let sinks = Sinks::start(ctx, FANOUT)?;
     eprintln!("durable: sinks on {}", sinks.urls(FANOUT).join(", "));
+    let base_cfg = std::env::var_os(BASELINE_ENV).map(|b| BenchConfig {
+        gateway_bin: PathBuf::from(b),
+        ..cfg.clone()
+    });
+    let base_ctx = base_cfg.as_ref().map(|c| Ctx {
+        cfg: c,
+        tmp: ctx.tmp,
+        drivers: ctx.drivers,
+        sink_exe: ctx.sink_exe,
+    });
+    if let Some(c) = &base_cfg {
+        eprintln!(
+            "durable: baseline gateway {} ({BASELINE_ENV})",
+            c.gateway_bin.display()
+        );
+    }
     if cfg.protocol != Protocol::IngestPprof {
         notes.push(format!(
             "durable: --protocol {} ignored; the suite sends both the /ingest pprof and the Push payload",
@@ -210,11 +265,19 @@ pub fn run(
             break;
         }
         let name = format!("durable {}", protocol.name());
+        let closed_list = closed_cells(ctx.drivers);
+        let closed_base = if base_ctx.is_some() {
+            baseline_cells(&closed_list)
+        } else {
+            Vec::new()
+        };
         let closed = run_cells(
             ctx,
+            base_ctx.as_ref(),
             &name,
             protocol,
-            &closed_cells(ctx.drivers),
+            &closed_list,
+            &closed_base,
             &sinks,
             None,
             failures,
@@ -242,11 +305,21 @@ pub fn run(
                     "{name}: open loop at {} req/s ({rate_basis})",
                     table::rate(Some(r))
                 );
+                let open_base: Vec<Cell> = if base_ctx.is_some() {
+                    baseline_cells(&lat_cells)
+                        .into_iter()
+                        .filter(is_batch)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 run_cells(
                     ctx,
+                    base_ctx.as_ref(),
                     &format!("{name} open"),
                     protocol,
                     &lat_cells,
+                    &open_base,
                     &sinks,
                     Some(r),
                     failures,
@@ -289,26 +362,41 @@ pub fn run(
     Ok(DurableResult { disk, payloads })
 }
 
-/// `cells` once per round, interleaved, with `protocol`'s synthetic requests; a run with
-/// more steal than `--max-steal` is run again once (within a fifth of the runs).
+/// `cells`, then `baseline` with the baseline binary (`base_ctx`), once per round,
+/// interleaved, with `protocol`'s synthetic requests; a run with more steal than
+/// `--max-steal` is run again once (within a fifth of the runs).
+#[allow(clippy::too_many_arguments)]
 fn run_cells(
     ctx: &Ctx<'_>,
+    base_ctx: Option<&Ctx<'_>>,
     name: &str,
     protocol: Protocol,
     cells: &[Cell],
+    baseline: &[Cell],
     sinks: &Sinks,
     rate: Option<f64>,
     failures: &mut Vec<String>,
 ) -> Vec<CellReport> {
     let cfg = ctx.cfg;
-    let mut reports: Vec<CellReport> = cells
+    let base_ctx = base_ctx.filter(|_| !baseline.is_empty());
+    let runs: Vec<(&Cell, &Ctx<'_>, &str)> = cells
         .iter()
-        .map(|c| CellReport {
-            label: c.variant.label(c.fanout),
-            cell: c.clone(),
+        .map(|c| (c, ctx, ""))
+        .chain(
+            base_ctx
+                .into_iter()
+                .flat_map(|b| baseline.iter().map(move |c| (c, b, BASELINE_LABEL))),
+        )
+        .collect();
+    let mut reports: Vec<CellReport> = runs
+        .iter()
+        .map(|(c, _, suffix)| CellReport {
+            label: format!("{}{suffix}", c.variant.label(c.fanout)),
+            cell: (*c).clone(),
             samples: vec![None; cfg.runs],
         })
         .collect();
+    let cells = &runs;
     let mut rerun_budget = cells.len() * cfg.runs / 5 + 1;
     let source = |c: &Cell| Ok(Source::Synthetic { size: c.size });
     let load = |rc: &RunConfig| {
@@ -321,11 +409,21 @@ fn run_cells(
             failures.push(format!("{name}: interrupted"));
             break;
         }
-        let c = &cells[i];
+        let (c, run_ctx, _) = cells[i];
         let what = format!("{name} r{}", round + 1);
         let label = reports[i].label.clone();
-        let measure =
-            || runner::measure_scraped(ctx, c, Some(sinks), rate, round, &source, &load, &SCRAPED);
+        let measure = || {
+            runner::measure_scraped(
+                run_ctx,
+                c,
+                Some(sinks),
+                rate,
+                round,
+                &source,
+                &load,
+                &SCRAPED,
+            )
+        };
         let mut result = measure();
         if let Ok(s) = &result
             && s.steal_pct > cfg.max_steal
@@ -422,6 +520,38 @@ pub fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
         (lo, below) = (le, cum);
     }
     None
+}
+
+/// The spool's segment and cursor syncs (count, and their mean in ms) and the segments
+/// created inline during the measured run (medians over the rounds), e.g.
+/// `seg 2×4.1 ms, cur 50×0.9 ms, inline 0`; `-` for a gateway without these metrics.
+fn other_syncs_text(c: &CellReport) -> String {
+    let count = |kind: &str| c.med(|s| metric(s, &format!("{META_SYNC}_count{{kind=\"{kind}\"}}")));
+    let mean = |kind: &str| {
+        c.med(|s| {
+            let n = metric(s, &format!("{META_SYNC}_count{{kind=\"{kind}\"}}"))?;
+            let sum = metric(s, &format!("{META_SYNC}_sum{{kind=\"{kind}\"}}"))?;
+            (n > 0.0).then(|| sum / n * 1000.0)
+        })
+    };
+    let inline =
+        c.med(|s| Some(metric(s, &format!("{SEGMENTS}{{how=\"inline\"}}")).unwrap_or(0.0)));
+    if count("segment").is_none() && count("cursor").is_none() {
+        return "-".into();
+    }
+    let part = |kind: &str, short: &str| {
+        format!(
+            "{short} {}×{} ms",
+            table::num(count(kind), 0),
+            table::num(mean(kind), 1)
+        )
+    };
+    format!(
+        "{}, {}, inline {}",
+        part("segment", "seg"),
+        part("cursor", "cur"),
+        table::num(inline, 0)
+    )
 }
 
 // === the disk ===
@@ -530,6 +660,7 @@ pub fn render(cfg: &BenchConfig, r: &DurableResult) -> String {
         ("fsync/req", false),
         ("fsync mean ms", false),
         ("fsync p99 ms", false),
+        ("seg/cursor syncs, inline segs", true),
         ("delivered", false),
         ("p50 ms", false),
         ("p99 ms", false),
@@ -556,7 +687,7 @@ pub fn render(cfg: &BenchConfig, r: &DurableResult) -> String {
     for p in &r.payloads {
         for c in &p.closed {
             let cpu = c.values(|s| s.cpu_ms_per_1k);
-            let base = enqueue_of(&p.closed, &c.cell).filter(|b| b.cell != c.cell);
+            let base = enqueue_of(&p.closed, &c.cell).filter(|b| !is_base(c, b));
             // req/CPU-s ratio = inverse ratio of CPU per request, per round, then the median.
             let ratio = base.and_then(|b| round_ratio(&b.values(|s| s.cpu_ms_per_1k), &cpu));
             let goal = if is_batch(&c.cell) {
@@ -579,6 +710,7 @@ pub fn render(cfg: &BenchConfig, r: &DurableResult) -> String {
                 table::num(c.med(fsyncs_per_request), 3),
                 table::num(c.med(fsync_mean_ms), 2),
                 table::num(c.med(|s| fsync_quantile_ms(s, 0.99)), 2),
+                other_syncs_text(c),
                 percent(c.med(|s| s.delivered)),
                 table::num(c.med(|s| Some(s.p50_ms)), 3),
                 table::num(c.med(|s| Some(s.p99_ms)), 3),
@@ -591,7 +723,7 @@ pub fn render(cfg: &BenchConfig, r: &DurableResult) -> String {
             .iter()
             .find(|b| matches!(ack_of(&b.cell), Some((_, Ack::Enqueue))));
         for c in &p.latency {
-            let is_base = base.is_some_and(|b| b.cell == c.cell);
+            let is_base = base.is_some_and(|b| is_base(c, b));
             let added = base.filter(|_| !is_base).and_then(|b| {
                 let diffs: Vec<f64> = c
                     .samples
