@@ -213,12 +213,14 @@ async fn commit_loop<T: 'static>(c: Rc<Committer<T>>) {
         // round are still appending), at most `fsync_interval` after its first record.
         // `always`: no lingering; the group is what arrived since the last commit began.
         let started = Instant::now();
-        while c.policy != FsyncPolicy::Always {
-            let before = c.open.borrow().items.len();
-            crate::util::notify::yield_now().await;
-            let grew = c.open.borrow().items.len() > before;
-            if !grew || started.elapsed() >= c.interval {
-                break;
+        if c.policy != FsyncPolicy::Always {
+            loop {
+                let before = c.open.borrow().items.len();
+                crate::util::notify::yield_now().await;
+                let grew = c.open.borrow().items.len() > before;
+                if !grew || started.elapsed() >= c.interval {
+                    break;
+                }
             }
         }
         let batch = std::mem::replace(&mut *c.open.borrow_mut(), Open::new());
