@@ -9,6 +9,7 @@ pub mod listener;
 pub mod notify;
 pub mod service;
 pub mod signals;
+pub mod thp;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -147,6 +148,8 @@ impl<F: ServiceFactory> Server<F> {
         driver: DriverDecision,
     ) -> Result<Self, StartError> {
         let n = settings.workers;
+        // Before the workers allocate their connections' state (see thp.rs).
+        thp::disable();
         let bind_error = |source| StartError::Bind {
             addr: settings.listen,
             source,
