@@ -6,6 +6,7 @@
 //!                                    ├─▶ destinations that are caught up: in memory
 //!                                    └─▶ the others read their backlog from disk later
 //!  SPOOL_DIR/core-N/<first seq>.seg   one log per receiving worker, append-only segments
+//!  SPOOL_DIR/core-N/<n>.spare         the next segment, prepared (preallocated, synced) ahead
 //!  SPOOL_DIR/core-N/cursor-<id>       per destination: everything before it is acknowledged
 //! ```
 //!

@@ -912,6 +912,44 @@ mod tests {
         )));
     }
 
+    /// The baseline binary runs the durable io=uring cells only; the column of the other
+    /// syncs reads the labelled series, and says `-` for a binary without them.
+    #[test]
+    fn baseline_cells_and_other_syncs() {
+        let base = baseline_cells(&closed_cells(&["io_uring", "legacy"]));
+        let labels: Vec<String> = base.iter().map(|c| c.variant.label(c.fanout)).collect();
+        assert_eq!(
+            labels,
+            [
+                "pyrogate io_uring durable batch io=uring",
+                "pyrogate io_uring durable always io=uring",
+            ]
+        );
+        let text = "\
+pyrogate_spool_metadata_sync_duration_seconds_sum{kind=\"segment\"} 0.006
+pyrogate_spool_metadata_sync_duration_seconds_count{kind=\"segment\"} 3
+pyrogate_spool_metadata_sync_duration_seconds_sum{kind=\"cursor\"} 0.05
+pyrogate_spool_metadata_sync_duration_seconds_count{kind=\"cursor\"} 50
+pyrogate_spool_segments_created_total{how=\"prepared\"} 3
+";
+        let sample = Sample {
+            ok: 10,
+            gateway_metrics: runner::parse_metrics(text, &SCRAPED),
+            ..Sample::default()
+        };
+        let mut r = CellReport {
+            cell: base[0].clone(),
+            label: "x".into(),
+            samples: vec![Some(sample)],
+        };
+        assert_eq!(
+            other_syncs_text(&r),
+            "seg 3×2.0 ms, cur 50×1.0 ms, inline 0"
+        );
+        r.samples = vec![Some(Sample::default())];
+        assert_eq!(other_syncs_text(&r), "-");
+    }
+
     #[test]
     fn fsync_figures_from_metric_deltas() {
         let text = "\
