@@ -236,6 +236,7 @@ const ENHANCE_YOUR_CALM: u32 = 11;
 
 struct Frame {
     kind: u8,
+    flags: u8,
     stream: u32,
     payload: Vec<u8>,
 }
@@ -298,6 +299,7 @@ impl Peer {
                 if self.buf.len() >= 9 + len {
                     let f = Frame {
                         kind: self.buf[3],
+                        flags: self.buf[4],
                         stream: u32::from_be_bytes([
                             self.buf[5],
                             self.buf[6],
@@ -652,6 +654,46 @@ fn goaway_on_drain_and_on_max_connection_age() {
     assert_eq!(p.goaway(Duration::from_secs(5)), Some(NO_ERROR));
     assert!(p.closed(Duration::from_secs(5)));
     assert!(gw.wait_exit(Duration::from_secs(10)).is_some());
+}
+
+/// The idle timeout counts from the end of the last stream: a connection kept busy past
+/// its first idle deadline stays open, and closes with GOAWAY `NO_ERROR` once it has been
+/// idle for the timeout.
+#[test]
+fn idle_timeout_counts_from_the_last_stream() {
+    let gw = hostile_gateway(&["--server-idle-timeout", "2s"]);
+    let mut p = Peer::connect(gw.addr, &[]);
+    let started = Instant::now();
+    let mut id = 1;
+    // A request every 0.5 s for 3.5 s: never idle for 2 s.
+    while started.elapsed() < Duration::from_millis(3500) {
+        assert!(p.request(id, "GET", "/-/ready", true), "stream {id}");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let f = p
+                .read_frame(deadline)
+                .expect("an answer, not a GOAWAY or close");
+            assert_ne!(
+                f.kind,
+                GOAWAY,
+                "GOAWAY on a busy connection after {:?}",
+                started.elapsed()
+            );
+            if f.stream == id && f.flags & END_STREAM != 0 {
+                break;
+            }
+        }
+        id += 2;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let last = Instant::now();
+    assert_eq!(p.goaway(Duration::from_secs(5)), Some(NO_ERROR));
+    let after = last.elapsed();
+    assert!(
+        after >= Duration::from_millis(1200) && after < Duration::from_secs(4),
+        "GOAWAY {after:?} after the last answer (idle timeout 2 s)"
+    );
+    assert!(p.closed(Duration::from_secs(5)));
 }
 
 /// Streams reset while their handler is forwarding (to a slow downstream) stop that work,

@@ -31,7 +31,7 @@ use self::io::Prefixed;
 pub use self::limits::Http2Limits;
 use super::service::{ConnEnv, Service};
 use crate::metrics::http2::Http2Metrics;
-use crate::util::notify::{LocalNotify, LocalSignal};
+use crate::util::notify::LocalSignal;
 
 /// After a GOAWAY, how long streams still running may take to finish before the socket
 /// closes, at most (a drain's own grace period bounds it further).
@@ -57,14 +57,14 @@ struct ConnState {
     /// Handlers still running (a client reset ends a stream in `h2` at once, but not the
     /// work it started: that is bounded here).
     live: Cell<u32>,
+    /// When the last handler ended (or the connection started): the idle timeout counts
+    /// from here while no handler runs.
     last_active: Cell<Instant>,
     /// Token bucket of premature resets and refused streams.
     reset_tokens: Cell<f64>,
     reset_refilled: Cell<Instant>,
     /// Fired when the bucket runs dry.
     calm: LocalSignal,
-    /// Notified when a handler ends, so the connection re-arms its idle timer.
-    ended: LocalNotify,
     metrics: Option<Arc<Http2Metrics>>,
 }
 
@@ -188,7 +188,6 @@ pub async fn serve<S: Service>(
         reset_tokens: Cell::new(f64::from(h2l.max_rapid_resets)),
         reset_refilled: Cell::new(now),
         calm: LocalSignal::new(),
-        ended: LocalNotify::new(),
         metrics: metrics.clone(),
     });
     // Set once a GOAWAY is sent: the socket closes when the streams are done or then.
@@ -198,20 +197,31 @@ pub async fn serve<S: Service>(
             m.goaways.with_label_values(&[code_label(code)]).inc();
         }
     };
+    // One timer for the connection, moved only when its deadline changes, never per
+    // stream: the next idle check, `max_connection_age`, and after a GOAWAY the close
+    // deadline. The idle check is lazy: when it fires on a busy connection (or one that
+    // was busy since), it moves to the earliest moment the connection could have been
+    // idle for `idle_timeout`.
+    let mut idle_check = now + limits.idle_timeout;
+    let mut armed = idle_check;
+    let mut timer = std::pin::pin!(monoio::time::sleep_until(armed.into()));
     loop {
         let limits_now = env.limits.get();
-        let idle = state.live.get() == 0;
-        let idle_at = idle.then(|| state.last_active.get() + limits_now.idle_timeout);
-        let wake = [idle_at, max_age_at, close_by]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now + Duration::from_secs(3600));
+        // Read when a branch fires: handlers end without waking this loop.
+        let idle = || state.live.get() == 0;
         let closing = close_by.is_some();
+        let wake = if closing {
+            close_by.unwrap_or(idle_check)
+        } else {
+            max_age_at.map_or(idle_check, |a| a.min(idle_check))
+        };
+        if wake != armed {
+            armed = wake;
+            timer.as_mut().reset(wake.into());
+        }
         monoio::select! {
             next = conn.accept() => match next {
                 Some(Ok((req, respond))) => {
-                    state.last_active.set(Instant::now());
                     stream::start(req, respond, &svc, &env, &state, h2l);
                 }
                 Some(Err(e)) => {
@@ -227,19 +237,28 @@ pub async fn serve<S: Service>(
                 }
                 None => return,
             },
-            _ = monoio::time::sleep_until(wake.into()) => {
+            _ = timer.as_mut() => {
                 let t = Instant::now();
                 if close_by.is_some_and(|c| t >= c) {
                     return;
                 }
-                if !closing && (max_age_at.is_some_and(|a| t >= a) || idle_at.is_some_and(|i| t >= i)) {
-                    close_by = Some(shut_down(&mut conn, idle, limits_now.write_timeout));
+                if closing {
+                    continue;
+                }
+                if max_age_at.is_some_and(|a| t >= a) {
+                    close_by = Some(shut_down(&mut conn, idle(), limits_now.write_timeout));
                     goaway(Reason::NO_ERROR);
+                } else if t >= idle_check {
+                    let since = if idle() { state.last_active.get() } else { t };
+                    idle_check = since + limits_now.idle_timeout;
+                    if t >= idle_check {
+                        close_by = Some(shut_down(&mut conn, true, limits_now.write_timeout));
+                        goaway(Reason::NO_ERROR);
+                    }
                 }
             },
-            _ = state.ended.notified() => {},
             _ = env.drain.wait(), if !closing => {
-                close_by = Some(shut_down(&mut conn, idle, limits_now.write_timeout));
+                close_by = Some(shut_down(&mut conn, idle(), limits_now.write_timeout));
                 goaway(Reason::NO_ERROR);
             },
             _ = state.calm.wait(), if !closing => {

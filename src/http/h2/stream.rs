@@ -1,6 +1,7 @@
 //! One HTTP/2 stream: its head becomes a [`RequestHead`], admission and the body limit
 //! apply as on HTTP/1.1, and the [`Service`]'s [`Response`] goes back with its trailers.
 
+use std::borrow::Cow;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use h2::{Reason, RecvStream};
 
 use super::{ConnState, Http2Limits};
 use crate::http::head::RequestHead;
-use crate::http::response::Response;
+use crate::http::response::{HeaderValue, Response};
 use crate::http::service::{Admission, ConnEnv, Request, Service};
 use crate::metrics::RejectReason;
 
@@ -54,14 +55,17 @@ pub(super) fn start<S: Service>(
     });
 }
 
-/// Decrements the live count however the handler ends.
+/// Decrements the live count however the handler ends; the last one to end starts the
+/// connection's idle time (its timer checks it lazily, so nothing is woken here).
 struct Live(Rc<ConnState>);
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.0.live.set(self.0.live.get().saturating_sub(1));
-        self.0.last_active.set(Instant::now());
-        self.0.ended.notify();
+        let live = self.0.live.get().saturating_sub(1);
+        self.0.live.set(live);
+        if live == 0 {
+            self.0.last_active.set(Instant::now());
+        }
     }
 }
 
@@ -221,18 +225,7 @@ async fn send(
     state: &ConnState,
     timeout: Duration,
 ) {
-    let mut builder = http::Response::builder().status(resp.status);
-    for (name, value) in &resp.headers {
-        let lower = name.to_ascii_lowercase();
-        if CONNECTION_SPECIFIC.contains(&lower.as_str()) || lower == "content-length" {
-            continue;
-        }
-        builder = builder.header(lower, value.as_ref());
-    }
-    if !resp.body.is_empty() {
-        builder = builder.header("content-length", resp.body.len());
-    }
-    let Ok(head) = builder.body(()) else {
+    let Some(head) = response_head(&resp) else {
         respond.send_reset(Reason::INTERNAL_ERROR);
         state.reset("internal");
         return;
@@ -274,16 +267,49 @@ async fn send(
     }
 }
 
+/// The response head for `h2`: names and values converted without the builder's
+/// re-parsing (names are our own constants: `from_bytes` lowercases them; values are
+/// validated but not copied), minus what HTTP/2 forbids.
+fn response_head(resp: &Response) -> Option<http::Response<()>> {
+    let mut head = http::Response::new(());
+    *head.status_mut() = http::StatusCode::from_u16(resp.status).ok()?;
+    let map = head.headers_mut();
+    map.reserve(resp.headers.len() + 1);
+    for (name, value) in &resp.headers {
+        if CONNECTION_SPECIFIC
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name))
+            || name.eq_ignore_ascii_case("content-length")
+        {
+            continue;
+        }
+        map.append(header_name(name)?, header_value(value)?);
+    }
+    if !resp.body.is_empty() {
+        map.insert(http::header::CONTENT_LENGTH, resp.body.len().into());
+    }
+    Some(head)
+}
+
+fn header_name(name: &'static str) -> Option<http::header::HeaderName> {
+    http::header::HeaderName::from_bytes(name.as_bytes()).ok()
+}
+
+fn header_value(value: &HeaderValue) -> Option<http::HeaderValue> {
+    let bytes = match value {
+        Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
+        Cow::Owned(s) => Bytes::from(s.clone()),
+    };
+    http::HeaderValue::from_maybe_shared(bytes).ok()
+}
+
 fn trailer_map(resp: &Response) -> Option<http::HeaderMap> {
     if resp.trailers.is_empty() {
         return None;
     }
     let mut map = http::HeaderMap::with_capacity(resp.trailers.len());
     for (name, value) in &resp.trailers {
-        if let (Ok(n), Ok(v)) = (
-            http::header::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()),
-            http::HeaderValue::from_str(value),
-        ) {
+        if let (Some(n), Some(v)) = (header_name(name), header_value(value)) {
             map.append(n, v);
         }
     }
