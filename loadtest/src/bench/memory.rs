@@ -288,7 +288,7 @@ pub fn render(cfg: &BenchConfig, results: &[MemoryResult]) -> String {
     }
     format!(
         "\n== memory: {} idle keep-alive connections (each after one 1 KiB /ingest request) ==\n{}\
-         bytes/conn = (RSS with − RSS before) / connections: user-space memory only (target ≤ 2 KiB).\n\
+         bytes/conn = (RSS with − RSS before) / connections: user-space memory only (issue 14's target ≤ 600 B).\n\
          The kernel's share is outside RSS: socket buffers in `kernel TCP buf Δ` (/proc/net/sockstat),\n\
          plus roughly 5 KB of socket structures per connection, on both ends of loopback.\n",
         table::thousands(cfg.memory_conns as u64),
