@@ -392,9 +392,17 @@ mod tests {
     }
 
     fn read_all(path: &Path) -> Vec<Item> {
+        read_items(path, false)
+    }
+
+    /// Every item of the file, with `zero_tail` as asked.
+    fn read_items(path: &Path, zero_tail: bool) -> Vec<Item> {
         let f = File::open(path).expect("open");
         let len = f.metadata().expect("meta").len();
         let mut r = Reader::new(f, 0, len, 1 << 20);
+        if zero_tail {
+            r = r.zero_tail();
+        }
         let mut out = Vec::new();
         while let Some(i) = r.next_item().expect("read") {
             out.push(i);
@@ -507,13 +515,7 @@ mod tests {
         torn[cut..].fill(0);
         torn.resize(torn.len() + READ_CHUNK, 0);
         std::fs::write(&p, &torn).expect("write");
-        let f = File::open(&p).expect("open");
-        let len = f.metadata().expect("meta").len();
-        let mut r = Reader::new(f, 0, len, 1 << 20).zero_tail();
-        let mut items = Vec::new();
-        while let Some(i) = r.next_item().expect("read") {
-            items.push(i);
-        }
+        let items = read_items(&p, true);
         assert_eq!(items.len(), 3, "{items:?}");
         assert!(matches!(items[2], Item::Corrupt { .. }));
 
@@ -523,13 +525,7 @@ mod tests {
         mid.extend_from_slice(&[0u8; 700]);
         mid.extend_from_slice(&recs[1]);
         std::fs::write(&p, &mid).expect("write");
-        let f = File::open(&p).expect("open");
-        let len = f.metadata().expect("meta").len();
-        let mut r = Reader::new(f, 0, len, 1 << 20).zero_tail();
-        let mut items = Vec::new();
-        while let Some(i) = r.next_item().expect("read") {
-            items.push(i);
-        }
+        let items = read_items(&p, true);
         assert_eq!(items.len(), 3, "{items:?}");
         assert!(matches!(items[1], Item::Corrupt { len: 700, .. }));
         assert!(matches!(&items[2], Item::Record { header, .. } if header.seq == 2));
