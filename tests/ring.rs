@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{Conn, Gateway, IO_TIMEOUT, td};
 use serde_json::Value;
-use sinks::Sink;
+use sinks::{Sink, fnv, header};
 use td::pprof::{Kind, Spec};
 use td::push::Series;
 
@@ -199,6 +199,57 @@ fn series_reach_exactly_their_owners() {
         m.value("pyrogate_ring_members", &[("state", "ACTIVE")]),
         5.0
     );
+}
+
+/// A request whose series are its own (not split, `service_name` set, no label to change)
+/// reaches the owners that carry all of it as the client sent it: the gzip'd body byte for
+/// byte, with its `Content-Encoding`, nothing re-encoded. One without `service_name` is
+/// re-encoded with Pyroscope's default, so the owners see `unknown_service`.
+#[test]
+fn unchanged_requests_reach_their_owners_as_sent() {
+    let sinks: Vec<Sink> = (0..3).map(|_| Sink::start(&[])).collect();
+    let refs: Vec<&Sink> = sinks.iter().collect();
+    let cfg = static_config(&refs, &member_tokens(3, 16), 3, "");
+    let gw = Gateway::start(&["-c", cfg.to_str().expect("utf-8"), "--workers", "1"]);
+    let mut c = gw.connect();
+    let body = common::gzip(&push_body(&[7], 7));
+    let r = c
+        .request(
+            "POST",
+            "/push.v1.PusherService/Push",
+            &[
+                ("Content-Type", "application/proto"),
+                ("Content-Encoding", "gzip"),
+            ],
+            &body,
+        )
+        .expect("response");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    for (i, sink) in sinks.iter().enumerate() {
+        let recs = sink.wait_records(1, WAIT);
+        assert_eq!(recs.len(), 1, "sink {i}: {recs:?}");
+        let rec = &recs[0];
+        assert_eq!(
+            rec["body_fnv"],
+            fnv(&body),
+            "sink {i}: not the client's bytes"
+        );
+        assert_eq!(header(rec, "content-encoding"), vec!["gzip"], "sink {i}");
+        assert_eq!(rec["status"], 200, "sink {i}: {rec}");
+    }
+    // Without service_name: re-encoded (uncompressed) with the default label.
+    let raw = Spec::new(3, Kind::CpuNanos).samples(5).plain();
+    let plain = td::push::encode(&[Series::new(&[("__name__", "process_cpu")]).sample(raw, "x")]);
+    let r = push(&mut c, &plain);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    for (i, sink) in sinks.iter().enumerate() {
+        let recs = sink.wait_records(2, WAIT);
+        assert_eq!(recs.len(), 2, "sink {i}: {recs:?}");
+        let rec = &recs[1];
+        assert_ne!(rec["body_fnv"], fnv(&plain), "sink {i}: sent unchanged");
+        let labels = rec["series"][0]["labels"].to_string();
+        assert!(labels.contains("unknown_service"), "sink {i}: {labels}");
+    }
 }
 
 /// One owner of every series down: every request still gets 200 and the live owners have

@@ -68,30 +68,39 @@ pub async fn handle(
         }
     }
     let deadline = deadline(req, head);
+    let rewrite = rewritten_profiles
+        || decoded.series.iter().any(|s| {
+            let pairs: Vec<(&str, &str)> = push::series_labels(s).collect();
+            labels::push_needs_rewrite(&pairs, &settings.external_labels)
+        });
     if let Some(ring) = &gw.ring {
         let tenant = caller.tenant.clone();
         let hash_tenant = tenant.as_ref().map_or_else(
             || "anonymous".to_string(),
             |t| String::from_utf8_lossy(t).into_owned(),
         );
-        let decoded = rewrite_labels(decoded, &settings.external_labels);
-        let series = crate::ring::route::push_series(decoded, max);
+        let decoded = if rewrite {
+            rewrite_labels(decoded, &settings.external_labels)
+        } else {
+            decoded
+        };
+        let (series, as_sent) = crate::ring::route::push_series_as_sent(decoded, max);
+        // Owners of the whole, unchanged request get the client's bytes (a gRPC message
+        // unframed); a request that cannot be unframed is re-encoded instead.
+        let verbatim = (as_sent && !rewrite)
+            .then(|| verbatim_payload(req, ct, encoding, max).ok())
+            .flatten();
         let common = crate::ring::route::Common {
             tenant,
             deadline,
             received_at: req.received_at,
         };
-        let outcome = crate::ring::route::push(ring, &hash_tenant, series, common).await;
+        let outcome = crate::ring::route::push(ring, &hash_tenant, series, common, verbatim).await;
         return reply(gw, ct, outcome);
     }
     if !gw.forwarder.has_endpoints() {
         return push::reply_ok(ct);
     }
-    let rewrite = rewritten_profiles
-        || decoded.series.iter().any(|s| {
-            let pairs: Vec<(&str, &str)> = push::series_labels(s).collect();
-            labels::push_needs_rewrite(&pairs, &settings.external_labels)
-        });
     let counts = count_profiles(&decoded);
     let payload = if rewrite {
         let rewritten = rewrite_labels(decoded, &settings.external_labels);
@@ -99,10 +108,8 @@ pub async fn handle(
             vec![("Content-Type", Bytes::from_static(b"application/proto"))],
             push_encode::encode_chunks(&rewritten),
         )
-    } else if ct.protocol == Protocol::Connect {
-        (verbatim_headers(req, encoding), vec![req.body.clone()])
     } else {
-        match grpc_message_verbatim(req, ct.codec, encoding, max) {
+        match verbatim_payload(req, ct, encoding, max) {
             Ok(p) => p,
             Err(e) => return push::reply_error(ct, e.code(), &e.to_string()),
         }
@@ -204,6 +211,21 @@ fn deadline(req: &Request<Route>, head: &PushHead) -> std::time::Instant {
 
 /// The headers and body chunks of the request forwarded downstream.
 type Payload = (Vec<(&'static str, Bytes)>, Vec<Bytes>);
+
+/// A Push whose labels need no change, as received: a Connect body with its own headers,
+/// or a gRPC / gRPC-Web message as a Connect request ([`grpc_message_verbatim`]).
+fn verbatim_payload(
+    req: &Request<Route>,
+    ct: push::ContentType,
+    encoding: Encoding,
+    max: usize,
+) -> Result<Payload, push::DecodeError> {
+    if ct.protocol == Protocol::Connect {
+        Ok((verbatim_headers(req, encoding), vec![req.body.clone()]))
+    } else {
+        grpc_message_verbatim(req, ct.codec, encoding, max)
+    }
+}
 
 /// A gRPC or gRPC-Web Push whose labels need no change, as a Connect unary request: the
 /// message bytes inside the frame, as the client sent them (gzip'd when its compressed

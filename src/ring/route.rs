@@ -66,6 +66,14 @@ impl RingSeries {
 /// The series of a Push, split by sample labels as Pyroscope splits them (profiles that do
 /// not decode within `max_decoded` are kept whole).
 pub fn push_series(req: PushRequest, max_decoded: usize) -> Vec<RingSeries> {
+    push_series_as_sent(req, max_decoded).0
+}
+
+/// [`push_series`], and whether the series are the request's own: none split, none given
+/// the `service_name` default (label order aside). A destination that carries every series
+/// of such a request can then get the client's bytes ([`Verbatim`]).
+pub fn push_series_as_sent(req: PushRequest, max_decoded: usize) -> (Vec<RingSeries>, bool) {
+    let mut as_sent = true;
     let mut out = Vec::with_capacity(req.series.len());
     for s in req.series {
         let mut labels = s.labels;
@@ -73,6 +81,7 @@ pub fn push_series(req: PushRequest, max_decoded: usize) -> Vec<RingSeries> {
             .iter()
             .any(|l| l.name == "service_name" && !l.value.is_empty())
         {
+            as_sent = false;
             labels.retain(|l| l.name != "service_name");
             labels.push(LabelPair {
                 name: "service_name".into(),
@@ -89,6 +98,7 @@ pub fn push_series(req: PushRequest, max_decoded: usize) -> Vec<RingSeries> {
                 i += 1;
                 continue;
             };
+            as_sent = false;
             let sample = whole.remove(i);
             for (extra, raw) in parts {
                 let mut merged = labels.clone();
@@ -111,7 +121,7 @@ pub fn push_series(req: PushRequest, max_decoded: usize) -> Vec<RingSeries> {
             out.push(RingSeries::new(labels, whole));
         }
     }
-    out
+    (out, as_sent)
 }
 
 /// One part of a split profile: the labels it adds and its profile bytes.
@@ -237,6 +247,12 @@ pub fn plan(
     })
 }
 
+/// The client's Push as it came, ready to forward (headers, body chunks): what a
+/// destination carrying every series gets when the series are the request's own
+/// ([`push_series_as_sent`]), instead of a re-encoded request. The body stays as small as
+/// the client made it (gzip'd), and nothing is encoded.
+pub type Verbatim = (Vec<(&'static str, Bytes)>, Vec<Bytes>);
+
 /// What every destination request of one client request shares.
 pub struct Common {
     pub tenant: Option<Bytes>,
@@ -248,8 +264,15 @@ pub struct Common {
 ///
 /// Destinations that carry the same series share one encoded request (one `Arc`): with one
 /// series per request (the SDKs' case), or every series on the same owners, the request is
-/// encoded once whatever the replication factor.
-pub async fn push(m: &Membership, tenant: &str, series: Vec<RingSeries>, c: Common) -> Outcome {
+/// encoded once whatever the replication factor, or not at all: destinations that carry every
+/// series get `verbatim`, the client's own request, when there is one.
+pub async fn push(
+    m: &Membership,
+    tenant: &str,
+    series: Vec<RingSeries>,
+    c: Common,
+    verbatim: Option<Verbatim>,
+) -> Outcome {
     let state = m.current();
     // Split parts follow their series: each token resumes after the labels it shares
     // with the previous series.
@@ -281,20 +304,32 @@ pub async fn push(m: &Membership, tenant: &str, series: Vec<RingSeries>, c: Comm
             .position(|(_, earlier)| earlier == carried);
         let env = match same.and_then(|j| envelopes.get(j)) {
             Some((_, env)) => env.clone(),
-            None => Arc::new(envelope(m, &series, carried, &c, background_deadline)),
+            None => {
+                let whole = verbatim.as_ref().filter(|_| carried.len() == series.len());
+                Arc::new(envelope(
+                    m,
+                    &series,
+                    carried,
+                    &c,
+                    background_deadline,
+                    whole,
+                ))
+            }
         };
         envelopes.push((*member, env));
     }
     execute(m, &state, &snap, plan, envelopes, c.deadline).await
 }
 
-/// The Push request carrying `carried` of `series`.
+/// The Push request carrying `carried` of `series`: `verbatim` when given (it carries them
+/// all), else encoded from them.
 fn envelope(
     m: &Membership,
     series: &[RingSeries],
     carried: &[u32],
     c: &Common,
     deadline: Instant,
+    verbatim: Option<&Verbatim>,
 ) -> Envelope {
     let chosen = carried
         .iter()
@@ -306,11 +341,17 @@ fn envelope(
         .fold((0u64, 0u64), |(n, b), s| {
             (n + 1, b + s.raw_profile.len() as u64)
         });
-    let body = push_encode::encode_series_chunks(chosen);
+    let (headers, body) = match verbatim {
+        Some((headers, body)) => (headers.clone(), body.clone()),
+        None => (
+            vec![("Content-Type", Bytes::from_static(b"application/proto"))],
+            push_encode::encode_series_chunks(chosen),
+        ),
+    };
     Envelope {
         kind: Kind::Push,
         path_and_query: m.push_path.clone(),
-        headers: vec![("Content-Type", Bytes::from_static(b"application/proto"))],
+        headers,
         body_len: push_encode::encoded_len(&body),
         body,
         tenant: c.tenant.clone(),
