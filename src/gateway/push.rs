@@ -213,7 +213,9 @@ fn deadline(req: &Request<Route>, head: &PushHead) -> std::time::Instant {
 type Payload = (Vec<(&'static str, Bytes)>, Vec<Bytes>);
 
 /// A Push whose labels need no change, as received: a Connect body with its own headers,
-/// or a gRPC / gRPC-Web message as a Connect request ([`grpc_message_verbatim`]).
+/// or a gRPC / gRPC-Web message as a Connect unary request (the message bytes inside the
+/// frame, as the client sent them: gzip'd when its compressed flag was set), so the
+/// downstream gets the caller's exact message.
 fn verbatim_payload(
     req: &Request<Route>,
     ct: push::ContentType,
@@ -221,24 +223,11 @@ fn verbatim_payload(
     max: usize,
 ) -> Result<Payload, push::DecodeError> {
     if ct.protocol == Protocol::Connect {
-        Ok((verbatim_headers(req, encoding), vec![req.body.clone()]))
-    } else {
-        grpc_message_verbatim(req, ct.codec, encoding, max)
+        return Ok((verbatim_headers(req, encoding), vec![req.body.clone()]));
     }
-}
-
-/// A gRPC or gRPC-Web Push whose labels need no change, as a Connect unary request: the
-/// message bytes inside the frame, as the client sent them (gzip'd when its compressed
-/// flag was set), so the downstream gets the caller's exact message.
-fn grpc_message_verbatim(
-    req: &Request<Route>,
-    codec: push::Codec,
-    encoding: Encoding,
-    max: usize,
-) -> Result<Payload, push::DecodeError> {
     let (message, _) = push::unframe_grpc_web(req.body.clone(), max)?;
     Ok((
-        grpc_message_headers(codec, encoding, &message),
+        grpc_message_headers(ct.codec, encoding, &message),
         vec![message],
     ))
 }

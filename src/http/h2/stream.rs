@@ -221,16 +221,16 @@ async fn read_body(recv: &mut RecvStream, max: u64, deadline: Instant) -> Result
 /// `timeout` resets the stream, so a peer that never reads cannot make us keep it.
 async fn send(
     respond: &mut SendResponse<Bytes>,
-    resp: Response,
+    mut resp: Response,
     state: &ConnState,
     timeout: Duration,
 ) {
-    let Some(head) = response_head(&resp) else {
+    let Some(head) = response_head(&mut resp) else {
         respond.send_reset(Reason::INTERNAL_ERROR);
         state.reset("internal");
         return;
     };
-    let trailers = trailer_map(&resp);
+    let trailers = trailer_map(std::mem::take(&mut resp.trailers));
     let end_now = resp.body.is_empty() && trailers.is_none();
     let Ok(mut out) = respond.send_response(head, end_now) else {
         return;
@@ -269,13 +269,14 @@ async fn send(
 
 /// The response head for `h2`: names and values converted without the builder's
 /// re-parsing (names are our own constants: `from_bytes` lowercases them; values are
-/// validated but not copied), minus what HTTP/2 forbids.
-fn response_head(resp: &Response) -> Option<http::Response<()>> {
+/// validated but not copied, the headers are taken out of `resp`), minus what HTTP/2
+/// forbids.
+fn response_head(resp: &mut Response) -> Option<http::Response<()>> {
     let mut head = http::Response::new(());
     *head.status_mut() = http::StatusCode::from_u16(resp.status).ok()?;
     let map = head.headers_mut();
     map.reserve(resp.headers.len() + 1);
-    for (name, value) in &resp.headers {
+    for (name, value) in std::mem::take(&mut resp.headers) {
         if CONNECTION_SPECIFIC
             .iter()
             .any(|c| c.eq_ignore_ascii_case(name))
@@ -295,20 +296,20 @@ fn header_name(name: &'static str) -> Option<http::header::HeaderName> {
     http::header::HeaderName::from_bytes(name.as_bytes()).ok()
 }
 
-fn header_value(value: &HeaderValue) -> Option<http::HeaderValue> {
+fn header_value(value: HeaderValue) -> Option<http::HeaderValue> {
     let bytes = match value {
         Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
-        Cow::Owned(s) => Bytes::from(s.clone()),
+        Cow::Owned(s) => Bytes::from(s),
     };
     http::HeaderValue::from_maybe_shared(bytes).ok()
 }
 
-fn trailer_map(resp: &Response) -> Option<http::HeaderMap> {
-    if resp.trailers.is_empty() {
+fn trailer_map(trailers: Vec<(&'static str, HeaderValue)>) -> Option<http::HeaderMap> {
+    if trailers.is_empty() {
         return None;
     }
-    let mut map = http::HeaderMap::with_capacity(resp.trailers.len());
-    for (name, value) in &resp.trailers {
+    let mut map = http::HeaderMap::with_capacity(trailers.len());
+    for (name, value) in trailers {
         if let (Some(n), Some(v)) = (header_name(name), header_value(value)) {
             map.append(n, v);
         }
