@@ -16,6 +16,7 @@ use rustls::pki_types::ServerName;
 
 use super::chunked::{ChunkedDecoder, Progress};
 use super::response_head::{self, ResponseFraming as Framing};
+use crate::util::deadline::Deadline;
 
 /// Largest response head accepted from a downstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -103,18 +104,21 @@ enum Io {
     Tls(Box<ClientTlsStream<TcpStream>>),
 }
 
+// The TLS branches are boxed: their futures are several times the plain ones, and an
+// async fn's future is as large as its largest branch, so inline they would make every
+// plaintext request's future (copied into each delivery task) that much larger.
 impl Io {
     async fn write_all_vectored(&mut self, bufs: IoVecs) -> BufResult<usize, IoVecs> {
         match self {
             Io::Plain(s) => s.write_vectored_all(bufs).await,
-            Io::Tls(s) => s.write_vectored_all(bufs).await,
+            Io::Tls(s) => Box::pin(s.write_vectored_all(bufs)).await,
         }
     }
 
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Io::Plain(s) => s.read(buf).await,
-            Io::Tls(s) => s.read(buf).await,
+            Io::Tls(s) => Box::pin(s.read(buf)).await,
         }
     }
 }
@@ -180,39 +184,40 @@ impl ClientConn {
         let mut parts = Vec::with_capacity(body.len() + 1);
         parts.push(head);
         parts.extend(body.iter().cloned());
-        let remaining = deadline.saturating_duration_since(Instant::now());
         let reused = self.requests > 1;
-        match monoio::time::timeout(
-            remaining,
-            self.stream.write_all_vectored(IoVecs::new(parts)),
-        )
-        .await
+        // One timer for the write and every read of the response (util/deadline.rs).
+        let mut deadline = Deadline::new(deadline);
+        match deadline
+            .run(self.stream.write_all_vectored(IoVecs::new(parts)))
+            .await
         {
-            Err(_) => return Err(ClientError::Timeout),
-            Ok((Err(e), _)) => {
+            None => return Err(ClientError::Timeout),
+            Some((Err(e), _)) => {
                 return Err(if reused && is_reset(&e) {
                     ClientError::Closed(e.to_string())
                 } else {
                     ClientError::Io(e)
                 });
             }
-            Ok((Ok(_), _)) => {}
+            Some((Ok(_), _)) => {}
         }
-        let resp = self.read_response(deadline).await;
+        let resp = self.read_response(&mut deadline).await;
         self.last_used = Instant::now();
         resp
     }
 
-    async fn fill(&mut self, deadline: Instant) -> Result<usize, ClientError> {
+    async fn fill(&mut self, deadline: &mut Deadline) -> Result<usize, ClientError> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK {
             self.buf.reserve(READ_CHUNK);
         }
         let buf = std::mem::take(&mut self.buf);
         let (len, cap) = (buf.len(), buf.capacity());
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match monoio::time::timeout(remaining, self.stream.read(buf.slice_mut(len..cap))).await {
-            Err(_) => Err(ClientError::Timeout),
-            Ok((res, slice)) => {
+        match deadline
+            .run(self.stream.read(buf.slice_mut(len..cap)))
+            .await
+        {
+            None => Err(ClientError::Timeout),
+            Some((res, slice)) => {
                 self.buf = slice.into_inner();
                 match res {
                     Ok(n) => Ok(n),
@@ -223,7 +228,10 @@ impl ClientConn {
         }
     }
 
-    async fn read_response(&mut self, deadline: Instant) -> Result<ClientResponse, ClientError> {
+    async fn read_response(
+        &mut self,
+        deadline: &mut Deadline,
+    ) -> Result<ClientResponse, ClientError> {
         loop {
             let head = loop {
                 match response_head::parse(&self.buf)
@@ -265,7 +273,7 @@ impl ClientConn {
     async fn read_body(
         &mut self,
         framing: Framing,
-        deadline: Instant,
+        deadline: &mut Deadline,
     ) -> Result<(Bytes, bool), ClientError> {
         let mut kept = BytesMut::new();
         match framing {

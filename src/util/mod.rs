@@ -1,7 +1,9 @@
-//! Small primitives shared across layers: concurrency (mailbox, notify, coarse timer),
+//! Small primitives shared across layers: concurrency (mailbox, notify, coarse timer,
+//! shared deadlines),
 //! rate-limited logs, jitter, calendar arithmetic, a fast hash.
 pub mod calendar;
 pub mod coarse_timer;
+pub mod deadline;
 pub mod fxhash;
 pub mod lograte;
 pub mod mailbox;
