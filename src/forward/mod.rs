@@ -35,6 +35,7 @@ use metrics::ForwardMetrics;
 
 use crate::config::{AckPolicy, Config, Dispatch};
 use crate::runtime::DriverKind;
+use crate::util::deadline::Deadline;
 use crate::util::mailbox::WakeSlot;
 
 /// Bytes of a spool record beyond the body: the path, headers and tenant (bounded by the
@@ -267,9 +268,11 @@ impl Forwarder {
         let answer_by = caller_deadline
             .checked_sub(snap.deadline_reserve / 2)
             .unwrap_or(caller_deadline);
-        let outcome = match monoio::time::timeout_at(answer_by.into(), ack.wait()).await {
-            Ok(o) => o,
-            Err(_) => Outcome::Unavailable {
+        // A boxed timer (util/deadline.rs), not monoio's 128-byte-aligned one inline in
+        // every request's future.
+        let outcome = match Deadline::new(answer_by).run(ack.wait()).await {
+            Some(o) => o,
+            None => Outcome::Unavailable {
                 last_status: None,
                 message: "destinations did not answer before the deadline".into(),
             },

@@ -25,6 +25,7 @@ use crate::protocol::gzip;
 use crate::protocol::pprof::{self, NON_SPLITTING_LABELS, Profile, Sample};
 use crate::protocol::proto::{LabelPair, PushRequest, RawProfileSeries, RawSample};
 use crate::protocol::push::encode as push_encode;
+use crate::util::deadline::Deadline;
 
 /// The value Pyroscope gives `service_name` when a series has none.
 const UNKNOWN_SERVICE: &str = "unknown_service";
@@ -452,9 +453,9 @@ async fn execute(
     let answer_by = caller_deadline
         .checked_sub(snap.deadline_reserve / 2)
         .unwrap_or(caller_deadline);
-    match monoio::time::timeout_at(answer_by.into(), tracker.wait()).await {
-        Ok(o) => o,
-        Err(_) => Outcome::Unavailable {
+    match Deadline::new(answer_by).run(tracker.wait()).await {
+        Some(o) => o,
+        None => Outcome::Unavailable {
             last_status: None,
             message: "ring members did not answer before the deadline".into(),
         },
