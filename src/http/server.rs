@@ -188,7 +188,7 @@ pub async fn serve_conn<S: Service, G: 'static, T: Transport>(
             Next::Http2(setup) => {
                 let Conn { stream, buf, .. } = c;
                 let age_at = (!max_age.is_zero()).then(|| opened + max_age);
-                if let Some(sock) = stream.into_poll_io() {
+                if let Some(sock) = stream.into_tcp() {
                     Box::pin(http2::serve(sock, buf.freeze(), setup, svc, env, age_at)).await;
                 }
                 return;

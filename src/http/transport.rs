@@ -10,7 +10,6 @@ use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use monoio::net::tcp::stream_poll::TcpStreamPoll;
 
 use crate::util::x509::CertIdentity;
 
@@ -42,9 +41,9 @@ pub trait Transport: 'static {
     fn h2c_capable(&self) -> bool {
         false
     }
-    /// The socket in poll mode, for the `h2` crate ([`h2c_capable`](Self::h2c_capable)
+    /// The plain socket, for the HTTP/2 server ([`h2c_capable`](Self::h2c_capable)
     /// transports only).
-    fn into_poll_io(self) -> Option<TcpStreamPoll>
+    fn into_tcp(self) -> Option<TcpStream>
     where
         Self: Sized,
     {
@@ -73,7 +72,7 @@ impl Transport for TcpStream {
         true
     }
 
-    fn into_poll_io(self) -> Option<TcpStreamPoll> {
-        self.try_into_poll_io().ok()
+    fn into_tcp(self) -> Option<TcpStream> {
+        Some(self)
     }
 }

@@ -1,5 +1,5 @@
 //! HTTP/2 on the listener: cleartext (h2c) by prior knowledge or `Upgrade: h2c`, served by
-//! the `h2` crate over the socket in monoio's poll mode, each stream handed to the same
+//! the `h2` crate over completion-based socket I/O (`io.rs`), each stream handed to the same
 //! [`Service`] the HTTP/1.1 loop serves (docs/http2.md).
 //!
 //! What a hostile peer can make this connection hold is bounded:
@@ -134,7 +134,7 @@ fn shut_down<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 /// we sent (drain, `max_connection_age`, idle timeout, abuse) has run its course.
 /// `prefix` holds what the HTTP/1.1 loop already read from the socket.
 pub async fn serve<S: Service>(
-    sock: monoio::net::tcp::stream_poll::TcpStreamPoll,
+    sock: monoio::net::TcpStream,
     prefix: Bytes,
     setup: Setup,
     svc: Rc<S>,
