@@ -20,6 +20,9 @@ use crate::metrics::RejectReason;
 /// Headers beyond this count are answered with 431, like an oversized head. Real SDKs send
 /// fewer than 15.
 pub const MAX_HEADERS: usize = 100;
+/// Room reserved for the HTTP/1.1 rendering of an HTTP/2 request's head besides its target:
+/// a gRPC or Connect client's dozen fields fit without growing it.
+const H2_HEAD_CAPACITY: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -274,52 +277,111 @@ impl RequestHead {
 
     /// The head of a request received on an HTTP/2 stream, as if it had arrived as
     /// HTTP/1.1 (`:authority` as `Host`), so that admission and the handlers read both
-    /// versions alike. The body is read from the stream separately: the framing is `None`.
+    /// versions alike. The body is read from the stream separately.
+    ///
+    /// Built straight from the fields the `h2` crate decoded (it has checked the method,
+    /// the path and the header names and values): the HTTP/1.1 rendering `raw` holds is
+    /// written once, with the ranges recorded as it is written, not parsed again. The
+    /// checks [`RequestHead::parse`] makes on the meaning of fields are the same
+    /// (`from_h2_matches_the_rendered_head` compares the two).
     ///
     /// # Errors
     /// What [`RequestHead::parse`] refuses (e.g. more headers than it keeps: 431).
-    pub fn from_h2(
+    pub fn from_h2<'a>(
         method: &str,
         path_and_query: &str,
         authority: Option<&str>,
-        headers: &[(&[u8], &[u8])],
+        headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     ) -> Result<Self, HeadError> {
-        let mut raw = Vec::with_capacity(64 + path_and_query.len());
+        let target = if path_and_query.is_empty() {
+            "/"
+        } else {
+            path_and_query
+        };
+        let mut raw = Vec::with_capacity(H2_HEAD_CAPACITY + target.len());
         raw.extend_from_slice(method.as_bytes());
         raw.push(b' ');
-        raw.extend_from_slice(if path_and_query.is_empty() {
-            b"/"
-        } else {
-            path_and_query.as_bytes()
-        });
+        let target_at = raw.len();
+        raw.extend_from_slice(target.as_bytes());
         raw.extend_from_slice(b" HTTP/1.1\r\n");
-        let mut host_seen = false;
-        if let Some(a) = authority {
-            raw.extend_from_slice(b"host: ");
-            raw.extend_from_slice(a.as_bytes());
+        let mut fields: Vec<(Range<u32>, Range<u32>)> = Vec::with_capacity(16);
+        let mut host_field = None;
+        let mut host_lines = 0u8;
+        let mut content_length: Option<u64> = None;
+        let mut field = |raw: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+            if fields.len() >= MAX_HEADERS {
+                return Err(HeadError::TooManyHeaders);
+            }
+            let n = raw.len();
+            raw.extend_from_slice(name);
+            raw.extend_from_slice(b": ");
+            let v = raw.len();
+            raw.extend_from_slice(value);
             raw.extend_from_slice(b"\r\n");
-            host_seen = true;
+            // httparse leaves out the whitespace around a value; so does this.
+            let lead = value.len() - value.trim_ascii_start().len();
+            let kept = value.trim_ascii().len();
+            let value_range = (v + lead) as u32..(v + lead + kept) as u32;
+            fields.push((n as u32..(n + name.len()) as u32, value_range.clone()));
+            Ok(value_range)
+        };
+        if let Some(a) = authority {
+            host_field = Some(field(&mut raw, b"host", a.as_bytes())?);
+            host_lines = 1;
         }
         for (name, value) in headers {
             // `:authority` wins over `host` (RFC 9113 §8.3.1); HTTP/1.1 framing headers are
-            // not HTTP/2's and would only confuse the HTTP/1.1 parser.
-            if (host_seen && name.eq_ignore_ascii_case(b"host"))
+            // not HTTP/2's.
+            let is_host = name.eq_ignore_ascii_case(b"host");
+            if (is_host && authority.is_some())
                 || name.eq_ignore_ascii_case(b"transfer-encoding")
                 || name.eq_ignore_ascii_case(b"connection")
             {
                 continue;
             }
-            raw.extend_from_slice(name);
-            raw.extend_from_slice(b": ");
-            raw.extend_from_slice(value);
-            raw.extend_from_slice(b"\r\n");
+            let range = field(&mut raw, name, value)?;
+            if is_host {
+                host_lines = host_lines.saturating_add(1);
+                host_field.get_or_insert(range);
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                let v = parse_content_length(value)?;
+                if content_length.is_some_and(|c| c != v) {
+                    return Err(HeadError::BadContentLength);
+                }
+                content_length = Some(v);
+            } else if name.eq_ignore_ascii_case(b"expect")
+                && !trim(value).eq_ignore_ascii_case(b"100-continue")
+            {
+                return Err(HeadError::UnsupportedExpect);
+            }
         }
         raw.extend_from_slice(b"\r\n");
-        let mut head = Self::parse(Bytes::from(raw))?;
-        head.http2 = true;
-        head.expect_continue = false;
-        head.keep_alive = true;
-        Ok(head)
+        let raw = Bytes::from(raw);
+        let base = raw.as_ptr() as usize;
+        let off = |s: &[u8]| -> Range<u32> {
+            let start = s.as_ptr() as usize - base;
+            start as u32..(start + s.len()) as u32
+        };
+        let t = Target::classify(method, &raw[target_at..target_at + target.len()])?;
+        Ok(Self {
+            method: Method::from_str(method),
+            path: off(t.path),
+            query: t.query.map(off),
+            target_form: t.form,
+            authority: t.authority.map(off),
+            host_field,
+            host_lines,
+            minor_version: 1,
+            headers: fields,
+            framing: match content_length {
+                Some(0) | None => BodyFraming::None,
+                Some(n) => BodyFraming::Length(n),
+            },
+            expect_continue: false,
+            keep_alive: true,
+            http2: true,
+            raw,
+        })
     }
 
     /// The method as sent.
@@ -682,6 +744,140 @@ impl TransferCodings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `from_h2` did before it built the head directly: render the HTTP/1.1 head and
+    /// parse it.
+    fn from_h2_reparsed(
+        method: &str,
+        path_and_query: &str,
+        authority: Option<&str>,
+        headers: &[(&[u8], &[u8])],
+    ) -> Result<RequestHead, HeadError> {
+        let mut raw = Vec::new();
+        raw.extend_from_slice(method.as_bytes());
+        raw.push(b' ');
+        raw.extend_from_slice(if path_and_query.is_empty() {
+            b"/"
+        } else {
+            path_and_query.as_bytes()
+        });
+        raw.extend_from_slice(b" HTTP/1.1\r\n");
+        if let Some(a) = authority {
+            raw.extend_from_slice(b"host: ");
+            raw.extend_from_slice(a.as_bytes());
+            raw.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in headers {
+            if (authority.is_some() && name.eq_ignore_ascii_case(b"host"))
+                || name.eq_ignore_ascii_case(b"transfer-encoding")
+                || name.eq_ignore_ascii_case(b"connection")
+            {
+                continue;
+            }
+            raw.extend_from_slice(name);
+            raw.extend_from_slice(b": ");
+            raw.extend_from_slice(value);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+        let mut head = RequestHead::parse(Bytes::from(raw))?;
+        head.http2 = true;
+        head.expect_continue = false;
+        head.keep_alive = true;
+        Ok(head)
+    }
+
+    #[test]
+    fn from_h2_matches_the_rendered_head() {
+        let many: Vec<(Vec<u8>, Vec<u8>)> = (0..MAX_HEADERS + 1)
+            .map(|i| (format!("x-h{i}").into_bytes(), b"v".to_vec()))
+            .collect();
+        let many: Vec<(&[u8], &[u8])> = many.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+        let cases: Vec<(&str, &str, Option<&str>, Vec<(&[u8], &[u8])>)> = vec![
+            (
+                "POST",
+                "/push.v1.PusherService/Push",
+                Some("gw:8080"),
+                vec![
+                    (b"content-type", b"application/grpc"),
+                    (b"te", b"trailers"),
+                    (b"grpc-timeout", b"10S"),
+                    (b"content-length", b"1234"),
+                    (b"x-scope-orgid", b"  tenant-1\t "),
+                ],
+            ),
+            (
+                "GET",
+                "/ready?x=1&y",
+                None,
+                vec![(b"host", b"a"), (b"host", b"b")],
+            ),
+            ("GET", "", Some("h"), vec![(b"host", b"ignored")]),
+            ("OPTIONS", "*", Some("h"), vec![]),
+            ("GET", "*", Some("h"), vec![]),
+            ("GET", "http://other:1/p?q", Some("h"), vec![]),
+            ("CONNECT", "h:443", None, vec![]),
+            ("POST", "/", Some("h"), vec![(b"content-length", b"5, 5")]),
+            (
+                "POST",
+                "/",
+                Some("h"),
+                vec![(b"content-length", b"5"), (b"content-length", b"6")],
+            ),
+            ("POST", "/", Some("h"), vec![(b"content-length", b"x")]),
+            ("POST", "/", Some("h"), vec![(b"expect", b"100-continue")]),
+            ("POST", "/", Some("h"), vec![(b"expect", b"other")]),
+            (
+                "POST",
+                "/",
+                Some("h"),
+                vec![
+                    (b"transfer-encoding", b"chunked"),
+                    (b"connection", b"close"),
+                ],
+            ),
+            ("POST", "/", None, many.clone()),
+            ("POST", "/", None, many[..MAX_HEADERS].to_vec()),
+            ("POST", "/", Some("h"), many[..MAX_HEADERS].to_vec()),
+        ];
+        for (method, target, authority, headers) in cases {
+            let label = format!("{method} {target} {authority:?} {} fields", headers.len());
+            let direct = RequestHead::from_h2(method, target, authority, headers.iter().copied());
+            let reparsed = from_h2_reparsed(method, target, authority, &headers);
+            let (d, r) = match (direct, reparsed) {
+                (Ok(d), Ok(r)) => (d, r),
+                (Err(d), Err(r)) => {
+                    assert_eq!(format!("{d:?}"), format!("{r:?}"), "{label}");
+                    continue;
+                }
+                (d, r) => panic!("{label}: {:?} against {:?}", d.err(), r.err()),
+            };
+            assert_eq!(d.method_str(), r.method_str(), "{label}");
+            assert_eq!(d.method, r.method, "{label}");
+            assert_eq!(d.path(), r.path(), "{label}");
+            assert_eq!(d.query(), r.query(), "{label}");
+            assert_eq!(d.target_form(), r.target_form(), "{label}");
+            assert_eq!(d.host(), r.host(), "{label}");
+            assert_eq!(
+                format!("{:?}", d.check_host()),
+                format!("{:?}", r.check_host()),
+                "{label}"
+            );
+            assert_eq!(
+                d.headers().collect::<Vec<_>>(),
+                r.headers().collect::<Vec<_>>(),
+                "{label}"
+            );
+            assert_eq!(d.framing, r.framing, "{label}");
+            assert_eq!(d.raw_len(), r.raw_len(), "{label}");
+            assert_eq!(d.minor_version, r.minor_version, "{label}");
+            assert_eq!(
+                (d.expect_continue, d.keep_alive, d.http2),
+                (r.expect_continue, r.keep_alive, r.http2),
+                "{label}"
+            );
+        }
+    }
 
     fn parse(s: &str) -> Result<RequestHead, HeadError> {
         let end = find_head_end(s.as_bytes(), 0).expect("complete head");

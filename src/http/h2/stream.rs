@@ -87,14 +87,13 @@ async fn serve_stream<S: Service>(
     let started = Instant::now();
     let limits = env.limits.get();
     let (parts, mut recv) = req.into_parts();
-    let headers: Vec<(&[u8], &[u8])> = parts
+    let headers = parts
         .headers
         .iter()
-        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
-        .collect();
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = parts.uri.authority().map(|a| a.as_str());
-    let head = match RequestHead::from_h2(parts.method.as_str(), target, authority, &headers) {
+    let head = match RequestHead::from_h2(parts.method.as_str(), target, authority, headers) {
         Ok(h) => h,
         Err(e) => {
             svc.rejected(e.reason());
@@ -105,7 +104,6 @@ async fn serve_stream<S: Service>(
             return;
         }
     };
-    drop(headers);
     let (route, max_body) = match svc.admit(&head) {
         Admission::Accept { route, max_body } => (route, max_body),
         Admission::Respond { route, response } => {
