@@ -793,7 +793,8 @@ mod tests {
             .map(|i| (format!("x-h{i}").into_bytes(), b"v".to_vec()))
             .collect();
         let many: Vec<(&[u8], &[u8])> = many.iter().map(|(n, v)| (&n[..], &v[..])).collect();
-        let cases: Vec<(&str, &str, Option<&str>, Vec<(&[u8], &[u8])>)> = vec![
+        type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
+        let cases: Vec<(&str, &str, Option<&str>, Fields)> = vec![
             (
                 "POST",
                 "/push.v1.PusherService/Push",

@@ -121,7 +121,7 @@ async fn serve_stream<S: Service>(
         Err(BodyError::TooLarge)
     } else {
         let read_deadline = started + limits.read_timeout;
-        read_body(&mut recv, max_body, read_deadline).await
+        read_body(&mut recv, max_body, declared, read_deadline).await
     };
     let body = match body {
         Ok(b) => b,
@@ -191,8 +191,15 @@ async fn serve_stream<S: Service>(
 }
 
 /// Collects a stream's body up to `max` bytes, returning flow-control credit as it goes
-/// (the window then bounds what is in flight, `max` what is kept).
-async fn read_body(recv: &mut RecvStream, max: u64, deadline: Instant) -> Result<Bytes, BodyError> {
+/// (the window then bounds what is in flight, `max` what is kept). A body of several DATA
+/// frames is gathered in one buffer sized by its `content-length` (`declared`, at most
+/// `max`), so it is not reallocated as the frames arrive.
+async fn read_body(
+    recv: &mut RecvStream,
+    max: u64,
+    declared: Option<u64>,
+    deadline: Instant,
+) -> Result<Bytes, BodyError> {
     let mut body = BytesMut::new();
     loop {
         let next = poll_fn(|cx| recv.poll_data(cx));
@@ -209,6 +216,10 @@ async fn read_body(recv: &mut RecvStream, max: u64, deadline: Instant) -> Result
         if body.is_empty() && recv.is_end_stream() {
             // The common case, one DATA frame: no copy.
             return Ok(chunk);
+        }
+        if body.is_empty() {
+            let want = declared.unwrap_or(0).min(max) as usize;
+            body.reserve(want.max(chunk.len()));
         }
         body.extend_from_slice(&chunk);
     }
