@@ -10,12 +10,16 @@ use pyrogate::forward::Forwarder;
 use pyrogate::gateway::{self, Route};
 use pyrogate::metrics::Metrics;
 use pyrogate::runtime::signals::{self, Signal};
-use pyrogate::runtime::{Server, Settings, driver, listener};
+use pyrogate::runtime::{self, Server, Settings, driver, listener};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // First, so that the pages faulted while the configuration is parsed are small pages too
+    // (startup RSS 14.5 MB -> 8.7 MB, docs/performance.md §6); `Server::start` calls it again
+    // for embedders of the library.
+    runtime::thp::disable();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("spool") {
         return spool_command(&args[2..]);

@@ -11,8 +11,9 @@
 //! document, §7).
 
 /// `prctl(PR_SET_THP_DISABLE, 1)`: pages faulted from now on, by every thread of the process
-/// (and its children), are small pages. Called on the main thread before the workers start;
-/// a kernel without the call (before 3.15) or a sandbox refusing it leaves THP as it was,
+/// (and its children), are small pages. Called as the first thing `main` does (so that the
+/// configuration's pages are small too) and again in `Server::start` before the workers
+/// start (for other users of the runtime, such as the load generator's sink); a kernel without the call (before 3.15) or a sandbox refusing it leaves THP as it was,
 /// which costs memory, not correctness.
 pub fn disable() {
     // SAFETY: prctl with integer arguments only; it changes a flag of this process.
