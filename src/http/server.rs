@@ -33,7 +33,6 @@ use crate::metrics::RejectReason;
 use crate::util::coarse_timer::CoarseSleep;
 #[cfg(test)]
 use crate::util::notify::LocalSignal;
-use crate::util::notify::SignalWait;
 
 /// First read of a request: enough for any SDK's head plus a small body.
 const FIRST_READ: usize = 4096;
@@ -176,7 +175,6 @@ pub fn serve_conn<S: Service, G: 'static, T: Transport>(
             let readable = IdleWait {
                 readable: stream.wait_readable(),
                 deadline: env.idle_timer.sleep_until(deadline),
-                drain: env.drain.wait(),
             }
             .await;
             if !readable {
@@ -192,7 +190,7 @@ pub fn serve_conn<S: Service, G: 'static, T: Transport>(
         };
         // The connection speaks HTTP/2 from here on (out of the loop: a `match` arm that
         // awaited would keep the matched `Busy` in every state of this future).
-        let age_at = age.deadline(env.limits.get());
+        let age_at = age.deadline(&env, env.limits.get());
         if let Some(sock) = stream.into_tcp() {
             Box::pin(http2::serve(sock, buf.freeze(), setup, svc, env, age_at)).await;
         }
@@ -201,44 +199,56 @@ pub fn serve_conn<S: Service, G: 'static, T: Transport>(
 
 /// When a connection was opened and how its `max_age` is jittered: the age limit is read
 /// from the (reloadable) limits at every request, the jitter is drawn once per connection.
+/// 8 B (milliseconds on [`ConnEnv::now_ms`]'s clock and an `f32`) where an `Instant` and an
+/// `f64` took 24: every idle keep-alive connection's future holds one
+/// (docs/performance.md §6).
 #[derive(Clone, Copy)]
 struct Age {
-    opened: Instant,
-    factor: f64,
+    opened_ms: u32,
+    /// In (1 - `max_age_jitter`, 1]; an `f32` is precise to well under a second a day.
+    factor: f32,
 }
 
 impl Age {
     fn new(env: &ConnEnv) -> Self {
         Self {
-            opened: Instant::now(),
-            factor: 1.0 - env.limits.get().max_age_jitter * crate::util::rand::unit(),
+            opened_ms: env.now_ms(),
+            factor: (1.0 - env.limits.get().max_age_jitter * crate::util::rand::unit()) as f32,
         }
     }
 
     /// The moment the connection is too old under `limits` (`None`: no age limit).
-    fn deadline(self, limits: ConnLimits) -> Option<Instant> {
-        let max_age = limits.max_age.mul_f64(self.factor);
-        (!max_age.is_zero()).then(|| self.opened + max_age)
+    fn deadline(self, env: &ConnEnv, limits: ConnLimits) -> Option<Instant> {
+        let max_age = limits.max_age.mul_f64(f64::from(self.factor));
+        if max_age.is_zero() {
+            return None;
+        }
+        let age = Duration::from_millis(u64::from(env.now_ms().wrapping_sub(self.opened_ms)));
+        Some(
+            (Instant::now() + max_age)
+                .checked_sub(age)
+                .unwrap_or_else(Instant::now),
+        )
     }
 }
 
 /// The keep-alive wait: resolves `true` when the stream is readable, `false` when the idle
-/// deadline passes, the worker drains, or the socket fails. A hand-written future rather
-/// than `select!`, which keeps a completion flag, an output slot and a `PollFn` beside the
-/// three futures (184 B against 168 B here, per idle connection).
-struct IdleWait<'a, R> {
+/// deadline passes, the worker drains (which cuts the idle timer's waits short,
+/// [`ConnEnv::start_drain`]), or the socket fails. A hand-written future rather than
+/// `select!`, which keeps a completion flag, an output slot and a `PollFn` beside the
+/// futures.
+struct IdleWait<R> {
     readable: R,
     deadline: CoarseSleep,
-    drain: SignalWait<'a>,
 }
 
-impl<R: Future<Output = io::Result<()>>> Future for IdleWait<'_, R> {
+impl<R: Future<Output = io::Result<()>>> Future for IdleWait<R> {
     type Output = bool;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         // SAFETY: `readable` is structurally pinned: it is never moved out of `self` (this
         // type has no `Drop` impl and no other method reaches it), so pinning `self` pins it.
-        // The other two fields are `Unpin` and are only reached through `&mut`.
+        // The other field is `Unpin` and is only reached through `&mut`.
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: see above; `this.readable` stays in place until `self` is dropped.
         let readable = unsafe { Pin::new_unchecked(&mut this.readable) };
@@ -247,9 +257,7 @@ impl<R: Future<Output = io::Result<()>>> Future for IdleWait<'_, R> {
         if let Poll::Ready(r) = readable.poll(cx) {
             return Poll::Ready(r.is_ok());
         }
-        if Pin::new(&mut this.drain).poll(cx).is_ready()
-            || Pin::new(&mut this.deadline).poll(cx).is_ready()
-        {
+        if Pin::new(&mut this.deadline).poll(cx).is_ready() {
             return Poll::Ready(false);
         }
         Poll::Pending
@@ -282,7 +290,7 @@ async fn serve_busy<S: Service, T: Transport>(
     loop {
         let limits = env.limits.get();
         let started = Instant::now();
-        let too_old = age.deadline(limits).is_some_and(|at| started >= at);
+        let too_old = age.deadline(env, limits).is_some_and(|at| started >= at);
         match serve_one(&mut c, svc, env, limits, started, too_old).await {
             Next::KeepAlive if c.buf.is_empty() => return Busy::Idle,
             // Pipelined: the next request's bytes are here already.
@@ -738,7 +746,7 @@ mod tests {
         }
     }
 
-    const MAX_IDLE_FUTURE: usize = 384 - 48;
+    const MAX_IDLE_FUTURE: usize = 320 - 48;
 
     /// An idle connection is its task's future; keeping it small is what keeps memory per
     /// idle keep-alive connection small (10,000 idle connections are routine).
@@ -768,9 +776,9 @@ mod tests {
             std::mem::size_of_val(&fut)
         });
         // monoio's task cell adds 48 B (header 24, stage tag 8, join waker 16) and mimalloc
-        // rounds the cell up to its next size class (320, 384, 448, ...): 336 B of future
-        // is what fits the 384 B class, i.e. ~550 B of RSS per idle connection
-        // (docs/performance.md §6).
+        // rounds the cell up to its next size class (320, 384, 448, ...): 272 B of future
+        // is what fits the 320 B class (the gateway's quota permit adds 8 B to this test's
+        // 240), i.e. under 500 B of RSS per idle connection (docs/performance.md §6).
         assert!(size <= MAX_IDLE_FUTURE, "serve_conn future is {size} bytes");
     }
 }

@@ -44,8 +44,10 @@ pub struct ConnEnv {
     /// `Connection: close`.
     pub drain: Rc<LocalSignal>,
     /// Keep-alive idle waits use this coarse timer (a few bytes per idle connection instead
-    /// of a ~640-byte monoio `Sleep`).
+    /// of a ~640-byte monoio `Sleep`). [`ConnEnv::start_drain`] cuts its waits short.
     pub idle_timer: Rc<CoarseTimer>,
+    /// When this env was made: connection ages are kept as milliseconds since then.
+    pub epoch: Instant,
     /// Where HTTP/2 connections are counted (none in the load generator's sink).
     pub http2_metrics: Option<Arc<Http2Metrics>>,
 }
@@ -64,8 +66,22 @@ impl ConnEnv {
             limits: Cell::new(limits),
             drain,
             idle_timer: CoarseTimer::new(),
+            epoch: Instant::now(),
             http2_metrics,
         })
+    }
+
+    /// Starts the worker's drain: waiters on `drain` wake, and idle keep-alive connections
+    /// (which wait on `idle_timer` only) close.
+    pub fn start_drain(&self) {
+        self.drain.fire();
+        self.idle_timer.cut_all();
+    }
+
+    /// Milliseconds since [`ConnEnv::epoch`], wrapping every 49.7 days: only differences
+    /// are used, and no connection age that matters comes near that.
+    pub fn now_ms(&self) -> u32 {
+        self.epoch.elapsed().as_millis() as u32
     }
 }
 

@@ -356,7 +356,8 @@ async fn control_loop<S: WorkerService>(
         match msg {
             Control::Drain { deadline } => {
                 drain_deadline.set(Some(deadline));
-                shard.drain.fire();
+                // Also closes the idle keep-alive connections.
+                env.start_drain();
                 // Wake the accept loop and any waiter on the quota.
                 shard.released.notify();
             }

@@ -2,9 +2,12 @@
 //! idle timeouts).
 //!
 //! monoio's `Sleep` is ~640 bytes and lives inside the future that awaits it; with 10,000
-//! idle keep-alive connections that alone is 6 MB. Here a waiter is a 32-byte future and a
+//! idle keep-alive connections that alone is 6 MB. Here a waiter is a 24-byte future and a
 //! slot in a shared table; one ticker task per thread scans the table every [`TICK`] and
 //! wakes the expired waiters. The ticker runs only while there are waiters.
+//!
+//! [`CoarseTimer::cut_all`] ends every wait at once, now and later: a draining worker closes
+//! its idle connections through it, so an idle wait needs no drain signal of its own.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -27,6 +30,8 @@ struct Table {
 pub struct CoarseTimer {
     table: RefCell<Table>,
     ticking: Cell<bool>,
+    /// Set by [`CoarseTimer::cut_all`]: every wait is over.
+    cut: Cell<bool>,
 }
 
 impl CoarseTimer {
@@ -38,8 +43,23 @@ impl CoarseTimer {
     pub fn sleep_until(self: &Rc<Self>, deadline: Instant) -> CoarseSleep {
         CoarseSleep {
             timer: self.clone(),
-            deadline,
-            slot: None,
+            state: SleepState::New(deadline),
+        }
+    }
+
+    /// Ends every wait, those registered and those to come (a worker that drains).
+    pub fn cut_all(&self) {
+        self.cut.set(true);
+        let wakers: Vec<Waker> = self
+            .table
+            .borrow()
+            .entries
+            .iter()
+            .flatten()
+            .map(|(_, w)| w.clone())
+            .collect();
+        for w in wakers {
+            w.wake();
         }
     }
 
@@ -83,29 +103,44 @@ impl CoarseTimer {
 
 pub struct CoarseSleep {
     timer: Rc<CoarseTimer>,
-    deadline: Instant,
-    slot: Option<usize>,
+    state: SleepState,
+}
+
+/// Before the first poll the deadline is here; once registered it is in the table and only
+/// the slot is kept. 16 B either way, where a deadline and an `Option<usize>` took 32: every
+/// idle keep-alive connection holds one (docs/performance.md §6).
+#[derive(Clone, Copy)]
+enum SleepState {
+    New(Instant),
+    Waiting(u32),
 }
 
 impl Future for CoarseSleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        if self.timer.cut.get() {
             return Poll::Ready(());
         }
-        let deadline = self.deadline;
         let timer = self.timer.clone();
         {
             let mut t = timer.table.borrow_mut();
-            match self.slot {
-                Some(i) => {
-                    if let Some((_, w)) = &mut t.entries[i]
-                        && !w.will_wake(cx.waker())
-                    {
-                        *w = cx.waker().clone();
+            match self.state {
+                SleepState::Waiting(i) => match &mut t.entries[i as usize] {
+                    Some((deadline, w)) => {
+                        if Instant::now() >= *deadline {
+                            return Poll::Ready(());
+                        }
+                        if !w.will_wake(cx.waker()) {
+                            *w = cx.waker().clone();
+                        }
                     }
-                }
-                None => {
+                    // Not reachable: the slot is ours until we drop.
+                    None => return Poll::Ready(()),
+                },
+                SleepState::New(deadline) => {
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(());
+                    }
                     let entry = Some((deadline, cx.waker().clone()));
                     let i = match t.free.pop() {
                         Some(i) => {
@@ -118,7 +153,8 @@ impl Future for CoarseSleep {
                         }
                     };
                     t.live += 1;
-                    self.slot = Some(i);
+                    // Fewer than 2^32 waiters: each is a task of at least a few hundred bytes.
+                    self.state = SleepState::Waiting(i as u32);
                 }
             }
         }
@@ -129,7 +165,8 @@ impl Future for CoarseSleep {
 
 impl Drop for CoarseSleep {
     fn drop(&mut self) {
-        if let Some(i) = self.slot {
+        if let SleepState::Waiting(i) = self.state {
+            let i = i as usize;
             let mut t = self.timer.table.borrow_mut();
             t.entries[i] = None;
             t.free.push(i);
@@ -153,7 +190,7 @@ mod tests {
             let start = Instant::now();
             let short = t.sleep_until(start + Duration::from_millis(100));
             let long = t.sleep_until(start + Duration::from_secs(60));
-            assert!(std::mem::size_of_val(&short) <= 40);
+            assert!(std::mem::size_of_val(&short) <= 24);
             let r = monoio::select! {
                 _ = short => "short",
                 _ = long => "long",
@@ -168,6 +205,30 @@ mod tests {
             assert!(!t.ticking.get());
             t.sleep_until(Instant::now() + Duration::from_millis(10))
                 .await;
+        });
+    }
+
+    #[test]
+    fn cut_all_ends_every_wait_now_and_later() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let t = CoarseTimer::new();
+            let far = Instant::now() + Duration::from_secs(60);
+            let waiting = t.sleep_until(far);
+            let cutter = t.clone();
+            let start = Instant::now();
+            monoio::spawn(async move {
+                monoio::time::sleep(Duration::from_millis(50)).await;
+                cutter.cut_all();
+            });
+            waiting.await;
+            assert!(start.elapsed() < Duration::from_secs(5));
+            assert_eq!(t.waiters(), 0);
+            // A wait that starts after the cut ends at once.
+            t.sleep_until(far).await;
         });
     }
 }
