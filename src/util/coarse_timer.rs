@@ -179,13 +179,16 @@ impl Drop for CoarseSleep {
 mod tests {
     use super::*;
 
-    #[test]
-    fn wakes_after_the_deadline_and_cleans_up() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+    fn rt() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
-            .expect("runtime");
-        rt.block_on(async {
+            .expect("runtime")
+    }
+
+    #[test]
+    fn wakes_after_the_deadline_and_cleans_up() {
+        rt().block_on(async {
             let t = CoarseTimer::new();
             let start = Instant::now();
             let short = t.sleep_until(start + Duration::from_millis(100));
@@ -210,11 +213,7 @@ mod tests {
 
     #[test]
     fn cut_all_ends_every_wait_now_and_later() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
+        rt().block_on(async {
             let t = CoarseTimer::new();
             let far = Instant::now() + Duration::from_secs(60);
             let waiting = t.sleep_until(far);
