@@ -179,16 +179,9 @@ impl Drop for CoarseSleep {
 mod tests {
     use super::*;
 
-    fn rt() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-    }
-
     #[test]
     fn wakes_after_the_deadline_and_cleans_up() {
-        rt().block_on(async {
+        crate::util::test_runtime().block_on(async {
             let t = CoarseTimer::new();
             let start = Instant::now();
             let short = t.sleep_until(start + Duration::from_millis(100));
@@ -213,7 +206,7 @@ mod tests {
 
     #[test]
     fn cut_all_ends_every_wait_now_and_later() {
-        rt().block_on(async {
+        crate::util::test_runtime().block_on(async {
             let t = CoarseTimer::new();
             let far = Instant::now() + Duration::from_secs(60);
             let waiting = t.sleep_until(far);

@@ -77,16 +77,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn rt() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-    }
-
     #[test]
     fn steps_share_one_deadline() {
-        rt().block_on(async {
+        crate::util::test_runtime().block_on(async {
             let start = Instant::now();
             let mut d = Deadline::new(start + Duration::from_millis(150));
             // A quick step completes and leaves the rest of the budget to the next one.
@@ -103,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_ready_step_completes_past_the_deadline() {
-        rt().block_on(async {
+        crate::util::test_runtime().block_on(async {
             let mut d = Deadline::new(Instant::now());
             assert_eq!(d.run(async { 7 }).await, Some(7));
             assert_eq!(d.run(std::future::pending::<()>()).await, None);

@@ -10,3 +10,12 @@ pub mod mailbox;
 pub mod notify;
 pub mod rand;
 pub mod x509;
+
+/// A single-threaded runtime with timers, for unit tests of the primitives here.
+#[cfg(test)]
+pub(crate) fn test_runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+}
