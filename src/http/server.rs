@@ -217,18 +217,27 @@ impl Age {
         }
     }
 
-    /// The moment the connection is too old under `limits` (`None`: no age limit).
-    fn deadline(self, env: &ConnEnv, limits: ConnLimits) -> Option<Instant> {
+    /// This connection's `max_age` under `limits` (`None`: no age limit) and its age now.
+    fn max_and_age(self, env: &ConnEnv, limits: ConnLimits) -> Option<(Duration, Duration)> {
         let max_age = limits.max_age.mul_f64(f64::from(self.factor));
         if max_age.is_zero() {
             return None;
         }
         let age = Duration::from_millis(u64::from(env.now_ms().wrapping_sub(self.opened_ms)));
-        Some(
-            (Instant::now() + max_age)
-                .checked_sub(age)
-                .unwrap_or_else(Instant::now),
-        )
+        Some((max_age, age))
+    }
+
+    /// Whether the connection is too old under `limits` (one clock read, per request).
+    fn too_old(self, env: &ConnEnv, limits: ConnLimits) -> bool {
+        self.max_and_age(env, limits)
+            .is_some_and(|(max_age, age)| age >= max_age)
+    }
+
+    /// The moment the connection is too old under `limits` (`None`: no age limit).
+    fn deadline(self, env: &ConnEnv, limits: ConnLimits) -> Option<Instant> {
+        let (max_age, age) = self.max_and_age(env, limits)?;
+        let now = Instant::now();
+        Some((now + max_age).checked_sub(age).unwrap_or(now))
     }
 }
 
@@ -290,7 +299,7 @@ async fn serve_busy<S: Service, T: Transport>(
     loop {
         let limits = env.limits.get();
         let started = Instant::now();
-        let too_old = age.deadline(env, limits).is_some_and(|at| started >= at);
+        let too_old = age.too_old(env, limits);
         match serve_one(&mut c, svc, env, limits, started, too_old).await {
             Next::KeepAlive if c.buf.is_empty() => return Busy::Idle,
             // Pipelined: the next request's bytes are here already.
