@@ -1140,3 +1140,173 @@ fn hpack_bomb_flood_ends_the_connection() {
     let rss1 = gw.rss_kib();
     assert!(rss1 < rss0 + 20 * 1024, "RSS {rss0} -> {rss1} KiB");
 }
+
+const PING: u8 = 6;
+const WINDOW_UPDATE: u8 = 8;
+const FLOW_CONTROL_ERROR: u32 = 3;
+const FRAME_SIZE_ERROR: u32 = 6;
+const ACK: u8 = 1;
+
+/// The frames of `stream` until one ends it (END_STREAM or RST_STREAM), or `None`.
+fn until_end(p: &mut Peer, stream: u32, within: Duration) -> Option<Vec<Frame>> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while let Some(f) = p.read_frame(deadline) {
+        assert_ne!(f.kind, GOAWAY, "GOAWAY while waiting for stream {stream}");
+        if f.stream != stream {
+            continue;
+        }
+        let end = f.kind == RST_STREAM || f.flags & END_STREAM != 0;
+        got.push(f);
+        if end {
+            return Some(got);
+        }
+    }
+    None
+}
+
+fn rst_code(f: &Frame) -> Option<u32> {
+    (f.kind == RST_STREAM)
+        .then(|| u32::from_be_bytes([f.payload[0], f.payload[1], f.payload[2], f.payload[3]]))
+}
+
+/// PING is answered with the same payload; a frame longer than our
+/// SETTINGS_MAX_FRAME_SIZE (1 MiB by default) ends the connection with FRAME_SIZE_ERROR
+/// before its payload is read.
+#[test]
+fn ping_is_answered_and_oversized_frames_end_the_connection() {
+    let gw = hostile_gateway(&[]);
+    let mut p = Peer::connect(gw.addr, &[]);
+    assert!(p.frame(PING, 0, 0, b"pyrogate"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ack = loop {
+        let f = p.read_frame(deadline).expect("a PING ACK");
+        if f.kind == PING {
+            break f;
+        }
+    };
+    assert_eq!((ack.flags, ack.payload.as_slice()), (ACK, &b"pyrogate"[..]));
+    let len = (1u32 << 20) + 1;
+    assert!(p.write(&[
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        DATA,
+        0,
+        0,
+        0,
+        0,
+        1
+    ]));
+    assert_eq!(p.goaway(Duration::from_secs(5)), Some(FRAME_SIZE_ERROR));
+    assert!(p.closed(Duration::from_secs(5)));
+    others_served(&gw);
+}
+
+/// An answer larger than the client's window waits for its WINDOW_UPDATEs: exactly the
+/// window's bytes first, the rest (and END_STREAM) once the client opens it.
+#[test]
+fn answers_wait_for_the_client_window() {
+    let gw = hostile_gateway(&[]);
+    let mut p = Peer::connect(gw.addr, &[(0x4, 10)]);
+    assert!(p.request(1, "GET", "/metrics", true));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut data = 0;
+    let mut headers = false;
+    // Everything the window allows, then nothing for a while.
+    while let Some(f) = p.read_frame(deadline.min(Instant::now() + Duration::from_millis(500))) {
+        match f.kind {
+            HEADERS if f.stream == 1 => headers = true,
+            DATA if f.stream == 1 => {
+                assert_eq!(
+                    f.flags & END_STREAM,
+                    0,
+                    "the whole of /metrics in 10 bytes?"
+                );
+                data += f.payload.len();
+            }
+            _ => {}
+        }
+    }
+    assert!(headers, "no HEADERS");
+    assert_eq!(data, 10, "DATA beyond the 10-byte window");
+    assert!(p.frame(WINDOW_UPDATE, 0, 1, &(1u32 << 24).to_be_bytes()));
+    assert!(p.frame(WINDOW_UPDATE, 0, 0, &(1u32 << 24).to_be_bytes()));
+    let rest = until_end(&mut p, 1, Duration::from_secs(5)).expect("the rest of the answer");
+    let last = rest.last().expect("frames");
+    assert_eq!((last.kind, last.flags & END_STREAM), (DATA, END_STREAM));
+    let more: usize = rest.iter().map(|f| f.payload.len()).sum();
+    assert!(more > 1000, "only {more} more bytes of /metrics");
+}
+
+/// Malformed requests (RFC 9113 §8.1.1) and DATA beyond a stream's window are stream
+/// errors: that stream is reset, the connection and its other streams go on.
+#[test]
+fn malformed_streams_are_reset_alone() {
+    let cfg = common::write_temp(
+        "h2-small-window.toml",
+        "[server.http2]\ninitial_stream_window_size = \"1KiB\"\n",
+    );
+    let gw = hostile_gateway(&["--config", cfg.to_str().expect("utf-8 path")]);
+    let mut p = Peer::connect(gw.addr, &[]);
+    // An upper-case field name.
+    let mut b = block(&[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/-/ready"),
+    ]);
+    b.extend_from_slice(&block(&[("X-Upper", "1")]));
+    assert!(p.frame(HEADERS, END_HEADERS | END_STREAM, 1, &b));
+    let f = until_end(&mut p, 1, Duration::from_secs(5)).expect("an answer on stream 1");
+    assert_eq!(
+        f.last().and_then(rst_code),
+        Some(PROTOCOL_ERROR),
+        "upper-case name"
+    );
+    // A body shorter than its content-length.
+    let b = block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/ingest?name=a&format=folded"),
+        ("content-length", "50"),
+    ]);
+    assert!(p.frame(HEADERS, END_HEADERS, 3, &b));
+    assert!(p.frame(DATA, END_STREAM, 3, b"foo 1\n"));
+    let f = until_end(&mut p, 3, Duration::from_secs(5)).expect("an answer on stream 3");
+    assert_eq!(
+        f.last().and_then(rst_code),
+        Some(PROTOCOL_ERROR),
+        "content-length"
+    );
+    // A DATA frame larger than the stream window (1 KiB here, in force once the client
+    // acknowledged our SETTINGS).
+    assert!(p.frame(SETTINGS, ACK, 0, &[]));
+    assert!(p.request(5, "POST", "/ingest?name=a&format=folded", false));
+    assert!(p.frame(DATA, 0, 5, &[b'a'; 2000]));
+    let f = until_end(&mut p, 5, Duration::from_secs(5)).expect("an answer on stream 5");
+    assert_eq!(
+        f.last().and_then(rst_code),
+        Some(FLOW_CONTROL_ERROR),
+        "window"
+    );
+    // The connection still serves.
+    assert!(p.request(7, "GET", "/-/ready", true));
+    let f = until_end(&mut p, 7, Duration::from_secs(5)).expect("an answer on stream 7");
+    assert_eq!(f[0].kind, HEADERS);
+    assert_eq!(f.last().and_then(rst_code), None);
+    let m = gw.metrics();
+    assert_eq!(
+        m.value(
+            "pyrogate_http2_stream_resets_total",
+            &[("reason", "protocol_error")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        m.value(
+            "pyrogate_http2_stream_resets_total",
+            &[("reason", "flow_control_error")]
+        ),
+        1.0
+    );
+}

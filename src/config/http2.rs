@@ -17,16 +17,18 @@ pub const DEFAULT_CONNECTION_WINDOW: u32 = 1 << 20;
 pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1 << 20;
 /// Go's (and RFC 7541's) HPACK table size.
 pub const DEFAULT_HEADER_TABLE_SIZE: u32 = 4096;
-/// The `h2` crate's default for streams the client resets before they are accepted.
+/// Client resets of streams whose request is still arriving, as a burst (then 10 per
+/// second): the `h2` crate's default for its equivalent guard. An SDK resets such a stream
+/// only when it gives up on an upload.
 pub const DEFAULT_MAX_PENDING_RESET_STREAMS: usize = 20;
-/// The `h2` crate's default for streams it resets itself because the client broke the
-/// protocol on them (oversized header blocks, bad frames) before GOAWAY `ENHANCE_YOUR_CALM`.
+/// Streams refused or reset because the client broke the protocol on them (oversized header
+/// lists, malformed requests) before GOAWAY `ENHANCE_YOUR_CALM`: the `h2` crate's default.
 pub const DEFAULT_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Premature resets and refused streams a connection may burst before GOAWAY
 /// `ENHANCE_YOUR_CALM` (then 10 per second): an SDK cancels at most a request at a time.
 pub const DEFAULT_MAX_RAPID_RESETS: u32 = 200;
-/// Response bytes buffered per stream while the client's window is closed: our responses
-/// are small; only `/metrics` is larger.
+/// Response DATA queued for the socket at once (the rest of an answer waits in its stream):
+/// our responses are small; only `/metrics` is larger.
 pub const DEFAULT_MAX_SEND_BUFFER: u32 = 256 << 10;
 /// Go pads `MaxHeaderBytes` by ten 32-byte HPACK entry overheads to get
 /// `SETTINGS_MAX_HEADER_LIST_SIZE`.

@@ -1,16 +1,16 @@
 //! The byte stream an HTTP/2 connection runs on: the socket driven by completion-based
 //! monoio operations (io_uring `recv`/`send`, or the legacy driver's readiness loop), with
-//! owned buffers, presented as the `AsyncRead`/`AsyncWrite` the `h2` crate drives, and
-//! preceded by bytes the HTTP/1.1 loop had already read (the client preface) or that the
-//! h2c upgrade injects (docs/http2.md §8).
+//! owned buffers, preceded by bytes the HTTP/1.1 loop had already read (the client
+//! preface) or that the h2c upgrade injects (docs/http2.md §8).
 //!
-//! Reads: one `recv` at a time into an owned buffer; `poll_read` copies from it. A read
-//! that finds the buffer empty submits the next `recv` and waits for its completion, so
-//! there is no readiness round trip and no read that finds the socket empty.
+//! Reads: one `recv` at a time into an owned buffer; [`Prefixed::poll_read_into`] appends
+//! from it to the connection's frame buffer. A read that finds the buffer empty submits the
+//! next `recv` and waits for its completion, so there is no readiness round trip and no
+//! read that finds the socket empty.
 //!
-//! Writes: `poll_write` copies into an owned buffer and returns at once while it has room;
-//! `poll_flush` hands the buffer to one `send` (all of it, short writes continued) and
-//! waits for it. While that write is in flight, new writes fill a second buffer.
+//! Writes: the connection writes frames straight into [`Prefixed::out`];
+//! [`Prefixed::poll_send`] hands that buffer to one `send` (all of it, short writes
+//! continued). While that write is in flight, new frames fill a second buffer.
 //!
 //! Cancellation: an operation in flight owns its buffer (and a handle on the socket).
 //! Dropping the connection drops the operation's future; monoio keeps the buffer alive
@@ -23,13 +23,12 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use monoio::BufResult;
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
 };
 use monoio::net::TcpStream;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Size of the read buffer while the connection carries little: a few frames, or one
 /// small request. An idle connection holds this much in its pending `recv`.
@@ -39,11 +38,6 @@ const READ_BUF_MIN: usize = 16 * 1024;
 /// fits in it. Bounded far below what the connection window already lets a client make
 /// `h2` buffer (`initial_connection_window_size`, docs/http2.md §3).
 const READ_BUF_MAX: usize = 64 * 1024;
-/// Bytes `poll_write` accepts into the buffer waiting to be sent before it makes the
-/// caller wait for the write in flight: with the buffer in flight, at most twice this is
-/// held per connection.
-const WRITE_BUF_MAX: usize = 64 * 1024;
-
 type ReadOp = Pin<Box<dyn Future<Output = (OwnedReadHalf<TcpStream>, BufResult<usize, Vec<u8>>)>>>;
 type WriteOp =
     Pin<Box<dyn Future<Output = (OwnedWriteHalf<TcpStream>, BufResult<usize, Vec<u8>>)>>>;
@@ -101,25 +95,45 @@ impl Prefixed {
         }
     }
 
-    /// Reads from the socket (not the prefix) into `out`'s spare capacity.
-    pub fn poll_read_socket(
+    /// Appends what the prefix or the socket has to `dst`: the prefix first, then the
+    /// data of the last `recv`, submitting the next one when that is used up. `Ok(0)` is
+    /// the end of the stream.
+    pub fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+        dst: &mut bytes::BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len();
+            dst.extend_from_slice(&self.prefix);
+            self.prefix.clear();
+            return Poll::Ready(Ok(n));
+        }
+        loop {
+            if let Reader::Idle { buf, pos, .. } = &mut self.reader
+                && *pos < buf.len()
+            {
+                let n = buf.len() - *pos;
+                dst.extend_from_slice(&buf[*pos..]);
+                *pos = buf.len();
+                return Poll::Ready(Ok(n));
+            }
+            if self.eof {
+                return Poll::Ready(Ok(0));
+            }
+            ready!(self.poll_fill(cx))?;
+        }
+    }
+
+    /// Submits a `recv` when none is in flight and waits for it; afterwards the reader is
+    /// idle with the data read (none at the end of the stream).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             match &mut self.reader {
                 Reader::Idle { buf, pos, .. } => {
-                    if *pos < buf.len() {
-                        let n = (buf.len() - *pos).min(out.remaining());
-                        out.put_slice(&buf[*pos..*pos + n]);
-                        *pos += n;
+                    if *pos < buf.len() || self.eof {
                         return Poll::Ready(Ok(()));
                     }
-                    if self.eof || out.remaining() == 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                    // The last `recv` filled the buffer: more is likely waiting.
                     let want = if buf.len() == buf.capacity() && !buf.is_empty() {
                         READ_BUF_MAX
                     } else {
@@ -144,10 +158,7 @@ impl Prefixed {
                     let (half, (res, buf)) = ready!(op.as_mut().poll(cx));
                     self.reader = Reader::Idle { half, buf, pos: 0 };
                     match res {
-                        Ok(0) => {
-                            self.eof = true;
-                            return Poll::Ready(Ok(()));
-                        }
+                        Ok(0) => self.eof = true,
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Poll::Ready(Err(e)),
@@ -158,6 +169,35 @@ impl Prefixed {
                 }
             }
         }
+    }
+
+    /// The bytes waiting to be handed to the next `send`: frames are written here directly.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.writer.pending
+    }
+
+    /// Whether a `send` is in flight.
+    pub fn sending(&self) -> bool {
+        self.writer.op.is_some()
+    }
+
+    /// Moves the output along: finishes the `send` in flight, then hands what is waiting
+    /// to the next. Ready once everything written is sent.
+    pub fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.writer.poll_flush(cx)
+    }
+
+    /// Shuts the write side once everything written is sent.
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let w = &mut self.writer;
+        ready!(w.poll_flush(cx))?;
+        let Some(half) = w.half.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        // TcpStream's shutdown is a plain `shutdown(SHUT_WR)`, done before its future is
+        // first polled: it is ready at once.
+        let fut = std::pin::pin!(half.shutdown());
+        fut.poll(cx)
     }
 
     /// Puts `bytes` before whatever is still to be served.
@@ -213,85 +253,5 @@ impl Writer {
             }
             self.submit()?;
         }
-    }
-
-    /// Room for at least one byte in `pending`, waiting for the write in flight when full.
-    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.pending.len() >= WRITE_BUF_MAX {
-            ready!(self.poll_op(cx))?;
-            self.submit()?;
-        }
-        Poll::Ready(Ok(WRITE_BUF_MAX - self.pending.len()))
-    }
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        this.poll_read_socket(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let w = &mut self.get_mut().writer;
-        let room = ready!(w.poll_room(cx))?;
-        let n = room.min(buf.len());
-        w.pending.extend_from_slice(&buf[..n]);
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let w = &mut self.get_mut().writer;
-        let mut room = ready!(w.poll_room(cx))?;
-        let mut n = 0;
-        for b in bufs {
-            let take = room.min(b.len());
-            w.pending.extend_from_slice(&b[..take]);
-            n += take;
-            room -= take;
-            if room == 0 {
-                break;
-            }
-        }
-        Poll::Ready(Ok(n))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().writer.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let w = &mut self.get_mut().writer;
-        ready!(w.poll_flush(cx))?;
-        let Some(half) = w.half.as_mut() else {
-            return Poll::Ready(Ok(()));
-        };
-        // TcpStream's shutdown is a plain `shutdown(SHUT_WR)`, done before its future is
-        // first polled: it is ready at once.
-        let fut = std::pin::pin!(half.shutdown());
-        fut.poll(cx)
     }
 }

@@ -13,15 +13,15 @@ pub struct Http2Limits {
     pub max_frame_size: u32,
     pub max_header_list_size: u32,
     pub header_table_size: u32,
-    /// Streams reset by the client before we accepted them (the `h2` crate's own guard).
+    /// Burst of client resets of streams whose request was still arriving.
     pub max_pending_reset_streams: usize,
-    /// Streams the `h2` crate resets for a client's protocol error before GOAWAY
+    /// Streams refused or reset for a client's protocol error before GOAWAY
     /// `ENHANCE_YOUR_CALM`.
     pub max_local_error_resets: usize,
     /// Burst of premature client resets and refused streams before GOAWAY
     /// `ENHANCE_YOUR_CALM`.
     pub max_rapid_resets: u32,
-    /// Response bytes buffered per stream while the peer's window is closed.
+    /// Response DATA queued for the socket at once.
     pub max_send_buffer: u32,
 }
 

@@ -1,9 +1,8 @@
 //! HTTP/1.1 `Upgrade: h2c` (RFC 7540 §3.2): the request that asked for the upgrade becomes
 //! stream 1 of the HTTP/2 connection, answered over HTTP/2.
 //!
-//! The `h2` crate has no API for a stream the server did not read from the wire, so the
-//! upgrade request is handed to it as the frames a prior-knowledge client would have sent:
-//! after the client's preface and first SETTINGS frame, a HEADERS frame for stream 1 (HPACK
+//! The upgrade request is handed to the HTTP/2 server as the frames a prior-knowledge
+//! client would have sent: after the client's preface and first SETTINGS frame, a HEADERS frame for stream 1 (HPACK
 //! literals, no table state) and DATA frames with the body the HTTP/1.1 loop already read.
 //! Requests whose head or body would not fit in the frames a peer may send before our
 //! SETTINGS are acknowledged (16 KiB frames, a 65,535-byte window) are answered over
@@ -13,7 +12,6 @@ use std::future::poll_fn;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::ReadBuf;
 
 use super::io::Prefixed;
 use crate::http::head::RequestHead;
@@ -112,7 +110,7 @@ pub fn stream_one(head: &RequestHead, body: &Bytes) -> Option<Bytes> {
 }
 
 /// Reads the client preface and its first frame (which must be SETTINGS), then places
-/// `stream_one` right after them, so the `h2` server sees stream 1 as the client's first
+/// `stream_one` right after them, so the server sees stream 1 as the client's first
 /// request. Returns false when the client did not send a valid start in time; the
 /// connection is then closed.
 pub async fn inject_after_preface(io: &mut Prefixed, stream_one: Bytes, deadline: Instant) -> bool {
@@ -138,20 +136,14 @@ pub async fn inject_after_preface(io: &mut Prefixed, stream_one: Bytes, deadline
                 return true;
             }
         }
-        let mut chunk = [0u8; 1024];
-        let read = poll_fn(|cx| {
-            let mut rb = ReadBuf::new(&mut chunk);
-            match io.poll_read_socket(cx, &mut rb) {
-                std::task::Poll::Ready(r) => std::task::Poll::Ready(r.map(|()| rb.filled().len())),
-                std::task::Poll::Pending => std::task::Poll::Pending,
-            }
-        });
-        match monoio::time::timeout_at(deadline.into(), read).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&chunk[..n]),
-            _ => return false,
-        }
+        // Incomplete: a valid start is shorter than this.
         if got.len() > PREFACE.len() + FRAME_HEADER + INITIAL_MAX_FRAME {
             return false;
+        }
+        let read = poll_fn(|cx| io.poll_read_into(cx, &mut got));
+        match monoio::time::timeout_at(deadline.into(), read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return false,
         }
     }
 }
