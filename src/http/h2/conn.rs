@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
 use super::Http2Limits;
 use super::frame::{self, Head, Reason};
@@ -46,6 +46,10 @@ const LINGER: Duration = Duration::from_secs(1);
 const RESET_REFILL_PER_SEC: f64 = 10.0;
 /// Output bytes waiting behind a `send` in flight at which reading stops until it is done.
 const OUT_HIGH: usize = 64 * 1024;
+/// DATA frames from this size on are split off the read buffer instead of copied: a body of
+/// one such frame is then kept as is (smaller ones are cheaper to copy than to pin the read
+/// buffer with).
+const ZERO_COPY_MIN: usize = 8 * 1024;
 /// Slack over `max_header_list_size` for a header block's encoded size (HPACK never needs
 /// more bytes than the list it decodes to, except for Huffman codes longer than 8 bits,
 /// which no encoder uses for header text).
@@ -143,7 +147,6 @@ impl Bucket {
 /// The connection.
 pub(super) struct Conn<S: Service> {
     io: Prefixed,
-    rbuf: BytesMut,
     svc: Rc<S>,
     env: Rc<ConnEnv>,
     limits: ConnLimits,
@@ -198,7 +201,6 @@ impl<S: Service> Conn<S> {
         let handshake_by = now + limits.read_timeout;
         let mut c = Self {
             io,
-            rbuf: BytesMut::with_capacity(16 * 1024),
             shared: Rc::new(Shared::new(now, env.http2_metrics.clone())),
             svc,
             env,
@@ -285,6 +287,11 @@ impl<S: Service> Conn<S> {
     /// Runs the connection as far as it can go; ready when it is over.
     pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.shared.register(cx.waker());
+        if !self.preface_read {
+            // What the HTTP/1.1 loop (or the h2c upgrade) read before: the client may have
+            // sent its whole request already.
+            self.on_bytes();
+        }
         loop {
             let mut again = false;
             self.shared.take_done(&mut self.done);
@@ -300,14 +307,16 @@ impl<S: Service> Conn<S> {
                 self.done = done;
             }
             if self.phase != Phase::Done && self.reading() {
-                match self.io.poll_read_into(cx, &mut self.rbuf) {
+                match self.io.poll_fill(cx) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) if self.phase == Phase::Linger => {
                         self.phase = Phase::Done;
                     }
                     Poll::Ready(Ok(0)) => self.peer_closed(),
                     Poll::Ready(Ok(_)) => {
                         if self.phase == Phase::Linger {
-                            self.rbuf.clear();
+                            if let Some(b) = self.io.buf() {
+                                b.clear();
+                            }
                         } else {
                             self.on_bytes();
                         }
@@ -412,45 +421,51 @@ impl<S: Service> Conn<S> {
     // ---- reading ----
 
     fn on_bytes(&mut self) {
+        let Some(buf) = self.io.buf() else {
+            return;
+        };
+        let mut buf = std::mem::take(buf);
         if !self.preface_read {
-            let n = self.rbuf.len().min(frame::PREFACE.len());
-            if self.rbuf[..n] != frame::PREFACE[..n] {
+            let n = buf.len().min(frame::PREFACE.len());
+            if buf[..n] != frame::PREFACE[..n] {
                 self.phase = Phase::Done;
                 return;
             }
-            if n < frame::PREFACE.len() {
-                return;
+            if n == frame::PREFACE.len() {
+                buf.advance(n);
+                self.preface_read = true;
             }
-            self.rbuf.advance(n);
-            self.preface_read = true;
         }
-        let mut buf = std::mem::take(&mut self.rbuf);
-        let mut at = 0;
-        while matches!(self.phase, Phase::Open | Phase::Closing) {
-            let Some(h) = Head::parse(&buf[at..]) else {
+        while self.preface_read && matches!(self.phase, Phase::Open | Phase::Closing) {
+            let Some(h) = Head::parse(&buf) else {
                 break;
             };
             if h.len > self.h2l.max_frame_size {
                 self.fail(Reason::FRAME_SIZE_ERROR);
                 break;
             }
-            let end = at + frame::HEADER_LEN + h.len as usize;
+            let len = h.len as usize;
+            let end = frame::HEADER_LEN + len;
             if buf.len() < end {
                 buf.reserve(end - buf.len());
                 break;
             }
-            let payload = &buf[at + frame::HEADER_LEN..end];
-            at = end;
-            if let Err(reason) = self.on_frame(h, payload) {
+            buf.advance(frame::HEADER_LEN);
+            let done = if h.kind == frame::DATA && len >= ZERO_COPY_MIN && self.partial.is_none() {
+                let payload = buf.split_to(len).freeze();
+                self.on_data(h, &payload, Some(&payload))
+            } else {
+                let r = self.on_frame(h, &buf[..len]);
+                buf.advance(len);
+                r
+            };
+            if let Err(reason) = done {
                 self.fail(reason);
             }
         }
-        buf.advance(at);
-        if buf.is_empty() && buf.capacity() > 64 * 1024 {
-            // A large frame passed: do not keep its buffer for the rest of the connection.
-            buf = BytesMut::with_capacity(16 * 1024);
+        if let Some(b) = self.io.buf() {
+            *b = buf;
         }
-        self.rbuf = buf;
     }
 
     fn on_frame(&mut self, h: Head, payload: &[u8]) -> Result<(), Reason> {
@@ -463,7 +478,7 @@ impl<S: Service> Conn<S> {
             return Err(Reason::PROTOCOL_ERROR);
         }
         match h.kind {
-            frame::DATA => self.on_data(h, payload),
+            frame::DATA => self.on_data(h, payload, None),
             frame::HEADERS => self.on_headers(h, payload),
             frame::CONTINUATION => self.on_continuation(h, payload),
             frame::PRIORITY => {
@@ -689,7 +704,7 @@ impl<S: Service> Conn<S> {
             // Trailers, or frames on a stream we closed.
             if let Some(i) = self.find(id) {
                 match &self.streams[i].state {
-                    State::Receiving(_) if end_stream => self.finish_request(i),
+                    State::Receiving(_) if end_stream => self.finish_request(i, None),
                     _ => self.stream_error(i, Reason::PROTOCOL_ERROR),
                 }
             }
@@ -783,14 +798,16 @@ impl<S: Service> Conn<S> {
             started,
         }));
         if end_stream {
-            self.finish_request(i);
+            self.finish_request(i, None);
         } else {
             self.due(started + self.limits.read_timeout);
         }
         Ok(())
     }
 
-    fn on_data(&mut self, h: Head, payload: &[u8]) -> Result<(), Reason> {
+    /// A DATA frame; `whole` is the frame's payload when it was split off the read buffer
+    /// (a large frame), so that a body of one frame is kept without a copy.
+    fn on_data(&mut self, h: Head, payload: &[u8], whole: Option<&Bytes>) -> Result<(), Reason> {
         if h.stream == 0 {
             return Err(Reason::PROTOCOL_ERROR);
         }
@@ -847,9 +864,17 @@ impl<S: Service> Conn<S> {
             self.stream_error(i, Reason::PROTOCOL_ERROR);
             return Ok(());
         }
+        if end_stream
+            && r.body.is_empty()
+            && data.len() == payload.len()
+            && let Some(w) = whole
+        {
+            self.finish_request(i, Some(w.clone()));
+            return Ok(());
+        }
         r.body.extend_from_slice(data);
         if end_stream {
-            self.finish_request(i);
+            self.finish_request(i, None);
             return Ok(());
         }
         s.recv_unacked += h.len;
@@ -861,8 +886,9 @@ impl<S: Service> Conn<S> {
         Ok(())
     }
 
-    /// The request on stream `i` is complete: its handler starts.
-    fn finish_request(&mut self, i: usize) {
+    /// The request on stream `i` is complete: its handler starts. `whole` is its body when
+    /// it came in one large frame.
+    fn finish_request(&mut self, i: usize, whole: Option<Bytes>) {
         let s = &mut self.streams[i];
         let State::Receiving(r) =
             std::mem::replace(&mut s.state, State::Running(Rc::new(LocalSignal::new())))
@@ -870,13 +896,14 @@ impl<S: Service> Conn<S> {
             return;
         };
         let r = *r;
-        if r.declared.is_some_and(|d| d != r.body.len() as u64) {
+        let body = whole.unwrap_or_else(|| Bytes::from(r.body));
+        if r.declared.is_some_and(|d| d != body.len() as u64) {
             self.stream_error(i, Reason::PROTOCOL_ERROR);
             return;
         }
         let request = Request {
             head: r.head,
-            body: Bytes::from(r.body),
+            body,
             route: r.route,
             received_at: r.started,
             deadline: Instant::now() + self.limits.write_timeout,

@@ -23,8 +23,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use monoio::BufResult;
+use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
 };
@@ -38,18 +39,26 @@ const READ_BUF_MIN: usize = 16 * 1024;
 /// fits in it. Bounded far below what the connection window already lets a client make
 /// `h2` buffer (`initial_connection_window_size`, docs/http2.md §3).
 const READ_BUF_MAX: usize = 64 * 1024;
-type ReadOp = Pin<Box<dyn Future<Output = (OwnedReadHalf<TcpStream>, BufResult<usize, Vec<u8>>)>>>;
+type ReadOp = Pin<
+    Box<
+        dyn Future<
+            Output = (
+                OwnedReadHalf<TcpStream>,
+                BufResult<usize, SliceMut<BytesMut>>,
+            ),
+        >,
+    >,
+>;
 type WriteOp =
     Pin<Box<dyn Future<Output = (OwnedWriteHalf<TcpStream>, BufResult<usize, Vec<u8>>)>>>;
 
 enum Reader {
-    /// No `recv` in flight; `buf[pos..]` is data not yet served.
+    /// No `recv` in flight; `buf` holds what was read and not yet consumed.
     Idle {
         half: OwnedReadHalf<TcpStream>,
-        buf: Vec<u8>,
-        pos: usize,
+        buf: BytesMut,
     },
-    /// A `recv` in flight, owning the buffer.
+    /// A `recv` in flight, appending to the buffer it owns.
     Busy(ReadOp),
     /// The socket half is gone (only while a transition panicked).
     Gone,
@@ -66,25 +75,23 @@ struct Writer {
     spare: Vec<u8>,
 }
 
-/// The socket with `prefix` served before anything read from it.
+/// The socket, with what was read before it became HTTP/2 in front.
 pub struct Prefixed {
-    prefix: Bytes,
     reader: Reader,
     writer: Writer,
-    /// The peer closed its side: reads return end of stream without a `recv`.
+    /// The peer closed its side: no more `recv`.
     eof: bool,
+    /// The last `recv` filled the room it had: more is likely waiting.
+    filled: bool,
 }
 
 impl Prefixed {
     pub fn new(prefix: Bytes, sock: TcpStream) -> Self {
         let (read, write) = sock.into_split();
+        let mut buf = BytesMut::with_capacity(READ_BUF_MIN.max(prefix.len()));
+        buf.extend_from_slice(&prefix);
         Self {
-            prefix,
-            reader: Reader::Idle {
-                half: read,
-                buf: Vec::new(),
-                pos: 0,
-            },
+            reader: Reader::Idle { half: read, buf },
             writer: Writer {
                 half: Some(write),
                 op: None,
@@ -92,74 +99,60 @@ impl Prefixed {
                 spare: Vec::new(),
             },
             eof: false,
+            filled: false,
         }
     }
 
-    /// Appends what the prefix or the socket has to `dst`: the prefix first, then the
-    /// data of the last `recv`, submitting the next one when that is used up. `Ok(0)` is
-    /// the end of the stream.
-    pub fn poll_read_into(
-        &mut self,
-        cx: &mut Context<'_>,
-        dst: &mut bytes::BytesMut,
-    ) -> Poll<io::Result<usize>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len();
-            dst.extend_from_slice(&self.prefix);
-            self.prefix.clear();
-            return Poll::Ready(Ok(n));
-        }
-        loop {
-            if let Reader::Idle { buf, pos, .. } = &mut self.reader
-                && *pos < buf.len()
-            {
-                let n = buf.len() - *pos;
-                dst.extend_from_slice(&buf[*pos..]);
-                *pos = buf.len();
-                return Poll::Ready(Ok(n));
-            }
-            if self.eof {
-                return Poll::Ready(Ok(0));
-            }
-            ready!(self.poll_fill(cx))?;
+    /// What was read and not yet consumed (the consumer advances it), while no `recv` is
+    /// in flight.
+    pub fn buf(&mut self) -> Option<&mut BytesMut> {
+        match &mut self.reader {
+            Reader::Idle { buf, .. } => Some(buf),
+            _ => None,
         }
     }
 
-    /// Submits a `recv` when none is in flight and waits for it; afterwards the reader is
-    /// idle with the data read (none at the end of the stream).
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Reads more: submits a `recv` that appends to the buffer when none is in flight, and
+    /// waits for it. `Ok(0)` is the end of the stream.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         loop {
             match &mut self.reader {
-                Reader::Idle { buf, pos, .. } => {
-                    if *pos < buf.len() || self.eof {
-                        return Poll::Ready(Ok(()));
+                Reader::Idle { buf, .. } => {
+                    if self.eof {
+                        return Poll::Ready(Ok(0));
                     }
-                    let want = if buf.len() == buf.capacity() && !buf.is_empty() {
+                    if buf.is_empty() && buf.capacity() > READ_BUF_MAX {
+                        // A large frame passed: its room is not kept for the connection.
+                        *buf = BytesMut::new();
+                    }
+                    buf.reserve(if self.filled {
                         READ_BUF_MAX
                     } else {
                         READ_BUF_MIN
-                    };
-                    let mut buf = std::mem::take(buf);
-                    if buf.capacity() != want {
-                        buf = Vec::with_capacity(want);
-                    }
-                    buf.clear();
+                    });
+                    let buf = std::mem::take(buf);
                     let Reader::Idle { mut half, .. } =
                         std::mem::replace(&mut self.reader, Reader::Gone)
                     else {
                         continue;
                     };
+                    let at = buf.len();
                     self.reader = Reader::Busy(Box::pin(async move {
-                        let r = half.read(buf).await;
+                        let r = half.read(buf.slice_mut(at..)).await;
                         (half, r)
                     }));
                 }
                 Reader::Busy(op) => {
-                    let (half, (res, buf)) = ready!(op.as_mut().poll(cx));
-                    self.reader = Reader::Idle { half, buf, pos: 0 };
+                    let (half, (res, slice)) = ready!(op.as_mut().poll(cx));
+                    let room = slice.end() - slice.begin();
+                    let buf = slice.into_inner();
+                    self.reader = Reader::Idle { half, buf };
                     match res {
-                        Ok(0) => self.eof = true,
-                        Ok(_) => {}
+                        Ok(n) => {
+                            self.eof = n == 0;
+                            self.filled = n == room;
+                            return Poll::Ready(Ok(n));
+                        }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Poll::Ready(Err(e)),
                     }
@@ -198,23 +191,6 @@ impl Prefixed {
         // first polled: it is ready at once.
         let fut = std::pin::pin!(half.shutdown());
         fut.poll(cx)
-    }
-
-    /// Puts `bytes` before whatever is still to be served.
-    pub fn unread(&mut self, bytes: Bytes) {
-        if self.prefix.is_empty() {
-            self.prefix = bytes;
-        } else {
-            let mut joined = Vec::with_capacity(bytes.len() + self.prefix.len());
-            joined.extend_from_slice(&bytes);
-            joined.extend_from_slice(&self.prefix);
-            self.prefix = joined.into();
-        }
-    }
-
-    /// Takes the prefix still unserved.
-    pub fn take_prefix(&mut self) -> Bytes {
-        std::mem::take(&mut self.prefix)
     }
 }
 

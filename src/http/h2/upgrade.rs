@@ -114,8 +114,10 @@ pub fn stream_one(head: &RequestHead, body: &Bytes) -> Option<Bytes> {
 /// request. Returns false when the client did not send a valid start in time; the
 /// connection is then closed.
 pub async fn inject_after_preface(io: &mut Prefixed, stream_one: Bytes, deadline: Instant) -> bool {
-    let mut got = BytesMut::from(&io.take_prefix()[..]);
     loop {
+        let Some(got) = io.buf() else {
+            return false;
+        };
         if got.len() >= PREFACE.len() + FRAME_HEADER {
             if &got[..PREFACE.len()] != PREFACE {
                 return false;
@@ -128,11 +130,8 @@ pub async fn inject_after_preface(io: &mut Prefixed, stream_one: Bytes, deadline
             let end = PREFACE.len() + FRAME_HEADER + len;
             if got.len() >= end {
                 let rest = got.split_off(end);
-                let mut all = BytesMut::with_capacity(got.len() + stream_one.len() + rest.len());
-                all.extend_from_slice(&got);
-                all.extend_from_slice(&stream_one);
-                all.extend_from_slice(&rest);
-                io.unread(all.freeze());
+                got.extend_from_slice(&stream_one);
+                got.extend_from_slice(&rest);
                 return true;
             }
         }
@@ -140,7 +139,7 @@ pub async fn inject_after_preface(io: &mut Prefixed, stream_one: Bytes, deadline
         if got.len() > PREFACE.len() + FRAME_HEADER + INITIAL_MAX_FRAME {
             return false;
         }
-        let read = poll_fn(|cx| io.poll_read_into(cx, &mut got));
+        let read = poll_fn(|cx| io.poll_fill(cx));
         match monoio::time::timeout_at(deadline.into(), read).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return false,
