@@ -12,8 +12,8 @@ pub struct Http2Metrics {
     /// streams the client reset before we answered (`reason = "client_cancel"`).
     pub stream_resets: IntCounterVec,
     /// Connections ended with a GOAWAY we sent or an error, by HTTP/2 error `code`
-    /// (`no_error` for drain, age and idle; `enhance_your_calm` for floods; the `h2`
-    /// library's code for a peer's protocol violation).
+    /// (`no_error` for drain, age and idle; `enhance_your_calm` for floods; the RFC 9113
+    /// code of a peer's protocol violation).
     pub goaways: IntCounterVec,
     /// The configured bounds, by `[server.http2]` key.
     pub limits: IntGaugeVec,

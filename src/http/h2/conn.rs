@@ -778,14 +778,7 @@ impl<S: Service> Conn<S> {
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max_body) {
-            self.refuse(
-                i,
-                Some(&route),
-                RejectReason::BodyTooLarge,
-                413,
-                "request body too large",
-                !end_stream,
-            );
+            self.too_large(i, &route, !end_stream);
             return Ok(());
         }
         let capacity = declared.unwrap_or(0).min(max_body) as usize;
@@ -848,14 +841,7 @@ impl<S: Service> Conn<S> {
         let total = (r.body.len() + data.len()) as u64;
         if total > r.max_body {
             let route = r.route.clone();
-            self.refuse(
-                i,
-                Some(&route),
-                RejectReason::BodyTooLarge,
-                413,
-                "request body too large",
-                !end_stream,
-            );
+            self.too_large(i, &route, !end_stream);
             return Ok(());
         }
         if r.declared
@@ -935,6 +921,12 @@ impl<S: Service> Conn<S> {
         };
         self.answer(i, resp, reset_after);
         self.svc.record(route, status, started.elapsed(), 0);
+    }
+
+    /// 413 for a body over `max_request_body` (declared or arriving).
+    fn too_large(&mut self, i: usize, route: &S::Route, reset_after: bool) {
+        let (reason, msg) = (RejectReason::BodyTooLarge, "request body too large");
+        self.refuse(i, Some(route), reason, 413, msg, reset_after);
     }
 
     /// Writes `resp` on stream `i`: head, then as much body as the windows allow (the rest
