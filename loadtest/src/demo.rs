@@ -218,7 +218,7 @@ pub fn captured(
             kind: format!("captured {}", p.protocol.name()),
             corpus: "captured",
             route: match p.protocol {
-                Protocol::Push | Protocol::PushJson => "push",
+                Protocol::Push | Protocol::PushJson | Protocol::PushPlain => "push",
                 _ => "ingest",
             },
             tenant: Some(TENANT.to_owned()),

@@ -43,6 +43,9 @@ const SCRAPED: [&str; 1] = ["pyrogate_http2_connections_total"];
 #[serde(rename_all = "snake_case")]
 pub enum Case {
     Http1Connect,
+    /// The uncompressed Connect body: the baseline of the uncompressed gRPC message, which
+    /// carries the same bytes.
+    Http1ConnectPlain,
     H2cGrpc,
     H2cGrpcGzip,
     NginxGrpc,
@@ -50,8 +53,9 @@ pub enum Case {
 }
 
 /// The cases, in their order within a round.
-pub const CASES: [Case; 5] = [
+pub const CASES: [Case; 6] = [
     Case::Http1Connect,
+    Case::Http1ConnectPlain,
     Case::H2cGrpc,
     Case::H2cGrpcGzip,
     Case::NginxGrpc,
@@ -62,6 +66,7 @@ impl Case {
     pub fn label(self) -> &'static str {
         match self {
             Case::Http1Connect => "HTTP/1.1 Connect Push",
+            Case::Http1ConnectPlain => "HTTP/1.1 Connect Push (uncompressed)",
             Case::H2cGrpc => "h2c gRPC Push",
             Case::H2cGrpcGzip => "h2c gRPC Push (gzip)",
             Case::NginxGrpc => "nginx grpc_pass gRPC Push",
@@ -82,6 +87,15 @@ impl Case {
         }
     }
 
+    /// The HTTP/1.1 case carrying the same message bytes (`None` for the HTTP/1.1 cases).
+    pub fn baseline(self) -> Option<Case> {
+        match self {
+            Case::H2cGrpc | Case::NginxGrpc => Some(Case::Http1ConnectPlain),
+            Case::H2cGrpcGzip | Case::NginxGrpcGzip => Some(Case::Http1Connect),
+            Case::Http1Connect | Case::Http1ConnectPlain => None,
+        }
+    }
+
     fn variant(self, driver: &'static str) -> Variant {
         if self.is_nginx() {
             Variant::NginxGrpc
@@ -93,7 +107,7 @@ impl Case {
     /// How the load sends this case (`None`: HTTP/1.1).
     pub fn grpc(self, h2_connections: usize) -> Option<GrpcOptions> {
         match self {
-            Case::Http1Connect => None,
+            Case::Http1Connect | Case::Http1ConnectPlain => None,
             _ => Some(GrpcOptions {
                 h2_connections,
                 gzip: matches!(self, Case::H2cGrpcGzip | Case::NginxGrpcGzip),
@@ -185,7 +199,11 @@ pub fn run(
             let label = case.label();
             let load = |rc: &RunConfig| {
                 let mut rc = rc.clone();
-                rc.protocol = Protocol::Push;
+                rc.protocol = if case == Case::Http1ConnectPlain {
+                    Protocol::PushPlain
+                } else {
+                    Protocol::Push
+                };
                 match case.grpc(h2) {
                     Some(g) => load::h2::run(&rc, &g, &mut std::io::sink()),
                     None => load::run(&rc, &mut std::io::sink()),
@@ -248,7 +266,7 @@ pub fn run(
                 ));
             }
             let seen = r.med(h2_connections_seen);
-            let want_h2 = c.case != Case::Http1Connect;
+            let want_h2 = c.case.grpc(1).is_some();
             if !c.case.is_nginx() && seen.is_some_and(|n| (n > 0.0) != want_h2) {
                 notes.push(format!(
                     "h2c {} {}: the gateway counted {} HTTP/2 connection(s) in the measured run",
@@ -308,10 +326,13 @@ pub fn render(cfg: &BenchConfig, r: &H2cResult) -> String {
         let rep = &c.report;
         let cpu = rep.values(|s| s.cpu_ms_per_1k);
         let p99 = rep.values(|s| Some(s.p99_ms));
+        // Each case against the HTTP/1.1 case with the same message bytes; the HTTP/1.1
+        // cases against themselves (1.00×).
+        let base_case = c.case.baseline().unwrap_or(c.case);
         let base = r
             .cells
             .iter()
-            .find(|b| b.case == Case::Http1Connect && b.report.cell.size == rep.cell.size);
+            .find(|b| b.case == base_case && b.report.cell.size == rep.cell.size);
         // req/CPU-s ratio = inverse ratio of CPU per request, per round, then the median.
         let ratio = base.and_then(|b| round_ratio(&b.report.values(|s| s.cpu_ms_per_1k), &cpu));
         let p99_ratio = base.and_then(|b| round_ratio(&p99, &b.report.values(|s| Some(s.p99_ms))));
@@ -342,10 +363,11 @@ pub fn render(cfg: &BenchConfig, r: &H2cResult) -> String {
     }
     format!(
         "\n== h2c: gRPC Push over h2c vs Connect Push over HTTP/1.1, pyrogate {} forwarding to one sink (closed loop, medians of {} rounds) ==\n{}\
-         HTTP/1.1: {} keep-alive connections, Connect Push (application/proto, gzip). h2c: {} concurrent streams over {}\n\
-         prior-knowledge HTTP/2 connections, the same PushRequest as one gRPC message, uncompressed or gzip'd\n\
-         (grpc-encoding: gzip, the Connect body's bytes). req/CPU-s is the gateway's own CPU time; ×HTTP/1.1 = median\n\
-         over rounds of (req/CPU-s ÷ the HTTP/1.1 case's), p99 ×HTTP/1.1 likewise for p99 latency (< 1.00: lower);\n\
+         HTTP/1.1: {} keep-alive connections, Connect Push (application/proto, gzip'd or uncompressed). h2c: {}\n\
+         concurrent streams over {} prior-knowledge HTTP/2 connections, the same PushRequest as one gRPC message,\n\
+         uncompressed or gzip'd (grpc-encoding: gzip, the Connect body's bytes). req/CPU-s is the gateway's own CPU\n\
+         time; ×HTTP/1.1 = median over rounds of (req/CPU-s ÷ the HTTP/1.1 case carrying the same bytes: uncompressed\n\
+         against uncompressed, gzip'd against gzip'd), p99 ×HTTP/1.1 likewise for p99 latency (< 1.00: lower);\n\
          ×nginx grpc_pass = the same for pyrogate's gRPC case ÷ nginx (its worker's CPU) carrying the same gRPC load to\n\
          the sink over h2c (goals: h2c ≥ 0.90× HTTP/1.1, ≥ 1.20× nginx). A gRPC request is OK when HTTP 200 with\n\
          grpc-status 0.\n",
@@ -380,6 +402,11 @@ mod tests {
         assert_eq!(Case::H2cGrpc.peer_of(), Some(Case::NginxGrpc));
         assert_eq!(Case::H2cGrpcGzip.peer_of(), Some(Case::NginxGrpcGzip));
         assert_eq!(Case::Http1Connect.peer_of(), None);
+        assert_eq!(Case::Http1ConnectPlain.grpc(4), None);
+        assert_eq!(Case::H2cGrpc.baseline(), Some(Case::Http1ConnectPlain));
+        assert_eq!(Case::H2cGrpcGzip.baseline(), Some(Case::Http1Connect));
+        assert_eq!(Case::NginxGrpc.baseline(), Some(Case::Http1ConnectPlain));
+        assert_eq!(Case::Http1Connect.baseline(), None);
         assert_eq!(Case::NginxGrpc.variant("io_uring"), Variant::NginxGrpc);
         assert_eq!(
             Case::H2cGrpc.variant("io_uring"),

@@ -31,7 +31,8 @@
 //! * `h2c` (not run by default): Push to pyrogate forwarding to one sink as gRPC over
 //!   cleartext HTTP/2 (`--connections` streams, one HTTP/2 connection per 8 of
 //!   them) against Connect over `--connections` HTTP/1.1 connections, uncompressed and
-//!   gzip'd gRPC messages: requests per CPU-second, the ratio to HTTP/1.1, p99 ([`h2c`]).
+//!   gzip'd messages on both: requests per CPU-second, the ratio to HTTP/1.1 carrying the
+//!   same bytes, p99 ([`h2c`]).
 //!
 //! Method (see `docs/benchmarking.md`): every server under test runs in a fresh process
 //! per run; runs are interleaved (A B C, A B C, …) and each figure is the median over the

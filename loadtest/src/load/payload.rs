@@ -10,6 +10,7 @@
 //! | `ingest-jfr` | pyroscope-java (OkHttp) | `/ingest?…&format=jfr`, multipart `jfr` + `labels`, **chunked** |
 //! | `push` | pyroscope-io 1.4.0 | Connect Push, `application/proto`, `Content-Encoding: gzip` |
 //! | `push-json` | curl / tests | Connect Push, `application/json` (protojson, base64 `rawProfile`) |
+//! | `push-plain` | a Connect client without its gzip option (connect-go's default) | the `push` request, body inflated, no `Content-Encoding` (not part of `mix`) |
 //! | `otlp` | OTel Collector `otlphttp` exporter | `POST /v1development/profiles`, `application/x-protobuf`, `Content-Encoding: gzip`, an `ExportProfilesServiceRequest` in the v1.10.0 layout (not part of `mix`) |
 //!
 //! Bodies come from one of three sources: the generated agent-sized ones (default), a
@@ -37,6 +38,9 @@ pub enum Protocol {
     IngestJfr,
     Push,
     PushJson,
+    /// Connect Push without compression (`application/proto`, no `Content-Encoding`), as a
+    /// Connect client sends without its gzip option (not part of `mix`).
+    PushPlain,
     /// OTLP profiles (not part of `mix`).
     Otlp,
     /// All of the above in turn.
@@ -61,6 +65,7 @@ impl Protocol {
             Protocol::IngestJfr => "ingest-jfr",
             Protocol::Push => "push",
             Protocol::PushJson => "push-json",
+            Protocol::PushPlain => "push-plain",
             Protocol::Otlp => "otlp",
             Protocol::Mix => "mix",
         }
@@ -201,11 +206,22 @@ pub fn prepare(
     };
     list.into_iter()
         .map(|p| {
-            let req = match (&opts.source, &synthetic) {
-                (Source::Captured(dir), _) => captured(p, opts, dir)?,
-                (_, Some(s)) => sized(p, opts, s),
-                _ => generated(p, opts),
+            // `push-plain` is the Push request with its body inflated.
+            let base = if p == Protocol::PushPlain {
+                Protocol::Push
+            } else {
+                p
             };
+            let mut req = match (&opts.source, &synthetic) {
+                (Source::Captured(dir), _) => captured(base, opts, dir)?,
+                (_, Some(s)) => sized(base, opts, s),
+                _ => generated(base, opts),
+            };
+            if p == Protocol::PushPlain {
+                req.body = gunzip(&req.body).ok_or("push-plain: the Push body is not gzip'd")?;
+                req.headers
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case("content-encoding"));
+            }
             Ok(finish(p, req, target, opts))
         })
         .collect()
@@ -222,7 +238,7 @@ fn generated(p: Protocol, o: &Options) -> Request {
         Protocol::IngestMultipart => sdk::go_ingest(seed, now, Kind::Goroutine, false),
         Protocol::IngestFolded => sdk::stack_ingest(seed, now, "folded"),
         Protocol::IngestJfr => sdk::java_jfr(seed, now, JFR_SIZE),
-        Protocol::Push | Protocol::Mix => sdk::python_push(seed),
+        Protocol::Push | Protocol::PushPlain | Protocol::Mix => sdk::python_push(seed),
         Protocol::PushJson => sdk::push_json(
             vec![push::python_series(seed, "loadtest.python.app")],
             false,
@@ -280,7 +296,7 @@ fn sized(p: Protocol, o: &Options, s: &pprof::Sized) -> Request {
             r
         }
         Protocol::IngestJfr => sdk::java_jfr(seed, now, s.plain.len().max(1024)),
-        Protocol::Push | Protocol::Mix => {
+        Protocol::Push | Protocol::PushPlain | Protocol::Mix => {
             let series = series(&s.plain);
             let mut r = sdk::python_push(seed);
             r.body = gzip(&push::encode(&series));
@@ -329,7 +345,7 @@ fn captured(p: Protocol, o: &Options, dir: &Path) -> Result<Request, String> {
             &read("jfr/dump1.jfr.gz")?,
             &read("jfr/dump1.labels.pb.gz")?,
         ),
-        Protocol::Push | Protocol::Mix => {
+        Protocol::Push | Protocol::PushPlain | Protocol::Mix => {
             let mut r = sdk::python_push(seed);
             r.body = read("clients/pyroscope-io-1.4.0-push.bin")?;
             r.series = push_series()?;
@@ -463,5 +479,26 @@ mod tests {
         assert_eq!(got[0].body[..], sent.body[..]);
         assert_eq!(got[0].series, sent.series);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn push_plain_is_push_inflated() {
+        for source in [Source::Generated, Source::Synthetic { size: 4096 }] {
+            let o = opts(source);
+            let push = prepare(Protocol::Push, &target(), &o).expect("push");
+            let plain = prepare(Protocol::PushPlain, &target(), &o).expect("push-plain");
+            assert_eq!(
+                gunzip(&push[0].body).as_deref(),
+                Some(&plain[0].body[..]),
+                "the same PushRequest"
+            );
+            assert_eq!(plain[0].series, push[0].series);
+            let head = String::from_utf8_lossy(
+                &plain[0].bytes[..plain[0].bytes.len() - plain[0].body.len()],
+            )
+            .to_lowercase();
+            assert!(!head.contains("content-encoding"), "{head}");
+            assert!(head.contains("content-type: application/proto"), "{head}");
+        }
     }
 }
