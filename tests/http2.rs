@@ -1310,3 +1310,47 @@ fn malformed_streams_are_reset_alone() {
         1.0
     );
 }
+
+/// CPU seconds (user + system) the process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which ends with the last ')'): utime is the 12th.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().expect("utime") + f[12].parse::<f64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// A client that closes its sending side with a request still being forwarded gets its
+/// answer, then the connection closes; the gateway does not spin meanwhile (the idle
+/// timeout passing while the connection waits on a handler).
+#[test]
+fn half_closed_client_gets_its_answer_then_the_close() {
+    let sink = Sink::start(&[]);
+    sink.control("latency_ms=2500");
+    let gw = hostile_gateway(&[
+        "--forward-to",
+        sink.url().leak(),
+        "--server-idle-timeout",
+        "1s",
+    ]);
+    let mut p = Peer::connect(gw.addr, &[]);
+    assert!(p.request(1, "POST", "/ingest?name=half.app.cpu&format=folded", false));
+    assert!(p.frame(DATA, END_STREAM, 1, b"foo;bar 1\n"));
+    p.s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let cpu0 = cpu_seconds(gw.pid());
+    let started = Instant::now();
+    let answer = until_end(&mut p, 1, Duration::from_secs(8)).expect("the answer");
+    assert_eq!(answer[0].kind, HEADERS, "{:?}", answer[0].kind);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "answered before the sink did"
+    );
+    assert!(
+        p.closed(Duration::from_secs(5)),
+        "not closed after the answer"
+    );
+    let spent = cpu_seconds(gw.pid()) - cpu0;
+    assert!(spent < 0.5, "{spent:.2} CPU-s while waiting ~2.5 s");
+}

@@ -44,6 +44,9 @@ const LINGER: Duration = Duration::from_secs(1);
 /// burst: an SDK cancels a request on its own timeout, a few per minute at most, while a
 /// rapid-reset attack sends thousands per second.
 const RESET_REFILL_PER_SEC: f64 = 10.0;
+/// The soonest the timer fires again after it fired: bounds how often a deadline that
+/// stays due is looked at.
+const MIN_TICK: Duration = Duration::from_millis(10);
 /// Output bytes waiting behind a `send` in flight at which reading stops until it is done.
 const OUT_HIGH: usize = 64 * 1024;
 /// DATA frames from this size on are split off the read buffer instead of copied: a body of
@@ -364,11 +367,12 @@ impl<S: Service> Conn<S> {
             if self.phase == Phase::Done {
                 return Poll::Ready(());
             }
-            if self.timer.as_mut().poll(cx).is_ready() {
+            let fired = self.timer.as_mut().poll(cx).is_ready();
+            if fired {
                 self.on_timer();
                 again = true;
             }
-            self.rearm();
+            self.rearm(fired);
             if self.phase == Phase::Done {
                 return Poll::Ready(());
             }
@@ -397,6 +401,9 @@ impl<S: Service> Conn<S> {
         match self.phase {
             Phase::Open | Phase::Closing if self.settings_read => {
                 self.phase = Phase::Closing;
+                if self.close_by.is_none() {
+                    self.close_by = Some(Instant::now() + self.grace());
+                }
                 self.streams
                     .retain(|s| !matches!(s.state, State::Receiving(_)));
             }
@@ -1168,7 +1175,9 @@ impl<S: Service> Conn<S> {
     }
 
     /// Points the timer at the next thing that may be due.
-    fn rearm(&mut self) {
+    /// After the timer `fired`, it never points at the past again: a deadline `on_timer`
+    /// did not move would otherwise make the connection spin.
+    fn rearm(&mut self, fired: bool) {
         let mut wake = self.close_by.unwrap_or(self.idle_check);
         if self.phase == Phase::Open {
             wake = wake.min(self.idle_check);
@@ -1178,6 +1187,9 @@ impl<S: Service> Conn<S> {
         }
         for t in [self.handshake_by, self.stream_due].into_iter().flatten() {
             wake = wake.min(t);
+        }
+        if fired {
+            wake = wake.max(Instant::now() + MIN_TICK);
         }
         if wake != self.armed {
             self.armed = wake;
