@@ -235,8 +235,12 @@ fn h2c_suite_with_the_nginx_grpc_pass_peer() {
     let (r, text) = bench("h2c", &args);
     let cells = r["h2c"]["cells"].as_array().expect("h2c cells").clone();
     let labels: Vec<&str> = cells.iter().filter_map(|c| c["label"].as_str()).collect();
-    let want = if with_nginx { 5 } else { 3 };
+    let want = if with_nginx { 6 } else { 4 };
     assert_eq!(cells.len(), want, "{labels:?}");
+    assert!(
+        labels.contains(&"HTTP/1.1 Connect Push (uncompressed)"),
+        "{labels:?}"
+    );
     for c in &cells {
         let (label, s) = (c["label"].as_str().unwrap_or(""), &c["samples"][0]);
         assert!(s["ok"].as_u64().unwrap_or(0) > 0, "{label}: {s}");
