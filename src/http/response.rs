@@ -96,18 +96,20 @@ impl Response {
 }
 
 pub fn push_u64(out: &mut Vec<u8>, v: u64) {
-    let mut buf = [0u8; 20];
+    out.extend_from_slice(decimal(v, &mut [0u8; 20]));
+}
+
+/// `v` in decimal, written into the end of `buf`.
+pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
-    let mut v = v;
     loop {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
-            break;
+            return &buf[i..];
         }
     }
-    out.extend_from_slice(&buf[i..]);
 }
 
 /// Reason phrases as Go's `http.StatusText` (an unknown code gets none).

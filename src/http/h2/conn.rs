@@ -77,6 +77,8 @@ enum Phase {
 }
 
 enum State<R> {
+    /// The head is being read: only within the frame that opened the stream.
+    Opening,
     /// The head is read; DATA frames are arriving.
     Receiving(Box<Receiving<R>>),
     /// The handler runs; firing the signal stops it.
@@ -157,8 +159,9 @@ pub(super) struct Conn<S: Service> {
     shared: Rc<Shared>,
     decoder: Decoder,
     fields: HeaderList,
-    /// Scratch for encoding header blocks, and for taking finished answers.
+    /// Scratch for encoding header and trailer blocks, and for taking finished answers.
     block: Vec<u8>,
+    trailers: Vec<u8>,
     done: Vec<(u32, Response)>,
     streams: Vec<Stream<S::Route>>,
     /// The highest stream the client opened.
@@ -212,6 +215,7 @@ impl<S: Service> Conn<S> {
             decoder: Decoder::new(h2l.header_table_size as usize),
             fields: HeaderList::default(),
             block: Vec::new(),
+            trailers: Vec::new(),
             done: Vec::new(),
             streams: Vec::new(),
             last_id: 0,
@@ -642,7 +646,7 @@ impl<S: Service> Conn<S> {
                 self.shared.reset("client_cancel");
                 self.rapid_resets.take(now)
             }
-            State::Sending(_) => true,
+            State::Opening | State::Sending(_) => true,
         };
         if !ok {
             self.calm();
@@ -743,12 +747,7 @@ impl<S: Service> Conn<S> {
         };
         self.streams.push(Stream {
             id,
-            state: State::Sending(Box::new(Sending {
-                rest: Bytes::new(),
-                trailers: Vec::new(),
-                reset_after: false,
-                deadline: started,
-            })),
+            state: State::Opening,
             send_window: self.peer_initial_window,
             recv_window,
             recv_unacked: 0,
@@ -883,9 +882,7 @@ impl<S: Service> Conn<S> {
     /// it came in one large frame.
     fn finish_request(&mut self, i: usize, whole: Option<Bytes>) {
         let s = &mut self.streams[i];
-        let State::Receiving(r) =
-            std::mem::replace(&mut s.state, State::Running(Rc::new(LocalSignal::new())))
-        else {
+        let State::Receiving(r) = std::mem::replace(&mut s.state, State::Opening) else {
             return;
         };
         let r = *r;
@@ -942,67 +939,85 @@ impl<S: Service> Conn<S> {
         if !matches!(self.phase, Phase::Open | Phase::Closing) {
             return;
         }
-        let mut block = std::mem::take(&mut self.block);
+        let (mut block, mut trailers) = (
+            std::mem::take(&mut self.block),
+            std::mem::take(&mut self.trailers),
+        );
         stream::encode_head(&mut block, &resp);
-        let mut trailers = Vec::new();
         stream::encode_trailers(&mut trailers, &resp);
         let end_now = resp.body.is_empty() && trailers.is_empty();
         let id = self.streams[i].id;
         frame::put_header_block(self.io.out(), id, &block, end_now, self.peer_max_frame);
-        self.block = block;
-        if end_now {
+        let mut rest = resp.body;
+        let done = if end_now {
             if reset_after {
                 frame::put_rst(self.io.out(), id, Reason::NO_ERROR);
             }
+            true
+        } else {
+            let (max_frame, room) = (self.peer_max_frame, self.out_room());
+            let s = &mut self.streams[i];
+            let mut w = Windows {
+                conn: &mut self.send_window,
+                stream: &mut s.send_window,
+            };
+            send_body(
+                self.io.out(),
+                &mut w,
+                id,
+                &mut rest,
+                &trailers,
+                reset_after,
+                max_frame,
+                room,
+            )
+        };
+        if done {
             self.remove(i);
-            return;
-        }
-        let deadline = Instant::now() + self.limits.write_timeout;
-        self.streams[i].state = State::Sending(Box::new(Sending {
-            rest: resp.body,
-            trailers,
-            reset_after,
-            deadline,
-        }));
-        if !self.resume(i) {
+        } else {
+            // The peer's window (or the socket) holds the rest back.
+            let deadline = Instant::now() + self.limits.write_timeout;
+            self.streams[i].state = State::Sending(Box::new(Sending {
+                rest,
+                trailers: trailers.clone(),
+                reset_after,
+                deadline,
+            }));
             self.due(deadline);
         }
+        (self.block, self.trailers) = (block, trailers);
+    }
+
+    /// Response DATA queued for the socket at once, at least a frame.
+    fn out_room(&self) -> usize {
+        (self.h2l.max_send_buffer as usize).max(self.peer_max_frame)
     }
 
     /// Sends what stream `i` may of its waiting answer; true when it is all out (the
     /// stream is then closed).
     fn resume(&mut self, i: usize) -> bool {
-        let max_frame = self.peer_max_frame;
-        let out_room = (self.h2l.max_send_buffer as usize).max(max_frame);
+        let (max_frame, room) = (self.peer_max_frame, self.out_room());
         let s = &mut self.streams[i];
+        let id = s.id;
         let State::Sending(snd) = &mut s.state else {
             return false;
         };
+        let mut w = Windows {
+            conn: &mut self.send_window,
+            stream: &mut s.send_window,
+        };
         let out = self.io.out();
-        while !snd.rest.is_empty() {
-            let window = self.send_window.min(s.send_window).max(0) as usize;
-            let n = snd.rest.len().min(max_frame).min(window);
-            if n == 0 || out.len() >= out_room {
-                return false;
-            }
-            let chunk = snd.rest.split_to(n);
-            let last = snd.rest.is_empty() && snd.trailers.is_empty();
-            frame::put_head(
-                out,
-                n,
-                frame::DATA,
-                if last { frame::END_STREAM } else { 0 },
-                s.id,
-            );
-            out.extend_from_slice(&chunk);
-            self.send_window -= n as i64;
-            s.send_window -= n as i64;
-        }
-        if !snd.trailers.is_empty() {
-            frame::put_header_block(out, s.id, &snd.trailers, true, max_frame);
-        }
-        if snd.reset_after {
-            frame::put_rst(out, s.id, Reason::NO_ERROR);
+        if !send_body(
+            out,
+            &mut w,
+            id,
+            &mut snd.rest,
+            &snd.trailers,
+            snd.reset_after,
+            max_frame,
+            room,
+        ) {
+            return false;
         }
         self.remove(i);
         true
@@ -1168,7 +1183,7 @@ impl<S: Service> Conn<S> {
                     let at = snd.deadline;
                     self.due(at);
                 }
-                State::Running(_) => {}
+                State::Opening | State::Running(_) => {}
             }
             i += 1;
         }
@@ -1196,6 +1211,49 @@ impl<S: Service> Conn<S> {
             self.timer.as_mut().reset(wake.into());
         }
     }
+}
+
+/// The send windows an answer's DATA uses up: the connection's and its stream's.
+struct Windows<'a> {
+    conn: &'a mut i64,
+    stream: &'a mut i64,
+}
+
+/// Writes `rest` as DATA frames as far as the windows and the output `room` allow, then
+/// `trailers` and, with `reset_after`, RST_STREAM `NO_ERROR`. True when the answer is all
+/// out; otherwise `rest` holds what is left.
+#[allow(clippy::too_many_arguments)]
+fn send_body(
+    out: &mut Vec<u8>,
+    w: &mut Windows<'_>,
+    id: u32,
+    rest: &mut Bytes,
+    trailers: &[u8],
+    reset_after: bool,
+    max_frame: usize,
+    room: usize,
+) -> bool {
+    while !rest.is_empty() {
+        let window = (*w.conn).min(*w.stream).max(0) as usize;
+        let n = rest.len().min(max_frame).min(window);
+        if n == 0 || out.len() >= room {
+            return false;
+        }
+        let chunk = rest.split_to(n);
+        let last = rest.is_empty() && trailers.is_empty();
+        let flags = if last { frame::END_STREAM } else { 0 };
+        frame::put_head(out, n, frame::DATA, flags, id);
+        out.extend_from_slice(&chunk);
+        *w.conn -= n as i64;
+        *w.stream -= n as i64;
+    }
+    if !trailers.is_empty() {
+        frame::put_header_block(out, id, trailers, true, max_frame);
+    }
+    if reset_after {
+        frame::put_rst(out, id, Reason::NO_ERROR);
+    }
+    true
 }
 
 impl<S: Service> Drop for Conn<S> {

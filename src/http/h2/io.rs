@@ -3,10 +3,9 @@
 //! owned buffers, preceded by bytes the HTTP/1.1 loop had already read (the client
 //! preface) or that the h2c upgrade injects (docs/http2.md §8).
 //!
-//! Reads: one `recv` at a time into an owned buffer; [`Prefixed::poll_read_into`] appends
-//! from it to the connection's frame buffer. A read that finds the buffer empty submits the
-//! next `recv` and waits for its completion, so there is no readiness round trip and no
-//! read that finds the socket empty.
+//! Reads: one `recv` at a time, appending to the connection's frame buffer
+//! ([`Prefixed::poll_fill`], [`Prefixed::buf`]), which starts with the bytes read before.
+//! There is no readiness round trip and no read that finds the socket empty.
 //!
 //! Writes: the connection writes frames straight into [`Prefixed::out`];
 //! [`Prefixed::poll_send`] hands that buffer to one `send` (all of it, short writes
@@ -36,8 +35,8 @@ use monoio::net::TcpStream;
 const READ_BUF_MIN: usize = 16 * 1024;
 /// Size of the read buffer after a `recv` filled the smaller one: bodies of many KiB over
 /// several streams then arrive in few operations. Back to the minimum after a `recv` that
-/// fits in it. Bounded far below what the connection window already lets a client make
-/// `h2` buffer (`initial_connection_window_size`, docs/http2.md §3).
+/// fits in it. Bounded far below what the connection window already lets a client send
+/// (`initial_connection_window_size`, docs/http2.md §3).
 const READ_BUF_MAX: usize = 64 * 1024;
 type ReadOp = Pin<
     Box<

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::hpack::{self, HeaderList};
 use crate::http::head::{HeadError, RequestHead};
-use crate::http::response::Response;
+use crate::http::response::{Response, decimal};
 use crate::http::service::{Request, Service};
 use crate::metrics::RejectReason;
 use crate::metrics::http2::Http2Metrics;
@@ -236,21 +236,8 @@ pub(super) fn encode_head(block: &mut Vec<u8>, resp: &Response) {
         hpack::encode_field(
             block,
             b"content-length",
-            decimal(resp.body.len(), &mut digits),
+            decimal(resp.body.len() as u64, &mut digits),
         );
-    }
-}
-
-/// `n` in decimal, written into the end of `buf`.
-fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
     }
 }
 
@@ -262,12 +249,22 @@ pub(super) fn encode_trailers(block: &mut Vec<u8>, resp: &Response) {
     }
 }
 
-/// One field, its name lower-cased (our names are constants, most already lower case).
+/// Longest header name lower-cased on the stack (ours are constants well below it).
+const NAME_MAX: usize = 64;
+
+/// One field, its name lower-cased (our names are constants such as `Content-Type`).
 fn field(block: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    if name.iter().any(u8::is_ascii_uppercase) {
-        hpack::encode_field(block, &name.to_ascii_lowercase(), value);
-    } else {
+    if !name.iter().any(u8::is_ascii_uppercase) {
         hpack::encode_field(block, name, value);
+    } else if let Some(lower) = (name.len() <= NAME_MAX).then(|| {
+        let mut buf = [0u8; NAME_MAX];
+        buf[..name.len()].copy_from_slice(name);
+        buf[..name.len()].make_ascii_lowercase();
+        buf
+    }) {
+        hpack::encode_field(block, &lower[..name.len()], value);
+    } else {
+        hpack::encode_field(block, &name.to_ascii_lowercase(), value);
     }
 }
 

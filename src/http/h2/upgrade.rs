@@ -11,27 +11,20 @@
 use std::future::poll_fn;
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
+use super::frame::{self, PREFACE};
+use super::hpack;
 use super::io::Prefixed;
 use crate::http::head::RequestHead;
 
-/// The client connection preface (RFC 9113 §3.4).
-pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The part of the preface that parses as an HTTP/1.x head.
 pub const PREFACE_HEAD: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
-/// SETTINGS_MAX_FRAME_SIZE's initial value: the largest frame a client may send before it
-/// has our SETTINGS.
-const INITIAL_MAX_FRAME: usize = 16_384;
+/// The largest frame a client may send before it has our SETTINGS.
+const INITIAL_MAX_FRAME: usize = frame::DEFAULT_MAX_FRAME as usize;
 /// The initial flow-control window: the most body a client may send on a stream before
 /// it has our SETTINGS and WINDOW_UPDATEs.
-pub const INITIAL_WINDOW: usize = 65_535;
-const FRAME_HEADER: usize = 9;
-const TYPE_DATA: u8 = 0;
-const TYPE_HEADERS: u8 = 1;
-const TYPE_SETTINGS: u8 = 4;
-const FLAG_END_STREAM: u8 = 0x1;
-const FLAG_END_HEADERS: u8 = 0x4;
+pub const INITIAL_WINDOW: usize = frame::DEFAULT_WINDOW as usize;
 
 /// Headers that are about the HTTP/1.1 connection and must not appear in HTTP/2.
 const CONNECTION_SPECIFIC: [&str; 8] = [
@@ -70,15 +63,15 @@ pub fn stream_one(head: &RequestHead, body: &Bytes) -> Option<Bytes> {
     if body.len() > INITIAL_WINDOW {
         return None;
     }
-    let mut block = BytesMut::with_capacity(256);
-    literal(&mut block, b":method", head.method_str().as_bytes());
-    literal(&mut block, b":scheme", b"http");
-    literal(&mut block, b":authority", head.host().unwrap_or(b""));
+    let mut block = Vec::with_capacity(256);
+    hpack::encode_literal(&mut block, b":method", head.method_str().as_bytes());
+    hpack::encode_literal(&mut block, b":scheme", b"http");
+    hpack::encode_literal(&mut block, b":authority", head.host().unwrap_or(b""));
     let target = match head.query() {
         Some(q) => format!("{}?{q}", head.path()),
         None => head.path().to_string(),
     };
-    literal(&mut block, b":path", target.as_bytes());
+    hpack::encode_literal(&mut block, b":path", target.as_bytes());
     for (name, value) in head.headers() {
         let lower = name.to_ascii_lowercase();
         if CONNECTION_SPECIFIC.iter().any(|c| c.as_bytes() == lower) {
@@ -87,26 +80,36 @@ pub fn stream_one(head: &RequestHead, body: &Bytes) -> Option<Bytes> {
         if lower == b"te" && !value.trim_ascii().eq_ignore_ascii_case(b"trailers") {
             continue;
         }
-        literal(&mut block, &lower, value);
+        hpack::encode_literal(&mut block, &lower, value);
     }
     if block.len() > INITIAL_MAX_FRAME {
         return None;
     }
-    let mut out = BytesMut::with_capacity(FRAME_HEADER * 6 + block.len() + body.len());
-    let headers_flags = FLAG_END_HEADERS | if body.is_empty() { FLAG_END_STREAM } else { 0 };
-    frame_header(&mut out, block.len(), TYPE_HEADERS, headers_flags, 1);
+    let mut out = Vec::with_capacity(frame::HEADER_LEN * 6 + block.len() + body.len());
+    let end = if body.is_empty() {
+        frame::END_STREAM
+    } else {
+        0
+    };
+    frame::put_head(
+        &mut out,
+        block.len(),
+        frame::HEADERS,
+        frame::END_HEADERS | end,
+        1,
+    );
     out.extend_from_slice(&block);
     let mut chunks = body.chunks(INITIAL_MAX_FRAME).peekable();
     while let Some(chunk) = chunks.next() {
         let flags = if chunks.peek().is_none() {
-            FLAG_END_STREAM
+            frame::END_STREAM
         } else {
             0
         };
-        frame_header(&mut out, chunk.len(), TYPE_DATA, flags, 1);
+        frame::put_head(&mut out, chunk.len(), frame::DATA, flags, 1);
         out.extend_from_slice(chunk);
     }
-    Some(out.freeze())
+    Some(Bytes::from(out))
 }
 
 /// Reads the client preface and its first frame (which must be SETTINGS), then places
@@ -118,16 +121,16 @@ pub async fn inject_after_preface(io: &mut Prefixed, stream_one: Bytes, deadline
         let Some(got) = io.buf() else {
             return false;
         };
-        if got.len() >= PREFACE.len() + FRAME_HEADER {
+        if got.len() >= PREFACE.len() + frame::HEADER_LEN {
             if &got[..PREFACE.len()] != PREFACE {
                 return false;
             }
             let h = &got[PREFACE.len()..];
             let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
-            if h[3] != TYPE_SETTINGS || len > INITIAL_MAX_FRAME {
+            if h[3] != frame::SETTINGS || len > INITIAL_MAX_FRAME {
                 return false;
             }
-            let end = PREFACE.len() + FRAME_HEADER + len;
+            let end = PREFACE.len() + frame::HEADER_LEN + len;
             if got.len() >= end {
                 let rest = got.split_off(end);
                 got.extend_from_slice(&stream_one);
@@ -136,7 +139,7 @@ pub async fn inject_after_preface(io: &mut Prefixed, stream_one: Bytes, deadline
             }
         }
         // Incomplete: a valid start is shorter than this.
-        if got.len() > PREFACE.len() + FRAME_HEADER + INITIAL_MAX_FRAME {
+        if got.len() > PREFACE.len() + frame::HEADER_LEN + INITIAL_MAX_FRAME {
             return false;
         }
         let read = poll_fn(|cx| io.poll_fill(cx));
@@ -145,42 +148,6 @@ pub async fn inject_after_preface(io: &mut Prefixed, stream_one: Bytes, deadline
             _ => return false,
         }
     }
-}
-
-fn frame_header(out: &mut BytesMut, len: usize, kind: u8, flags: u8, stream: u32) {
-    out.put_uint(len as u64, 3);
-    out.put_u8(kind);
-    out.put_u8(flags);
-    out.put_u32(stream);
-}
-
-/// An HPACK "literal header field without indexing — new name" (RFC 7541 §6.2.2), no
-/// Huffman coding: it touches no decoder table state.
-fn literal(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.put_u8(0);
-    string(out, name);
-    string(out, value);
-}
-
-fn string(out: &mut BytesMut, s: &[u8]) {
-    integer(out, s.len(), 7, 0);
-    out.extend_from_slice(s);
-}
-
-/// RFC 7541 §5.1 integer with an `n`-bit prefix.
-fn integer(out: &mut BytesMut, mut v: usize, n: u32, first: u8) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.put_u8(first | v as u8);
-        return;
-    }
-    out.put_u8(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.put_u8((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.put_u8(v as u8);
 }
 
 #[cfg(test)]
@@ -250,8 +217,8 @@ mod tests {
         let frames = stream_one(&h, &body).expect("fits");
         let len =
             (usize::from(frames[0]) << 16) | (usize::from(frames[1]) << 8) | usize::from(frames[2]);
-        assert_eq!(frames[3], TYPE_HEADERS);
-        assert_eq!(frames[4], FLAG_END_HEADERS);
+        assert_eq!(frames[3], frame::HEADERS);
+        assert_eq!(frames[4], frame::END_HEADERS);
         assert_eq!(&frames[5..9], &[0, 0, 0, 1]);
         let fields = decode_literals(&frames[9..9 + len]);
         let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -270,24 +237,14 @@ mod tests {
             let n = (usize::from(frames[at]) << 16)
                 | (usize::from(frames[at + 1]) << 8)
                 | usize::from(frames[at + 2]);
-            assert_eq!(frames[at + 3], TYPE_DATA);
+            assert_eq!(frames[at + 3], frame::DATA);
             flags.push(frames[at + 4]);
             data.extend_from_slice(&frames[at + 9..at + 9 + n]);
             at += 9 + n;
         }
-        assert_eq!(flags, vec![0, FLAG_END_STREAM]);
+        assert_eq!(flags, vec![0, frame::END_STREAM]);
         assert_eq!(data, body.to_vec());
         let too_big = Bytes::from(vec![0u8; INITIAL_WINDOW + 1]);
         assert!(stream_one(&h, &too_big).is_none());
-    }
-
-    #[test]
-    fn hpack_integers() {
-        let mut b = BytesMut::new();
-        integer(&mut b, 10, 5, 0);
-        assert_eq!(&b[..], &[10]);
-        let mut b = BytesMut::new();
-        integer(&mut b, 1337, 5, 0);
-        assert_eq!(&b[..], &[31, 154, 10]); // RFC 7541 C.1.2
     }
 }

@@ -252,18 +252,8 @@ const STATUS_NAME_INDEX: usize = 8;
 /// `:status` (indexed when the static table has it, e.g. 200 → 0x88; else literal without
 /// indexing with name index 8).
 pub fn encode_status(out: &mut Vec<u8>, status: u16) {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
-    let mut v = status;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let digits = &digits[i..];
+    let mut buf = [0u8; 20];
+    let digits = crate::http::response::decimal(u64::from(status), &mut buf);
     match STATIC
         .iter()
         .position(|&(n, v)| n == b":status" && v == digits)
@@ -282,11 +272,16 @@ pub fn encode_status(out: &mut Vec<u8>, status: u16) {
 pub fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     match STATIC.iter().position(|&(n, _)| n == name) {
         Some(i) => encode_int(out, 0x00, 4, i + 1),
-        None => {
-            out.push(0x00);
-            encode_raw(out, name);
-        }
+        None => return encode_literal(out, name, value),
     }
+    encode_raw(out, value);
+}
+
+/// A literal header field without indexing, with a literal name (RFC 7541 §6.2.2): no
+/// table, static or dynamic, is involved.
+pub fn encode_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x00);
+    encode_raw(out, name);
     encode_raw(out, value);
 }
 
@@ -387,6 +382,17 @@ mod tests {
         "88c16196d07abe941054d444a8200595040b8166e084a62d1bffc05a839bd9ab77ad94e7821dd7f2\
          e6c7b335dfdfcd5b3960d5af27087f3672c1ab270fb5291f9587316065c003ed4ee5b1063d5007",
     ];
+
+    /// RFC 7541 C.1.1 and C.1.2 (moved here from the h2c upgrade's own encoder).
+    #[test]
+    fn integers_with_a_5_bit_prefix() {
+        let mut b = Vec::new();
+        encode_int(&mut b, 0, 5, 10);
+        assert_eq!(b, [10]);
+        let mut b = Vec::new();
+        encode_int(&mut b, 0, 5, 1337);
+        assert_eq!(b, [31, 154, 10]);
+    }
 
     #[test]
     fn rfc7541_c2_single_fields() {
